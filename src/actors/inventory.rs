@@ -1,0 +1,292 @@
+//! The Inventory actor: the single writer of stock. It reserves, commits and
+//! releases stock for orders and creates or replaces products, each as a write
+//! through the store; after every committed change it updates the catalog snapshot.
+//!
+//! Readers (the catalog API and pages) never send it a message: they read the
+//! snapshot through a [`CatalogReader`], so a burst of orders cannot slow down
+//! browsing. The snapshot keeps, for each product, the row with the highest
+//! version it has seen, so answers that arrive out of order cannot roll it back.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use chrono::Utc;
+
+use crate::domain::{OrderId, Product, ProductId, Quantity, Stock};
+use crate::store::{self, ReserveOutcome, StockLevel, StockedProduct, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("inventory storage failed")]
+    Store(#[from] StoreError),
+}
+
+/// Create a product or replace its name, price and stock.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Product, InventoryError>")]
+pub struct UpsertProduct(pub Product);
+
+/// Hold `quantity` units of a product for an order. Idempotent per order.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Reservation, InventoryError>")]
+pub struct Reserve {
+    pub order_id: OrderId,
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The units are held for the order (now, or by an earlier attempt).
+    Held,
+    /// Not enough stock: nothing is held.
+    OutOfStock { available: Stock },
+    /// The product does not exist.
+    UnknownProduct,
+}
+
+/// The order took its reserved units for good. A no-op when already done.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), InventoryError>")]
+pub struct CommitReservation(pub OrderId);
+
+/// Give an order's reserved units back. A no-op when already done.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), InventoryError>")]
+pub struct ReleaseReservation(pub OrderId);
+
+pub struct InventoryActor {
+    store: Store,
+    catalog: Arc<ArcSwap<Listings>>,
+}
+
+type Listings = BTreeMap<ProductId, Arc<Listing>>;
+
+/// One product in the snapshot. Its identity is stable: changes update it in place,
+/// so a change never lands on a copy that was just replaced.
+struct Listing(Mutex<StockedProduct>);
+
+impl Listing {
+    fn read(&self) -> StockedProduct {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A cheap, cloneable view of the catalog as last committed.
+#[derive(Clone)]
+pub struct CatalogReader {
+    listings: Arc<ArcSwap<Listings>>,
+}
+
+/// One page of the catalog, in product id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogPage {
+    pub products: Vec<Product>,
+    /// The cursor for the next page, when there is one.
+    pub next_after: Option<ProductId>,
+}
+
+impl CatalogReader {
+    pub fn product(&self, product_id: &ProductId) -> Option<Product> {
+        self.listings
+            .load()
+            .get(product_id)
+            .map(|listing| listing.read().product)
+    }
+
+    pub fn page(&self, after: Option<&ProductId>, limit: usize) -> CatalogPage {
+        let listings = self.listings.load();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut products: Vec<Product> = listings
+            .range((start, Bound::Unbounded))
+            .take(limit.saturating_add(1))
+            .map(|(_, listing)| listing.read().product)
+            .collect();
+        let next_after = if products.len() > limit {
+            products.truncate(limit);
+            products.last().map(|p| p.product_id.clone())
+        } else {
+            None
+        };
+        CatalogPage {
+            products,
+            next_after,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.listings.load().is_empty()
+    }
+}
+
+/// The Inventory actor's address together with its snapshot.
+#[derive(Clone)]
+pub struct Inventory {
+    pub addr: Addr<InventoryActor>,
+    pub catalog: CatalogReader,
+}
+
+impl InventoryActor {
+    /// Loads the catalog and starts the actor on the current arbiter.
+    pub async fn start(store: Store) -> Result<Inventory, InventoryError> {
+        let listings: Listings = store
+            .catalog()
+            .await?
+            .into_iter()
+            .map(|row| {
+                (
+                    row.product.product_id.clone(),
+                    Arc::new(Listing(Mutex::new(row))),
+                )
+            })
+            .collect();
+        let catalog = Arc::new(ArcSwap::from_pointee(listings));
+        let reader = CatalogReader {
+            listings: Arc::clone(&catalog),
+        };
+        let addr = InventoryActor { store, catalog }.start();
+        Ok(Inventory {
+            addr,
+            catalog: reader,
+        })
+    }
+}
+
+impl Actor for InventoryActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+/// Applies committed changes to the snapshot. Cloned into each write's future, so
+/// the actor's mailbox is free while the write waits for its commit.
+#[derive(Clone)]
+struct Publisher(Arc<ArcSwap<Listings>>);
+
+impl Publisher {
+    fn product(&self, row: StockedProduct) {
+        let product_id = row.product.product_id.clone();
+        if !self.0.load().contains_key(&product_id) {
+            // A new product: the only change that replaces the map itself.
+            self.0.rcu(|listings| {
+                let mut listings = Listings::clone(listings);
+                listings
+                    .entry(product_id.clone())
+                    .or_insert_with(|| Arc::new(Listing(Mutex::new(row.clone()))));
+                listings
+            });
+        }
+        if let Some(listing) = self.0.load().get(&product_id) {
+            let mut held = listing.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if row.version > held.version {
+                *held = row;
+            }
+        }
+    }
+
+    fn stock(&self, level: StockLevel) {
+        if let Some(listing) = self.0.load().get(&level.product_id) {
+            let mut held = listing.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if level.version > held.version {
+                held.product.stock = level.stock;
+                held.version = level.version;
+            }
+        }
+    }
+}
+
+impl InventoryActor {
+    fn publisher(&self) -> Publisher {
+        Publisher(Arc::clone(&self.catalog))
+    }
+}
+
+impl Handler<UpsertProduct> for InventoryActor {
+    type Result = ResponseFuture<Result<Product, InventoryError>>;
+
+    fn handle(
+        &mut self,
+        UpsertProduct(product): UpsertProduct,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let store = self.store.clone();
+        let publish = self.publisher();
+        Box::pin(async move {
+            let row = store.upsert_product(product).await?;
+            let product = row.product.clone();
+            publish.product(row);
+            Ok(product)
+        })
+    }
+}
+
+impl Handler<Reserve> for InventoryActor {
+    type Result = ResponseFuture<Result<Reservation, InventoryError>>;
+
+    fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let publish = self.publisher();
+        Box::pin(async move {
+            let outcome = store
+                .reserve(store::Reserve {
+                    order_id: msg.order_id,
+                    product_id: msg.product_id,
+                    quantity: msg.quantity,
+                    at: Utc::now(),
+                })
+                .await?;
+            Ok(match outcome {
+                ReserveOutcome::Reserved(level) => {
+                    publish.stock(level);
+                    Reservation::Held
+                }
+                ReserveOutcome::AlreadyReserved(_) => Reservation::Held,
+                ReserveOutcome::Insufficient { available } => Reservation::OutOfStock { available },
+                ReserveOutcome::UnknownProduct => Reservation::UnknownProduct,
+            })
+        })
+    }
+}
+
+impl Handler<CommitReservation> for InventoryActor {
+    type Result = ResponseFuture<Result<(), InventoryError>>;
+
+    fn handle(
+        &mut self,
+        CommitReservation(order_id): CommitReservation,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store.commit_reservation(order_id).await?;
+            Ok(())
+        })
+    }
+}
+
+impl Handler<ReleaseReservation> for InventoryActor {
+    type Result = ResponseFuture<Result<(), InventoryError>>;
+
+    fn handle(
+        &mut self,
+        ReleaseReservation(order_id): ReleaseReservation,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let store = self.store.clone();
+        let publish = self.publisher();
+        Box::pin(async move {
+            if let Some(level) = store.release_reservation(order_id).await? {
+                publish.stock(level);
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! The Orders actor: owns orders and their idempotency keys, and runs each order's
+//! saga. Placing an order commits it (with its idempotency key and first event)
+//! before the caller hears back; the saga then runs as its own task, so any number
+//! of orders are in flight at once and none waits for another's payment. At start
+//! the actor resumes every order that had not reached a terminal status.
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use super::inventory::Inventory;
+use super::payment::PaymentActor;
+use super::saga::Saga;
+use crate::domain::{IdempotencyKey, Order, OrderId, ProductId, Quantity};
+use crate::store::{CreateOrderOutcome, NewOrder, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("product {0} does not exist")]
+    UnknownProduct(ProductId),
+    #[error("the order total does not fit in the shop's money type")]
+    TotalTooLarge,
+    #[error("this Idempotency-Key was already used for a different order")]
+    IdempotencyKeyReused,
+    #[error("order storage failed")]
+    Store(#[from] StoreError),
+}
+
+/// Place an order for `quantity` units of a product.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Placed, OrderError>")]
+pub struct PlaceOrder {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub order: Order,
+    /// True when the idempotency key matched an earlier order, which is returned.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<Order>, OrderError>")]
+pub struct GetOrder(pub OrderId);
+
+/// Resume the saga of every order that has not reached a terminal status. Answers
+/// how many were resumed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, OrderError>")]
+pub struct ResumeUnfinished;
+
+pub struct OrdersActor {
+    store: Store,
+    inventory: Inventory,
+    saga: Saga,
+}
+
+impl OrdersActor {
+    pub fn new(store: Store, inventory: Inventory, payment: Addr<PaymentActor>) -> Self {
+        OrdersActor {
+            saga: Saga::new(store.clone(), inventory.addr.clone(), payment),
+            store,
+            inventory,
+        }
+    }
+}
+
+impl Actor for OrdersActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<PlaceOrder> for OrdersActor {
+    type Result = ResponseFuture<Result<Placed, OrderError>>;
+
+    fn handle(&mut self, msg: PlaceOrder, _: &mut Context<Self>) -> Self::Result {
+        let product = self.inventory.catalog.product(&msg.product_id);
+        let store = self.store.clone();
+        let saga = self.saga.clone();
+        Box::pin(async move {
+            let product =
+                product.ok_or_else(|| OrderError::UnknownProduct(msg.product_id.clone()))?;
+            let total_amount = product
+                .price
+                .money()
+                .checked_mul(msg.quantity.units())
+                .ok_or(OrderError::TotalTooLarge)?;
+            let outcome = store
+                .create_order(NewOrder {
+                    order_id: OrderId::generate(),
+                    product_id: msg.product_id.clone(),
+                    quantity: msg.quantity,
+                    total_amount,
+                    idempotency_key: msg.idempotency_key,
+                    at: Utc::now(),
+                })
+                .await?;
+            match outcome {
+                CreateOrderOutcome::Created(order) => {
+                    tracing::info!(order_id = %order.order_id, product_id = %order.product_id, quantity = order.quantity.units(), "order placed");
+                    actix_rt::spawn(saga.run(order.clone()));
+                    Ok(Placed {
+                        order,
+                        replayed: false,
+                    })
+                }
+                CreateOrderOutcome::Existing(order)
+                    if order.product_id == msg.product_id && order.quantity == msg.quantity =>
+                {
+                    Ok(Placed {
+                        order,
+                        replayed: true,
+                    })
+                }
+                CreateOrderOutcome::Existing(_) => Err(OrderError::IdempotencyKeyReused),
+            }
+        })
+    }
+}
+
+impl Handler<GetOrder> for OrdersActor {
+    type Result = ResponseFuture<Result<Option<Order>, OrderError>>;
+
+    fn handle(&mut self, GetOrder(order_id): GetOrder, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(store.order(order_id).await?) })
+    }
+}
+
+impl Handler<ResumeUnfinished> for OrdersActor {
+    type Result = ResponseFuture<Result<usize, OrderError>>;
+
+    fn handle(&mut self, _: ResumeUnfinished, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let saga = self.saga.clone();
+        Box::pin(async move {
+            let unfinished = store.unfinished_orders().await?;
+            let count = unfinished.len();
+            for order in unfinished {
+                tracing::info!(order_id = %order.order_id, step = order.step.as_str(), "resuming saga");
+                actix_rt::spawn(saga.clone().run(order));
+            }
+            Ok(count)
+        })
+    }
+}

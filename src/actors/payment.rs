@@ -1,0 +1,276 @@
+//! The Payment actor: a simulated payment provider, and the owner of payments.
+//!
+//! `Charge` is idempotent per order. The first charge for an order decides
+//! (SUCCEEDED or DECLINED) and is recorded; every later charge for that order gets
+//! the recorded payment back. Charges for the same order that overlap in time, such
+//! as the saga's own and a client's `POST /api/payments`, are joined: the later ones
+//! wait for the first one's answer instead of charging again. The database's unique
+//! order id is the backstop for charges from another process.
+//!
+//! The simulated processing time is a timer in the charge's own task, so a slow
+//! payment never holds the mailbox or delays anyone else's order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::sync::oneshot;
+
+use super::orders::{GetOrder, OrderError};
+use crate::domain::{Money, OrderId, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus};
+use crate::store::{Store, StoreError};
+
+/// How the simulated provider behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaymentSettings {
+    /// Share of charges declined, from 0.0 (none) to 1.0 (all).
+    pub failure_rate: f64,
+    /// Simulated processing time of each charge.
+    pub latency: Duration,
+    /// Makes decisions reproducible: the same seed declines the same orders.
+    pub seed: Option<u64>,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            failure_rate: 0.0,
+            latency: Duration::ZERO,
+            seed: None,
+        }
+    }
+}
+
+impl PaymentSettings {
+    fn declines(&self, order_id: OrderId) -> bool {
+        let draw: f64 = match self.seed {
+            Some(seed) => {
+                let (high, low) = order_id.as_uuid().as_u64_pair();
+                StdRng::seed_from_u64(seed ^ high ^ low.rotate_left(17)).random()
+            }
+            None => rand::random(),
+        };
+        draw < self.failure_rate
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChargeError {
+    #[error("order {0} does not exist")]
+    UnknownOrder(OrderId),
+    #[error("total_amount must equal the order's total of {expected} cents")]
+    AmountMismatch { expected: Money },
+    #[error("order {order_id} is {status} at step {step:?}: it cannot be charged now")]
+    NotPayable {
+        order_id: OrderId,
+        status: OrderStatus,
+        step: OrderStep,
+    },
+    #[error("payment storage failed")]
+    Store(#[source] Arc<StoreError>),
+    #[error("the orders service is unavailable")]
+    Orders(#[source] Arc<OrderError>),
+    #[error("the orders service did not answer")]
+    Mailbox(#[from] MailboxError),
+}
+
+impl From<StoreError> for ChargeError {
+    fn from(error: StoreError) -> Self {
+        ChargeError::Store(Arc::new(error))
+    }
+}
+
+impl From<OrderError> for ChargeError {
+    fn from(error: OrderError) -> Self {
+        ChargeError::Orders(Arc::new(error))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("payment storage failed")]
+    Store(#[from] StoreError),
+}
+
+/// Charge an order its total. Sent by the order saga and by `POST /api/payments`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Payment, ChargeError>")]
+pub struct Charge {
+    pub order_id: OrderId,
+    pub amount: Money,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<Payment>, PaymentError>")]
+pub struct GetPayment(pub PaymentId);
+
+/// The payments made for an order (at most one).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Payment>, PaymentError>")]
+pub struct ListPayments {
+    pub order_id: OrderId,
+}
+
+/// Sent by a charge's task to its actor when it has an answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ChargeSettled {
+    order_id: OrderId,
+    result: Result<Payment, ChargeError>,
+}
+
+type Waiter = oneshot::Sender<Result<Payment, ChargeError>>;
+
+pub struct PaymentActor {
+    store: Store,
+    orders: Recipient<GetOrder>,
+    settings: PaymentSettings,
+    /// Charges under way, with whoever asked for the same order meanwhile.
+    in_flight: HashMap<OrderId, Vec<Waiter>>,
+}
+
+impl PaymentActor {
+    pub fn new(store: Store, orders: Recipient<GetOrder>, settings: PaymentSettings) -> Self {
+        PaymentActor {
+            store,
+            orders,
+            settings,
+            in_flight: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for PaymentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Charge> for PaymentActor {
+    type Result = ResponseFuture<Result<Payment, ChargeError>>;
+
+    fn handle(&mut self, msg: Charge, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(waiters) = self.in_flight.get_mut(&msg.order_id) {
+            let (tx, rx) = oneshot::channel();
+            waiters.push(tx);
+            let amount = msg.amount;
+            return Box::pin(async move {
+                let payment = rx.await.map_err(|_| MailboxError::Closed)??;
+                // The joined charge was checked against its own amount, not ours.
+                if payment.total_amount != amount {
+                    return Err(ChargeError::AmountMismatch {
+                        expected: payment.total_amount,
+                    });
+                }
+                Ok(payment)
+            });
+        }
+
+        self.in_flight.insert(msg.order_id, Vec::new());
+        let me = ctx.address();
+        let store = self.store.clone();
+        let orders = self.orders.clone();
+        let settings = self.settings;
+        Box::pin(async move {
+            let result = charge(&store, &orders, settings, msg.order_id, msg.amount).await;
+            me.do_send(ChargeSettled {
+                order_id: msg.order_id,
+                result: result.clone(),
+            });
+            result
+        })
+    }
+}
+
+impl Handler<ChargeSettled> for PaymentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChargeSettled, _: &mut Context<Self>) {
+        for waiter in self.in_flight.remove(&msg.order_id).unwrap_or_default() {
+            let _ = waiter.send(msg.result.clone());
+        }
+    }
+}
+
+async fn charge(
+    store: &Store,
+    orders: &Recipient<GetOrder>,
+    settings: PaymentSettings,
+    order_id: OrderId,
+    amount: Money,
+) -> Result<Payment, ChargeError> {
+    if let Some(existing) = store.payments_for_order(order_id).await?.into_iter().next() {
+        if existing.total_amount != amount {
+            return Err(ChargeError::AmountMismatch {
+                expected: existing.total_amount,
+            });
+        }
+        return Ok(existing);
+    }
+
+    let order = orders
+        .send(GetOrder(order_id))
+        .await??
+        .ok_or(ChargeError::UnknownOrder(order_id))?;
+    if order.total_amount != amount {
+        return Err(ChargeError::AmountMismatch {
+            expected: order.total_amount,
+        });
+    }
+    // Only an order whose stock is held may be charged: charging earlier could take
+    // money for an order that is then rejected for want of stock.
+    if order.step != OrderStep::Reserved {
+        return Err(ChargeError::NotPayable {
+            order_id,
+            status: order.status(),
+            step: order.step,
+        });
+    }
+
+    let status = if settings.declines(order_id) {
+        PaymentStatus::Declined
+    } else {
+        PaymentStatus::Succeeded
+    };
+    if !settings.latency.is_zero() {
+        actix_rt::time::sleep(settings.latency).await;
+    }
+    let recorded = store
+        .record_payment(Payment {
+            payment_id: PaymentId::generate(),
+            order_id,
+            total_amount: amount,
+            status,
+            created_at: Utc::now(),
+        })
+        .await?;
+    tracing::info!(%order_id, payment_id = %recorded.payment_id, status = recorded.status.as_str(), "charged");
+    Ok(recorded)
+}
+
+impl Handler<GetPayment> for PaymentActor {
+    type Result = ResponseFuture<Result<Option<Payment>, PaymentError>>;
+
+    fn handle(
+        &mut self,
+        GetPayment(payment_id): GetPayment,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(store.payment(payment_id).await?) })
+    }
+}
+
+impl Handler<ListPayments> for PaymentActor {
+    type Result = ResponseFuture<Result<Vec<Payment>, PaymentError>>;
+
+    fn handle(&mut self, msg: ListPayments, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(store.payments_for_order(msg.order_id).await?) })
+    }
+}

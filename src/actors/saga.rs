@@ -1,0 +1,153 @@
+//! One order's saga: reserve stock, charge, then confirm, or compensate.
+//!
+//! Every step is idempotent and keyed by the order id (a second `Reserve` finds the
+//! reservation, a second `Charge` finds the payment, commit and release are no-ops
+//! once done, and an order never moves twice to the same step), so a saga can be
+//! driven again from the start after a crash, or after a failed step, and lands in
+//! the same place. A step that fails for a passing reason (a busy database) is
+//! retried with backoff until the order reaches a terminal status.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::inventory::{
+    CommitReservation, InventoryActor, InventoryError, ReleaseReservation, Reservation, Reserve,
+};
+use super::payment::{Charge, ChargeError, PaymentActor};
+use crate::domain::{Order, OrderStep, PaymentStatus};
+use crate::store::{OrderTransition, Store, StoreError};
+use crate::telemetry::error_chain;
+
+#[derive(Debug, thiserror::Error)]
+enum SagaError {
+    #[error("inventory step failed")]
+    Inventory(#[from] InventoryError),
+    #[error("payment step failed")]
+    Charge(#[from] ChargeError),
+    #[error("recording the order's progress failed")]
+    Store(#[from] StoreError),
+    #[error("an actor did not answer")]
+    Mailbox(#[from] MailboxError),
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LONGEST_RETRY: Duration = Duration::from_secs(5);
+
+/// What a saga needs: the store for the order's own progress, and the actors that
+/// own stock and payments.
+#[derive(Clone)]
+pub(crate) struct Saga {
+    store: Store,
+    inventory: Addr<InventoryActor>,
+    payment: Addr<PaymentActor>,
+}
+
+impl Saga {
+    pub(crate) fn new(
+        store: Store,
+        inventory: Addr<InventoryActor>,
+        payment: Addr<PaymentActor>,
+    ) -> Self {
+        Saga {
+            store,
+            inventory,
+            payment,
+        }
+    }
+
+    /// Drives the order to a terminal status, retrying failed steps.
+    pub(crate) async fn run(self, order: Order) {
+        let span = tracing::info_span!("saga", order_id = %order.order_id);
+        async move {
+            let mut wait = FIRST_RETRY;
+            loop {
+                match self.drive(&order).await {
+                    Ok(step) => {
+                        tracing::info!(outcome = step.as_str(), "order decided");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error_chain(&error), retry_in = ?wait, "saga step failed");
+                        actix_rt::time::sleep(wait).await;
+                        wait = (wait * 2).min(LONGEST_RETRY);
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn drive(&self, order: &Order) -> Result<OrderStep, SagaError> {
+        let reservation = self
+            .inventory
+            .send(Reserve {
+                order_id: order.order_id,
+                product_id: order.product_id.clone(),
+                quantity: order.quantity,
+            })
+            .await??;
+        match reservation {
+            Reservation::Held => {}
+            Reservation::OutOfStock { available } => {
+                let reason = format!(
+                    "not enough stock: {} requested, {} available",
+                    order.quantity.units(),
+                    available.units()
+                );
+                return self.advance(order, OrderStep::Rejected, Some(reason)).await;
+            }
+            Reservation::UnknownProduct => {
+                let reason = "the product is no longer sold".to_owned();
+                return self.advance(order, OrderStep::Rejected, Some(reason)).await;
+            }
+        }
+        self.advance(order, OrderStep::Reserved, None).await?;
+
+        let payment = self
+            .payment
+            .send(Charge {
+                order_id: order.order_id,
+                amount: order.total_amount,
+            })
+            .await??;
+        match payment.status {
+            PaymentStatus::Succeeded => {
+                self.inventory
+                    .send(CommitReservation(order.order_id))
+                    .await??;
+                self.advance(order, OrderStep::Confirmed, None).await
+            }
+            PaymentStatus::Declined => {
+                // Stock goes back before the order is final: a crash in between
+                // leaves a pending order that is driven again, never lost stock.
+                self.inventory
+                    .send(ReleaseReservation(order.order_id))
+                    .await??;
+                let reason = "the payment was declined".to_owned();
+                self.advance(order, OrderStep::PaymentFailed, Some(reason))
+                    .await
+            }
+        }
+    }
+
+    async fn advance(
+        &self,
+        order: &Order,
+        step: OrderStep,
+        reason: Option<String>,
+    ) -> Result<OrderStep, SagaError> {
+        self.store
+            .advance_order(OrderTransition {
+                order_id: order.order_id,
+                step,
+                reason,
+                at: Utc::now(),
+            })
+            .await?;
+        Ok(step)
+    }
+}

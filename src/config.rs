@@ -1,0 +1,182 @@
+//! Configuration: flags, each with an environment variable of the same meaning.
+//! The variable names are a contract with operators and tests; keep them.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use subtle::ConstantTimeEq;
+
+use crate::actors::payment::PaymentSettings;
+use crate::store::{SqliteSynchronous, StoreOptions};
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+const DEFAULT_DATABASE_URL: &str = "sqlite://minimart.db";
+const DEFAULT_PAYMENT_LATENCY_MS: u64 = 300;
+const DEFAULT_READ_CONNECTIONS: u32 = 4;
+const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "minimart", version, about = "A small, real e-commerce system")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "MINIMART_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: String,
+
+    /// Database: `sqlite://PATH` (created and migrated at start).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Bearer token for product writes. When unset, one is generated and logged at start.
+    #[arg(long, env = "MINIMART_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<AdminToken>,
+
+    /// Share of payments the simulator declines, 0.0 to 1.0.
+    #[arg(long, env = "MINIMART_PAYMENT_FAILURE_RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub payment_failure_rate: f64,
+
+    /// Simulated processing time of each payment, in milliseconds.
+    #[arg(long, env = "MINIMART_PAYMENT_LATENCY_MS", default_value_t = DEFAULT_PAYMENT_LATENCY_MS)]
+    pub payment_latency_ms: u64,
+
+    /// Seed for the payment simulator's decisions, for reproducible runs.
+    #[arg(long, env = "MINIMART_PAYMENT_SEED")]
+    pub payment_seed: Option<u64>,
+
+    /// SQLite durability: `normal` survives a killed process, `full` also power loss.
+    #[arg(
+        long,
+        env = "MINIMART_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "normal"
+    )]
+    pub sqlite_synchronous: SqliteSynchronous,
+
+    /// Connections in the database read pool.
+    #[arg(long, env = "MINIMART_DB_READ_CONNECTIONS", default_value_t = DEFAULT_READ_CONNECTIONS)]
+    pub db_read_connections: u32,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "MINIMART_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Seed a small demo catalog when the catalog is empty.
+    #[arg(long, env = "MINIMART_DEMO_CATALOG", default_value_t = true, action = ArgAction::Set)]
+    pub demo_catalog: bool,
+
+    /// How long a graceful shutdown waits for in-flight requests, in seconds.
+    #[arg(long, env = "MINIMART_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for Config {
+    /// The defaults, without reading flags or the environment.
+    fn default() -> Self {
+        Config {
+            addr: DEFAULT_ADDR.to_owned(),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            admin_token: None,
+            payment_failure_rate: 0.0,
+            payment_latency_ms: DEFAULT_PAYMENT_LATENCY_MS,
+            payment_seed: None,
+            sqlite_synchronous: SqliteSynchronous::Normal,
+            db_read_connections: DEFAULT_READ_CONNECTIONS,
+            workers: None,
+            demo_catalog: true,
+            shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl Config {
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            read_connections: self.db_read_connections,
+            sqlite_synchronous: self.sqlite_synchronous,
+            ..StoreOptions::new(&self.database_url)
+        }
+    }
+
+    pub fn payment_settings(&self) -> PaymentSettings {
+        PaymentSettings {
+            failure_rate: self.payment_failure_rate,
+            latency: Duration::from_millis(self.payment_latency_ms),
+            seed: self.payment_seed,
+        }
+    }
+}
+
+fn parse_rate(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("{raw:?} is not a rate between 0.0 and 1.0")),
+    }
+}
+
+/// The admin bearer token. Its `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A fresh random token (122 random bits).
+    pub fn generate() -> AdminToken {
+        AdminToken(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// Compares in constant time, so response timing does not leak the token.
+    pub fn matches(&self, candidate: &str) -> bool {
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+    }
+
+    /// The token itself, for the one log line that hands a generated token over.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for AdminToken {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.trim().is_empty() {
+            return Err("the admin token must not be empty".to_owned());
+        }
+        Ok(AdminToken(raw.to_owned()))
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_with_their_defaults() {
+        let config = Config::try_parse_from(["minimart", "--addr", "127.0.0.1:0"]);
+        assert!(config.is_ok_and(|c| c.addr == "127.0.0.1:0"));
+    }
+
+    #[test]
+    fn failure_rate_must_be_a_share() {
+        assert!(parse_rate("0.25").is_ok());
+        assert!(parse_rate("1").is_ok());
+        assert!(parse_rate("1.5").is_err());
+        assert!(parse_rate("-0.1").is_err());
+        assert!(parse_rate("often").is_err());
+    }
+
+    #[test]
+    fn tokens_compare_exactly_and_stay_hidden() {
+        let token: AdminToken = "s3cret".parse().expect("a valid token");
+        assert!(token.matches("s3cret"));
+        assert!(!token.matches("s3cre"));
+        assert!(!token.matches("s3cret!"));
+        assert!(!format!("{token:?}").contains("s3cret"));
+        assert!("  ".parse::<AdminToken>().is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! The shop's vocabulary. Every value here is parsed once, at the edge, and trusted
+//! afterwards: a `Quantity` is always between 1 and [`Quantity::MAX`], a `ProductId`
+//! is always a well-formed key, money is always integer cents. The domain depends
+//! on nothing else in the crate.
+
+mod money;
+mod order;
+mod payment;
+mod product;
+
+pub use money::Money;
+pub use order::{IdempotencyKey, Order, OrderId, OrderStatus, OrderStep, Quantity};
+pub use payment::{Payment, PaymentId, PaymentStatus};
+pub use product::{Price, Product, ProductId, ProductName, Stock};
+
+/// Why a raw value was refused. The message names the rule, so an API client can
+/// show it as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub(crate) String);
+
+impl ParseError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        ParseError(message.into())
+    }
+}

@@ -1,0 +1,254 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Money, ParseError, ProductId};
+
+/// An order's id: a UUIDv7, so ids sort by creation time and cannot be guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderId(Uuid);
+
+impl OrderId {
+    pub fn generate() -> OrderId {
+        OrderId(Uuid::now_v7())
+    }
+
+    pub fn parse(raw: &str) -> Result<OrderId, ParseError> {
+        Uuid::parse_str(raw)
+            .map(OrderId)
+            .map_err(|_| ParseError::new("order_id must be a UUID"))
+    }
+
+    pub fn from_uuid(uuid: Uuid) -> OrderId {
+        OrderId(uuid)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How many units one order buys: 1 to [`Quantity::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Quantity(u32);
+
+impl Quantity {
+    pub const MAX: u32 = 1_000;
+
+    pub fn parse(units: i64) -> Result<Quantity, ParseError> {
+        match u32::try_from(units) {
+            Ok(units @ 1..=Self::MAX) => Ok(Quantity(units)),
+            _ => Err(ParseError::new(format!(
+                "quantity must be a whole number between 1 and {}",
+                Self::MAX
+            ))),
+        }
+    }
+
+    pub fn units(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Quantity {
+    type Error = ParseError;
+    fn try_from(units: i64) -> Result<Self, Self::Error> {
+        Quantity::parse(units)
+    }
+}
+
+impl From<Quantity> for i64 {
+    fn from(quantity: Quantity) -> i64 {
+        i64::from(quantity.0)
+    }
+}
+
+/// The public status of an order: `PENDING` until the saga decides, then exactly
+/// one terminal status, which never changes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Rejected,
+    PaymentFailed,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Confirmed => "CONFIRMED",
+            OrderStatus::Rejected => "REJECTED",
+            OrderStatus::PaymentFailed => "PAYMENT_FAILED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self != OrderStatus::Pending
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an order's saga stands. Persisted with the order, so that a restart knows
+/// where to resume and a shopper can watch the steps.
+///
+/// ```text
+/// PLACED --reserve ok--> RESERVED --charge SUCCEEDED--> CONFIRMED
+///   |                        \------charge DECLINED---> PAYMENT_FAILED
+///   \------not enough stock----------------------------> REJECTED
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStep {
+    Placed,
+    Reserved,
+    Confirmed,
+    Rejected,
+    PaymentFailed,
+}
+
+impl OrderStep {
+    pub fn status(self) -> OrderStatus {
+        match self {
+            OrderStep::Placed | OrderStep::Reserved => OrderStatus::Pending,
+            OrderStep::Confirmed => OrderStatus::Confirmed,
+            OrderStep::Rejected => OrderStatus::Rejected,
+            OrderStep::PaymentFailed => OrderStatus::PaymentFailed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStep::Placed => "PLACED",
+            OrderStep::Reserved => "RESERVED",
+            OrderStep::Confirmed => "CONFIRMED",
+            OrderStep::Rejected => "REJECTED",
+            OrderStep::PaymentFailed => "PAYMENT_FAILED",
+        }
+    }
+}
+
+impl FromStr for OrderStep {
+    type Err = ParseError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Ok(match raw {
+            "PLACED" => OrderStep::Placed,
+            "RESERVED" => OrderStep::Reserved,
+            "CONFIRMED" => OrderStep::Confirmed,
+            "REJECTED" => OrderStep::Rejected,
+            "PAYMENT_FAILED" => OrderStep::PaymentFailed,
+            other => return Err(ParseError::new(format!("unknown order step {other:?}"))),
+        })
+    }
+}
+
+/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<IdempotencyKey, ParseError> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ParseError::new(format!(
+                "Idempotency-Key must be 1 to {} visible ASCII characters",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(IdempotencyKey(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An order as the Orders actor owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+    pub total_amount: Money,
+    pub step: OrderStep,
+    /// Why the order failed, in words a shopper understands; `None` unless failed.
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    pub fn status(&self) -> OrderStatus {
+        self.step.status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_are_bounded_whole_numbers() {
+        for bad in [0, -1, i64::from(Quantity::MAX) + 1, i64::MAX, i64::MIN] {
+            assert!(Quantity::parse(bad).is_err(), "{bad} should be refused");
+        }
+        assert_eq!(Quantity::parse(1).map(Quantity::units), Ok(1));
+        assert!(Quantity::parse(i64::from(Quantity::MAX)).is_ok());
+    }
+
+    #[test]
+    fn only_terminal_steps_have_terminal_statuses() {
+        assert_eq!(OrderStep::Placed.status(), OrderStatus::Pending);
+        assert_eq!(OrderStep::Reserved.status(), OrderStatus::Pending);
+        assert!(OrderStep::Confirmed.status().is_terminal());
+        assert!(OrderStep::Rejected.status().is_terminal());
+        assert!(OrderStep::PaymentFailed.status().is_terminal());
+    }
+
+    #[test]
+    fn steps_round_trip_through_their_names() {
+        for step in [
+            OrderStep::Placed,
+            OrderStep::Reserved,
+            OrderStep::Confirmed,
+            OrderStep::Rejected,
+            OrderStep::PaymentFailed,
+        ] {
+            assert_eq!(step.as_str().parse::<OrderStep>(), Ok(step));
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii() {
+        assert!(IdempotencyKey::parse("retry-7f3a").is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse("has space").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn order_ids_must_be_uuids() {
+        assert!(OrderId::parse("not-a-uuid").is_err());
+        let id = OrderId::generate();
+        assert_eq!(OrderId::parse(&id.to_string()), Ok(id));
+    }
+}

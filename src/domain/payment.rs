@@ -1,0 +1,76 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Money, OrderId, ParseError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PaymentId(Uuid);
+
+impl PaymentId {
+    pub fn generate() -> PaymentId {
+        PaymentId(Uuid::now_v7())
+    }
+
+    pub fn parse(raw: &str) -> Result<PaymentId, ParseError> {
+        Uuid::parse_str(raw)
+            .map(PaymentId)
+            .map_err(|_| ParseError::new("payment_id must be a UUID"))
+    }
+
+    pub fn from_uuid(uuid: Uuid) -> PaymentId {
+        PaymentId(uuid)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for PaymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A payment's outcome. A decline is a normal answer from the provider, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentStatus {
+    Succeeded,
+    Declined,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Succeeded => "SUCCEEDED",
+            PaymentStatus::Declined => "DECLINED",
+        }
+    }
+}
+
+impl FromStr for PaymentStatus {
+    type Err = ParseError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "SUCCEEDED" => Ok(PaymentStatus::Succeeded),
+            "DECLINED" => Ok(PaymentStatus::Declined),
+            other => Err(ParseError::new(format!("unknown payment status {other:?}"))),
+        }
+    }
+}
+
+/// One charge attempt against an order. There is at most one per order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Payment {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub total_amount: Money,
+    pub status: PaymentStatus,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,234 @@
+use serde::{Deserialize, Serialize};
+
+use super::{Money, ParseError};
+
+/// A client-chosen product key: 1 to 64 ASCII letters, digits, `-` or `_`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProductId(String);
+
+impl ProductId {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(raw: impl Into<String>) -> Result<ProductId, ParseError> {
+        let raw = raw.into();
+        if raw.is_empty() {
+            return Err(ParseError::new("product_id must not be empty"));
+        }
+        if raw.len() > Self::MAX_LEN {
+            return Err(ParseError::new(format!(
+                "product_id must be at most {} characters",
+                Self::MAX_LEN
+            )));
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ParseError::new(
+                "product_id may contain only letters, digits, '-' and '_'",
+            ));
+        }
+        Ok(ProductId(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ProductId {
+    type Error = ParseError;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        ProductId::parse(raw)
+    }
+}
+
+impl From<ProductId> for String {
+    fn from(id: ProductId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for ProductId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A product's display name: trimmed, 1 to 200 characters, no control characters.
+/// Anything else is allowed (it is escaped wherever it is shown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProductName(String);
+
+impl ProductName {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: impl Into<String>) -> Result<ProductName, ParseError> {
+        let raw: String = raw.into();
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(ParseError::new("product_name must not be empty"));
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(ParseError::new(format!(
+                "product_name must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(ParseError::new(
+                "product_name must not contain control characters",
+            ));
+        }
+        Ok(ProductName(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ProductName {
+    type Error = ParseError;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        ProductName::parse(raw)
+    }
+}
+
+impl From<ProductName> for String {
+    fn from(name: ProductName) -> String {
+        name.0
+    }
+}
+
+/// A unit price in cents: at least 1 cent, at most $1,000,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Price(Money);
+
+impl Price {
+    pub const MAX_CENTS: i64 = 100_000_000;
+
+    pub fn parse(cents: i64) -> Result<Price, ParseError> {
+        if !(1..=Self::MAX_CENTS).contains(&cents) {
+            return Err(ParseError::new(format!(
+                "price must be a whole number of cents between 1 and {}",
+                Self::MAX_CENTS
+            )));
+        }
+        Ok(Price(Money::from_cents(cents)))
+    }
+
+    pub fn money(self) -> Money {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Price {
+    type Error = ParseError;
+    fn try_from(cents: i64) -> Result<Self, Self::Error> {
+        Price::parse(cents)
+    }
+}
+
+impl From<Price> for i64 {
+    fn from(price: Price) -> i64 {
+        price.0.cents()
+    }
+}
+
+/// Units on hand: 0 to one billion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Stock(i64);
+
+impl Stock {
+    pub const MAX: i64 = 1_000_000_000;
+
+    pub fn parse(units: i64) -> Result<Stock, ParseError> {
+        if !(0..=Self::MAX).contains(&units) {
+            return Err(ParseError::new(format!(
+                "stock must be a whole number between 0 and {}",
+                Self::MAX
+            )));
+        }
+        Ok(Stock(units))
+    }
+
+    pub fn units(self) -> i64 {
+        self.0
+    }
+
+    /// A stock level that was computed rather than entered (a release on top of a
+    /// maximal stock may pass `MAX`); only negative values are impossible.
+    pub fn saturating(units: i64) -> Stock {
+        Stock(units.max(0))
+    }
+}
+
+impl TryFrom<i64> for Stock {
+    type Error = ParseError;
+    fn try_from(units: i64) -> Result<Self, Self::Error> {
+        Stock::parse(units)
+    }
+}
+
+impl From<Stock> for i64 {
+    fn from(stock: Stock) -> i64 {
+        stock.0
+    }
+}
+
+/// A product as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Product {
+    pub product_id: ProductId,
+    pub product_name: ProductName,
+    pub price: Price,
+    pub stock: Stock,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_ids_are_short_plain_keys() {
+        assert!(ProductId::parse("widget-01_B").is_ok());
+        assert!(ProductId::parse("").is_err());
+        assert!(ProductId::parse("a".repeat(65)).is_err());
+        assert!(ProductId::parse("a".repeat(64)).is_ok());
+        for bad in [
+            "has space",
+            "slash/",
+            "dot.",
+            "ümlaut",
+            "semi;colon",
+            "quote'",
+        ] {
+            assert!(ProductId::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(ProductName::parse("  Tea  ").map(|n| n.0), Ok("Tea".into()));
+        assert!(ProductName::parse("   ").is_err());
+        assert!(ProductName::parse("x".repeat(201)).is_err());
+        assert!(ProductName::parse("line\nbreak").is_err());
+        assert!(ProductName::parse("<script>alert(1)</script>").is_ok());
+    }
+
+    #[test]
+    fn prices_and_stock_have_sane_bounds() {
+        assert!(Price::parse(0).is_err());
+        assert!(Price::parse(-1).is_err());
+        assert!(Price::parse(1).is_ok());
+        assert!(Price::parse(Price::MAX_CENTS + 1).is_err());
+        assert!(Stock::parse(-1).is_err());
+        assert!(Stock::parse(0).is_ok());
+        assert!(Stock::parse(Stock::MAX + 1).is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! The one place where errors become HTTP answers. Every error a client can cause
+//! is a 4xx with an RFC 9457 problem+json body that says what was wrong; a 5xx
+//! means an outage or a bug, and is logged with its cause chain.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::actors::inventory::InventoryError;
+use crate::actors::orders::OrderError;
+use crate::actors::payment::{ChargeError, PaymentError};
+use crate::domain::ParseError;
+use crate::telemetry::error_chain;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: bad syntax, a bad path or query, a bad header.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request is well-formed but its content is refused.
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("a valid admin bearer token is required")]
+    Unauthorized,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("{0} is not allowed on this resource")]
+    MethodNotAllowed(String),
+    /// A dependency (the database, an actor) is not answering; retrying may work.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An RFC 9457 problem document. `code` is a stable, machine-readable kind.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'static str,
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unprocessable(_) => "invalid_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %error_chain(self), "request failed");
+        }
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        response.json(Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code(),
+        })
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(error: ParseError) -> Self {
+        ApiError::BadRequest(error.to_string())
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(error: actix::MailboxError) -> Self {
+        ApiError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(error: OrderError) -> Self {
+        match error {
+            OrderError::UnknownProduct(_) | OrderError::TotalTooLarge => {
+                ApiError::Unprocessable(error.to_string())
+            }
+            OrderError::IdempotencyKeyReused => ApiError::Unprocessable(error.to_string()),
+            OrderError::Store(_) => ApiError::Unavailable(Box::new(error)),
+        }
+    }
+}
+
+impl From<InventoryError> for ApiError {
+    fn from(error: InventoryError) -> Self {
+        ApiError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(error: PaymentError) -> Self {
+        ApiError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<ChargeError> for ApiError {
+    fn from(error: ChargeError) -> Self {
+        match error {
+            ChargeError::UnknownOrder(_) => ApiError::NotFound(error.to_string()),
+            ChargeError::AmountMismatch { .. } => ApiError::Unprocessable(error.to_string()),
+            ChargeError::NotPayable { .. } => ApiError::Conflict(error.to_string()),
+            ChargeError::Store(_) | ChargeError::Orders(_) | ChargeError::Mailbox(_) => {
+                ApiError::Unavailable(Box::new(error))
+            }
+        }
+    }
+}
+
+/// Refusals of JSON bodies: too large, not JSON, not valid JSON, or the wrong shape.
+pub fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = match &error {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit: *limit },
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Deserialize(cause) if cause.is_data() => {
+            ApiError::Unprocessable(format!("the request body is not valid: {cause}"))
+        }
+        JsonPayloadError::Deserialize(cause) => {
+            ApiError::BadRequest(format!("the request body is not valid JSON: {cause}"))
+        }
+        other => ApiError::BadRequest(format!("the request body could not be read: {other}")),
+    };
+    api.into()
+}
+
+pub fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
+    let PathError::Deserialize(cause) = &error else {
+        return ApiError::BadRequest(error.to_string()).into();
+    };
+    ApiError::BadRequest(cause.to_string()).into()
+}
+
+pub fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let QueryPayloadError::Deserialize(cause) = &error else {
+        return ApiError::BadRequest(error.to_string()).into();
+    };
+    ApiError::BadRequest(format!("bad query string: {cause}")).into()
+}

@@ -1,0 +1,16 @@
+//! minimart: a small, real e-commerce system. A shopper browses products and places
+//! an order; the order's saga reserves stock, charges a simulated payment, and
+//! confirms or compensates. Orders, Inventory and Payment are actix actors that own
+//! their domains and exchange typed messages; an actix-web layer turns HTTP calls
+//! into those messages; the store layer is the only code that knows SQL.
+//!
+//! Dependencies run one way: `http` -> `actors` -> `store`, and all of them use
+//! `domain`, which uses nothing else.
+
+pub mod actors;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,151 @@
+//! Start-up: open and migrate the store, start the actors, seed the demo catalog,
+//! resume unfinished sagas, and only then serve HTTP on a listener bound here.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+
+use crate::actors::Actors;
+use crate::actors::inventory::{InventoryError, UpsertProduct};
+use crate::actors::orders::{OrderError, ResumeUnfinished};
+use crate::config::{AdminToken, Config};
+use crate::domain::{ParseError, Price, Product, ProductId, ProductName, Stock};
+use crate::http::{self, ServerSettings};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("could not open the database")]
+    Store(#[from] StoreError),
+    #[error("could not start the inventory")]
+    Inventory(#[from] InventoryError),
+    #[error("could not resume unfinished orders")]
+    Orders(#[from] OrderError),
+    #[error("an actor stopped during start-up")]
+    Mailbox(#[from] actix::MailboxError),
+    #[error("the demo catalog is invalid")]
+    DemoCatalog(#[from] ParseError),
+    #[error("could not listen on {addr}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built application, serving once awaited.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+}
+
+impl Application {
+    /// Must be called inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let store = Store::open(&config.store_options()).await?;
+        let actors = Actors::start(store, config.payment_settings()).await?;
+
+        if config.demo_catalog && actors.inventory.catalog.is_empty() {
+            seed_demo_catalog(&actors).await?;
+        }
+        let resumed = actors.orders.send(ResumeUnfinished).await??;
+        if resumed > 0 {
+            tracing::info!(orders = resumed, "resumed unfinished orders");
+        }
+
+        let admin_token = config.admin_token.clone().unwrap_or_else(|| {
+            let token = AdminToken::generate();
+            tracing::warn!(
+                admin_token = token.reveal(),
+                "MINIMART_ADMIN_TOKEN is not set: generated an admin token for this run"
+            );
+            token
+        });
+
+        let bind_error = |source| StartupError::Bind {
+            addr: config.addr.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&config.addr).map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
+        let server = http::serve(
+            listener,
+            actors,
+            admin_token,
+            ServerSettings {
+                workers: config.workers,
+                shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            },
+        )
+        .map_err(bind_error)?;
+        tracing::info!(%address, database = %redact_url(&config.database_url), "minimart is serving");
+        Ok(Application { address, server })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Stops the server gracefully, from outside (tests).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// A database URL for the log, without any password it may carry.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A few products so that a fresh install has something to sell.
+const DEMO_CATALOG: &[(&str, &str, i64, i64)] = &[
+    ("espresso-beans", "Espresso beans, 1 kg", 2490, 40),
+    ("pour-over-kettle", "Pour-over kettle", 5900, 12),
+    ("ceramic-mug", "Ceramic mug", 1450, 60),
+    ("hand-grinder", "Hand grinder", 8900, 5),
+    ("paper-filters", "Paper filters, 100 pack", 690, 150),
+    ("tasting-notebook", "Tasting notebook", 1200, 3),
+];
+
+async fn seed_demo_catalog(actors: &Actors) -> Result<(), StartupError> {
+    for &(id, name, price, stock) in DEMO_CATALOG {
+        let product = Product {
+            product_id: ProductId::parse(id)?,
+            product_name: ProductName::parse(name)?,
+            price: Price::parse(price)?,
+            stock: Stock::parse(stock)?,
+        };
+        actors.inventory.addr.send(UpsertProduct(product)).await??;
+    }
+    tracing::info!(products = DEMO_CATALOG.len(), "seeded the demo catalog");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_stay_out_of_the_log() {
+        assert_eq!(
+            redact_url("postgres://shop:hunter2@db:5432/shop"),
+            "postgres://***@db:5432/shop"
+        );
+        assert_eq!(redact_url("sqlite://minimart.db"), "sqlite://minimart.db");
+    }
+}

@@ -1,0 +1,153 @@
+//! Group commit. One task owns the only write connection; every write in the
+//! process is a job sent to it over a channel. The task takes whatever jobs have
+//! queued (up to a bound), runs them in one transaction, commits once and only then
+//! answers each job. Under low load a batch is a single job, so nothing waits for
+//! company; under high load one commit serves hundreds of saga steps. An answer
+//! always follows the commit that holds the job's writes, so whatever a caller is
+//! told has happened survives `kill -9`.
+//!
+//! A job whose SQL fails must fail alone: when a batch fails it is rolled back and
+//! its jobs are retried one per transaction, so each gets its own outcome. Domain
+//! outcomes such as "not enough stock" are not errors: jobs report them as values,
+//! decided by conditional statements, and never abort a batch.
+
+use futures_util::future::BoxFuture;
+use sqlx::{Connection, Database};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// One kind of write, with the SQL of one backend. The output is what the caller
+/// learns once the write is committed.
+pub(crate) trait WriteOp<DB: Database>: Send + 'static {
+    type Output: Send + 'static;
+
+    fn apply<'c>(
+        &'c self,
+        conn: &'c mut DB::Connection,
+    ) -> BoxFuture<'c, Result<Self::Output, StoreError>>;
+}
+
+/// A queued write, its type erased so that one channel carries every kind.
+pub(crate) trait Job<DB: Database>: Send {
+    fn run<'c>(&'c mut self, conn: &'c mut DB::Connection)
+    -> BoxFuture<'c, Result<(), StoreError>>;
+
+    /// Answers the caller: with the job's output if its transaction committed,
+    /// with the error otherwise.
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+struct Queued<DB: Database, W: WriteOp<DB>> {
+    op: W,
+    output: Option<W::Output>,
+    reply: oneshot::Sender<Result<W::Output, StoreError>>,
+    _db: std::marker::PhantomData<fn() -> DB>,
+}
+
+impl<DB: Database, W: WriteOp<DB>> Job<DB> for Queued<DB, W> {
+    fn run<'c>(
+        &'c mut self,
+        conn: &'c mut DB::Connection,
+    ) -> BoxFuture<'c, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.output = Some(self.op.apply(conn).await?);
+            Ok(())
+        })
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let Queued { output, reply, .. } = *self;
+        let answer = committed.and_then(|()| output.ok_or(StoreError::NotApplied));
+        // The caller may have gone away (a dropped request); the write stands anyway.
+        let _ = reply.send(answer);
+    }
+}
+
+/// The sending side, held by the store.
+pub(crate) struct Writer<DB: Database> {
+    jobs: mpsc::Sender<Box<dyn Job<DB>>>,
+}
+
+impl<DB: Database> Clone for Writer<DB> {
+    fn clone(&self) -> Self {
+        Writer {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<DB: Database> Writer<DB> {
+    /// Starts the writer task on the current runtime. It ends once every `Writer`
+    /// handle is dropped and the queue is drained.
+    pub(crate) fn spawn(conn: DB::Connection, max_batch: usize) -> Writer<DB>
+    where
+        DB::Connection: Connection<Database = DB>,
+    {
+        let (jobs, queue) = mpsc::channel(max_batch * 4);
+        tokio::spawn(run(conn, queue, max_batch));
+        Writer { jobs }
+    }
+
+    /// Queues `op` and waits until it is committed (or failed).
+    pub(crate) async fn write<W: WriteOp<DB>>(&self, op: W) -> Result<W::Output, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Queued {
+            op,
+            output: None,
+            reply,
+            _db: std::marker::PhantomData,
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+async fn run<DB: Database>(
+    mut conn: DB::Connection,
+    mut queue: mpsc::Receiver<Box<dyn Job<DB>>>,
+    max_batch: usize,
+) where
+    DB::Connection: Connection<Database = DB>,
+{
+    let mut batch = Vec::with_capacity(max_batch);
+    while queue.recv_many(&mut batch, max_batch).await > 0 {
+        tracing::trace!(jobs = batch.len(), "group commit");
+        match transact(&mut conn, &mut batch).await {
+            Ok(()) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
+            Err(error) if batch.len() == 1 => {
+                if let Some(job) = batch.pop() {
+                    job.finish(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, jobs = batch.len(), "batch failed; retrying its writes one by one");
+                for job in batch.drain(..) {
+                    let mut single = [job];
+                    let result = transact(&mut conn, &mut single).await;
+                    let [job] = single;
+                    job.finish(result);
+                }
+            }
+        }
+    }
+    tracing::debug!("writer stopped: every store handle is gone");
+}
+
+async fn transact<DB: Database>(
+    conn: &mut DB::Connection,
+    jobs: &mut [Box<dyn Job<DB>>],
+) -> Result<(), StoreError>
+where
+    DB::Connection: Connection<Database = DB>,
+{
+    let mut tx = conn.begin().await?;
+    for job in jobs.iter_mut() {
+        job.run(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
