@@ -290,3 +290,6 @@ impl Handler<ReleaseReservation> for InventoryActor {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -149,3 +149,6 @@ impl Handler<ResumeUnfinished> for OrdersActor {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

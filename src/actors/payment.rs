@@ -274,3 +274,6 @@ impl Handler<ListPayments> for PaymentActor {
         Box::pin(async move { Ok(store.payments_for_order(msg.order_id).await?) })
     }
 }
+
+#[cfg(test)]
+mod tests;
