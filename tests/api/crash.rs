@@ -1,0 +1,291 @@
+//! An order that got a 2xx survives `kill -9`: the real binary is killed at random
+//! moments while shoppers are ordering, restarted on the same database, and every
+//! order must then reach a terminal status on its own, with stock conserved and no
+//! order charged twice. Clients retry with their `Idempotency-Key`, as a real client
+//! whose answer was lost would, so every order that exists is known.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, wait_terminal};
+
+/// The minimart binary on its own database, stopped (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(database: &Path, port: u16) -> Server {
+        let child = Command::new(env!("CARGO_BIN_EXE_minimart"))
+            .env("MINIMART_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", format!("sqlite://{}", database.display()))
+            .env("MINIMART_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("MINIMART_PAYMENT_LATENCY_MS", "15")
+            .env("MINIMART_PAYMENT_FAILURE_RATE", "0.25")
+            .env("MINIMART_DEMO_CATALOG", "false")
+            .env("MINIMART_WORKERS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the binary starts");
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        server.until_healthy().await;
+        server
+    }
+
+    async fn until_healthy(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = client.get(format!("{}/healthz", self.base)).send().await {
+                if response.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not become healthy"
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").port()
+}
+
+const PRODUCTS: [(&str, i64); 2] = [("crash-a", 60), ("crash-b", 35)];
+
+/// The client side: one idempotency key per intended order, and the order id once
+/// the server has answered for it.
+#[derive(Default)]
+struct Ledger {
+    /// key -> (product, quantity)
+    intents: HashMap<String, (String, i64)>,
+    /// key -> order id
+    accepted: HashMap<String, String>,
+}
+
+async fn place(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    product: &str,
+    quantity: i64,
+) -> Option<String> {
+    let response = client
+        .post(format!("{base}/api/orders"))
+        .header("Idempotency-Key", key)
+        .json(&json!({ "product_id": product, "quantity": quantity }))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    assert!(
+        response.status() == StatusCode::ACCEPTED,
+        "an order is refused only by a crash: {}",
+        response.status()
+    );
+    let body: Value = response.json().await.ok()?;
+    body["order_id"].as_str().map(str::to_owned)
+}
+
+/// Shoppers order as fast as they can until the server dies under them.
+async fn shop_until_killed(base: String, ledger: Arc<Mutex<Ledger>>, shopper: usize, round: usize) {
+    let client = reqwest::Client::new();
+    for n in 0.. {
+        let key = format!("r{round}-s{shopper}-{n}");
+        let (product, quantity) = (PRODUCTS[n % 2].0.to_owned(), (n % 3 + 1) as i64);
+        ledger
+            .lock()
+            .expect("ledger")
+            .intents
+            .insert(key.clone(), (product.clone(), quantity));
+        match place(&client, &base, &key, &product, quantity).await {
+            Some(order_id) => {
+                ledger
+                    .lock()
+                    .expect("ledger")
+                    .accepted
+                    .insert(key, order_id);
+            }
+            None => return, // the server is gone
+        }
+    }
+}
+
+#[actix_web::test]
+async fn accepted_orders_survive_kill_9_and_finish_after_restart() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = dir.path().join("crash.db");
+    let port = free_port();
+    let client = reqwest::Client::new();
+
+    let server = Server::start(&database, port).await;
+    for (id, stock) in PRODUCTS {
+        let response = client
+            .post(format!("{}/api/products/{id}", server.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "product_name": id, "price": 250, "stock": stock }))
+            .send()
+            .await
+            .expect("POST product");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut server = Some(server);
+    for round in 0..3 {
+        let running = server.take().unwrap_or_else(|| unreachable!());
+        let shoppers: Vec<_> = (0..8)
+            .map(|shopper| {
+                actix_rt::spawn(shop_until_killed(
+                    running.base.clone(),
+                    Arc::clone(&ledger),
+                    shopper,
+                    round,
+                ))
+            })
+            .collect();
+        let pause = rand::rng().random_range(150..600);
+        actix_rt::time::sleep(Duration::from_millis(pause)).await;
+        running.kill();
+        for shopper in shoppers {
+            shopper.await.expect("the shopper task ends");
+        }
+        server = Some(Server::start(&database, port).await);
+    }
+    let server = server.unwrap_or_else(|| unreachable!());
+
+    // Retry every order whose answer was lost; the key makes it the same order.
+    let lost: Vec<(String, (String, i64))> = {
+        let ledger = ledger.lock().expect("ledger");
+        ledger
+            .intents
+            .iter()
+            .filter(|(key, _)| !ledger.accepted.contains_key(*key))
+            .map(|(key, intent)| (key.clone(), intent.clone()))
+            .collect()
+    };
+    for (key, (product, quantity)) in lost {
+        let order_id = place(&client, &server.base, &key, &product, quantity)
+            .await
+            .expect("the retry is answered");
+        ledger
+            .lock()
+            .expect("ledger")
+            .accepted
+            .insert(key, order_id);
+    }
+
+    let order_ids: Vec<String> = ledger
+        .lock()
+        .expect("ledger")
+        .accepted
+        .values()
+        .cloned()
+        .collect();
+    assert!(
+        order_ids.len() > 20,
+        "the shoppers placed orders: {}",
+        order_ids.len()
+    );
+    let mut sold: HashMap<String, i64> = HashMap::new();
+    for order_id in &order_ids {
+        let order = wait_terminal(&client, &server.base, order_id).await;
+        let payments: Value = client
+            .get(format!("{}/api/payments?order_id={order_id}", server.base))
+            .send()
+            .await
+            .expect("GET payments")
+            .json()
+            .await
+            .expect("JSON");
+        let payments = payments["payments"].as_array().expect("a list");
+        let succeeded = payments
+            .iter()
+            .filter(|p| p["status"] == "SUCCEEDED")
+            .count();
+        match order["status"].as_str() {
+            Some("CONFIRMED") => {
+                assert_eq!(succeeded, 1, "{order}");
+                *sold
+                    .entry(order["product_id"].as_str().expect("id").to_owned())
+                    .or_default() += order["quantity"].as_i64().expect("qty");
+            }
+            Some("PAYMENT_FAILED") | Some("REJECTED") => assert_eq!(succeeded, 0, "{order}"),
+            other => panic!("unexpected status {other:?}"),
+        }
+    }
+    for (id, initial) in PRODUCTS {
+        let product: Value = client
+            .get(format!("{}/api/products/{id}", server.base))
+            .send()
+            .await
+            .expect("GET product")
+            .json()
+            .await
+            .expect("JSON");
+        let now = product["stock"].as_i64().expect("stock");
+        assert_eq!(
+            initial,
+            now + sold.get(id).copied().unwrap_or(0),
+            "{id}: stock conserved"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn sigterm_stops_the_server_gracefully() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = dir.path().join("term.db");
+    let server = Server::start(&database, free_port()).await;
+    let pid = server.child.id().to_string();
+
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+
+    let mut server = server;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "a graceful stop exits with success: {exit}");
+}

@@ -1,0 +1,46 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[actix_web::test]
+async fn health_is_ok_once_the_app_serves() {
+    let app = spawn_app().await;
+
+    let response = app.get("/healthz").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn unknown_paths_and_methods_are_refused_as_problems() {
+    let app = spawn_app().await;
+
+    assert_problem(
+        app.get("/api/nothing-here").await,
+        StatusCode::NOT_FOUND,
+        "unknown path",
+    )
+    .await;
+    let delete = app
+        .client
+        .delete(app.url("/api/orders"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_problem(delete, StatusCode::METHOD_NOT_ALLOWED, "DELETE /api/orders").await;
+}
+
+#[actix_web::test]
+async fn a_fresh_install_sells_a_demo_catalog() {
+    let app = crate::helpers::spawn_app_with(|config| config.demo_catalog = true).await;
+
+    let page = app.get_json("/api/products").await;
+
+    let products = page["products"].as_array().expect("a list");
+    assert!(!products.is_empty(), "demo products: {page}");
+    assert!(
+        products
+            .iter()
+            .all(|p| p["price"].as_i64().is_some_and(|c| c > 0))
+    );
+}

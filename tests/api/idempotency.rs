@@ -1,0 +1,92 @@
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app};
+
+async fn order_with_key(
+    app: &crate::helpers::TestApp,
+    key: &str,
+    quantity: i64,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/orders"))
+        .header("Idempotency-Key", key)
+        .json(&json!({ "product_id": "beans", "quantity": quantity }))
+        .send()
+        .await
+        .expect("POST order")
+}
+
+#[actix_web::test]
+async fn a_retried_order_is_the_same_order_and_buys_once() {
+    let app = spawn_app().await;
+    app.stock_product("beans", 2490, 10).await;
+
+    let first = order_with_key(&app, "checkout-41", 2).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.expect("JSON");
+    let order_id = first["order_id"].as_str().expect("an id").to_owned();
+    app.until_terminal(&order_id).await;
+
+    let retry = order_with_key(&app, "checkout-41", 2).await;
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        retry
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let retry: Value = retry.json().await.expect("JSON");
+
+    assert_eq!(retry["order_id"], order_id.as_str());
+    assert_eq!(retry["status"], "CONFIRMED");
+    assert_eq!(app.stock_of("beans").await, 8, "bought once");
+    assert_eq!(app.payments_of(&order_id).await.len(), 1, "charged once");
+}
+
+#[actix_web::test]
+async fn concurrent_retries_with_one_key_create_one_order() {
+    let app = spawn_app().await;
+    app.stock_product("beans", 2490, 100).await;
+
+    let responses = join_all((0..25).map(|_| order_with_key(&app, "double-click", 3))).await;
+
+    let mut ids = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.expect("JSON");
+        ids.push(body["order_id"].as_str().expect("an id").to_owned());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every retry got the same order: {ids:?}");
+    assert_eq!(app.until_terminal(&ids[0]).await["status"], "CONFIRMED");
+    assert_eq!(app.stock_of("beans").await, 97);
+    assert_eq!(app.payments_of(&ids[0]).await.len(), 1);
+}
+
+#[actix_web::test]
+async fn a_key_reused_for_a_different_order_is_refused() {
+    let app = spawn_app().await;
+    app.stock_product("beans", 2490, 10).await;
+    let first = order_with_key(&app, "cart-7", 1).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+
+    let different = order_with_key(&app, "cart-7", 4).await;
+
+    assert_problem(
+        different,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "same key, other body",
+    )
+    .await;
+    let first: Value = first.json().await.expect("JSON");
+    app.until_terminal(first["order_id"].as_str().expect("an id"))
+        .await;
+    assert_eq!(
+        app.stock_of("beans").await,
+        9,
+        "only the first order bought"
+    );
+}

@@ -1,0 +1,12 @@
+//! minimart's API, exercised as its users see it: each test starts the real app on
+//! a random port with its own database and speaks HTTP to it.
+
+mod bad_input;
+mod concurrency;
+mod crash;
+mod health;
+mod helpers;
+mod idempotency;
+mod orders;
+mod payments;
+mod products;

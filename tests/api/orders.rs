@@ -1,0 +1,122 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+
+#[actix_web::test]
+async fn a_shopper_buys_and_the_order_is_confirmed() {
+    let app = spawn_app().await;
+    app.stock_product("kettle", 5900, 3).await;
+
+    let response = app.place_order("kettle", 2).await;
+
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Location header")
+        .to_owned();
+    let accepted: Value = response.json().await.expect("JSON");
+    assert_eq!(accepted["status"], "PENDING");
+    let order_id = accepted["order_id"].as_str().expect("an order id");
+    assert_eq!(location, format!("/api/orders/{order_id}"));
+
+    let order = app.until_terminal(order_id).await;
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["product_id"], "kettle");
+    assert_eq!(order["quantity"], 2);
+    assert_eq!(order["total_amount"], 11800);
+    assert!(order["reason"].is_null());
+    for field in ["created_at", "updated_at"] {
+        assert!(order[field].is_string(), "{field} in {order}");
+    }
+
+    assert_eq!(app.stock_of("kettle").await, 1);
+    let payments = app.payments_of(order_id).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["status"], "SUCCEEDED");
+    assert_eq!(payments[0]["total_amount"], 11800);
+}
+
+#[actix_web::test]
+async fn an_order_for_more_than_the_stock_is_rejected_and_takes_nothing() {
+    let app = spawn_app().await;
+    app.stock_product("grinder", 8900, 2).await;
+
+    let order_id = app.order_id("grinder", 3).await;
+    let order = app.until_terminal(&order_id).await;
+
+    assert_eq!(order["status"], "REJECTED");
+    assert!(
+        order["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("stock")),
+        "{order}"
+    );
+    assert_eq!(app.stock_of("grinder").await, 2);
+    assert!(
+        app.payments_of(&order_id).await.is_empty(),
+        "nothing is charged"
+    );
+}
+
+#[actix_web::test]
+async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
+    let app = spawn_app_with(|config| config.payment_failure_rate = 1.0).await;
+    app.stock_product("notebook", 1200, 4).await;
+
+    let order_id = app.order_id("notebook", 3).await;
+    let order = app.until_terminal(&order_id).await;
+
+    assert_eq!(order["status"], "PAYMENT_FAILED");
+    assert!(
+        order["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("declined")),
+        "{order}"
+    );
+    assert_eq!(app.stock_of("notebook").await, 4);
+    let payments = app.payments_of(&order_id).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["status"], "DECLINED");
+}
+
+#[actix_web::test]
+async fn the_last_units_go_to_one_order_and_the_next_is_rejected() {
+    let app = spawn_app().await;
+    app.stock_product("last-one", 500, 1).await;
+
+    let first = app.order_id("last-one", 1).await;
+    assert_eq!(app.until_terminal(&first).await["status"], "CONFIRMED");
+    let second = app.order_id("last-one", 1).await;
+
+    assert_eq!(app.until_terminal(&second).await["status"], "REJECTED");
+    assert_eq!(app.stock_of("last-one").await, 0);
+}
+
+#[actix_web::test]
+async fn ordering_an_unknown_product_creates_no_order() {
+    let app = spawn_app().await;
+
+    let response = app.place_order("ghost", 1).await;
+
+    assert!(response.headers().get("location").is_none());
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown product",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn an_unknown_order_is_not_found() {
+    let app = spawn_app().await;
+
+    let response = app
+        .get(&format!("/api/orders/{}", uuid::Uuid::now_v7()))
+        .await;
+
+    assert_problem(response, StatusCode::NOT_FOUND, "unknown order").await;
+}

@@ -1,0 +1,111 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, assert_problem, spawn_app};
+
+#[actix_web::test]
+async fn an_admin_creates_and_replaces_a_product() {
+    let app = spawn_app().await;
+
+    let created = app.put_product("green-tea", "Green tea", 350, 10).await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let body: Value = created.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        json!({ "product_id": "green-tea", "product_name": "Green tea", "price": 350, "stock": 10 })
+    );
+
+    let replaced = app
+        .put_product("green-tea", "Green tea, loose", 420, 7)
+        .await;
+    assert_eq!(replaced.status(), StatusCode::OK);
+
+    let product = app.get_json("/api/products/green-tea").await;
+    assert_eq!(
+        product,
+        json!({ "product_id": "green-tea", "product_name": "Green tea, loose", "price": 420, "stock": 7 })
+    );
+}
+
+#[actix_web::test]
+async fn product_writes_need_the_admin_token() {
+    let app = spawn_app().await;
+    app.stock_product("mug", 1200, 5).await;
+    let body = json!({ "product_name": "Stolen", "price": 1, "stock": 999 });
+
+    let anonymous = app
+        .client
+        .post(app.url("/api/products/mug"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let wrong = app
+        .client
+        .post(app.url("/api/products/mug"))
+        .bearer_auth(format!("{ADMIN_TOKEN}x"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let basic = app
+        .client
+        .post(app.url("/api/products/mug"))
+        .basic_auth("admin", Some(ADMIN_TOKEN))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+
+    for (response, who) in [
+        (anonymous, "no token"),
+        (wrong, "wrong token"),
+        (basic, "basic auth"),
+    ] {
+        let www = response.headers().get("www-authenticate").cloned();
+        assert_problem(response, StatusCode::UNAUTHORIZED, who).await;
+        assert_eq!(www.as_ref().and_then(|v| v.to_str().ok()), Some("Bearer"));
+    }
+    let product = app.get_json("/api/products/mug").await;
+    assert_eq!(product["stock"], 5);
+    assert_eq!(product["price"], 1200);
+}
+
+#[actix_web::test]
+async fn the_catalog_is_listed_page_by_page() {
+    let app = spawn_app().await;
+    for id in ["p-5", "p-1", "p-3", "p-2", "p-4"] {
+        app.stock_product(id, 100, 1).await;
+    }
+
+    let mut seen = Vec::new();
+    let mut path = "/api/products?limit=2".to_owned();
+    loop {
+        let page = app.get_json(&path).await;
+        let products = page["products"].as_array().expect("a list");
+        assert!(products.len() <= 2);
+        seen.extend(
+            products
+                .iter()
+                .map(|p| p["product_id"].as_str().unwrap_or_default().to_owned()),
+        );
+        match page["next_after"].as_str() {
+            Some(after) => path = format!("/api/products?limit=2&after={after}"),
+            None => break,
+        }
+    }
+
+    assert_eq!(seen, ["p-1", "p-2", "p-3", "p-4", "p-5"]);
+}
+
+#[actix_web::test]
+async fn an_unknown_product_is_not_found() {
+    let app = spawn_app().await;
+
+    assert_problem(
+        app.get("/api/products/nope").await,
+        StatusCode::NOT_FOUND,
+        "unknown product",
+    )
+    .await;
+}
