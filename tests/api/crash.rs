@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -25,6 +27,11 @@ struct Server {
 
 impl Server {
     async fn start(database: &Path, port: u16) -> Server {
+        Server::start_with(database, port, &[]).await
+    }
+
+    /// Starts with the crash test's settings, overridden by `env`.
+    async fn start_with(database: &Path, port: u16, env: &[(&str, &str)]) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_minimart"))
             .env("MINIMART_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", format!("sqlite://{}", database.display()))
@@ -34,6 +41,7 @@ impl Server {
             .env("MINIMART_DEMO_CATALOG", "false")
             .env("MINIMART_WORKERS", "2")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -262,19 +270,73 @@ async fn accepted_orders_survive_kill_9_and_finish_after_restart() {
     }
 }
 
+/// SIGTERM lets a request in flight finish before the process exits. The request
+/// is a charge that takes 600 ms of simulated payment time.
 #[actix_web::test]
-async fn sigterm_stops_the_server_gracefully() {
+async fn sigterm_lets_in_flight_requests_finish_then_exits() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let database = dir.path().join("term.db");
-    let server = Server::start(&database, free_port()).await;
-    let pid = server.child.id().to_string();
+    let server = Server::start_with(
+        &database,
+        free_port(),
+        &[
+            ("MINIMART_PAYMENT_LATENCY_MS", "600"),
+            ("MINIMART_PAYMENT_FAILURE_RATE", "0"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/api/products/slow-pay", server.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "product_name": "Slow", "price": 100, "stock": 5 }))
+        .send()
+        .await
+        .expect("POST product");
+    assert_eq!(response.status(), StatusCode::OK);
+    let order_id = place(&client, &server.base, "term-1", "slow-pay", 1)
+        .await
+        .expect("an order");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    // Wait until the order is payable, then pay: the answer takes the payment's time.
+    let base = server.base.clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let order: Value = client
+            .get(format!("{base}/api/orders/{order_id}"))
+            .send()
+            .await
+            .expect("GET order")
+            .json()
+            .await
+            .expect("JSON");
+        if order["step"] == "RESERVED" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the order was never reserved: {order}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let payer = reqwest::Client::new();
+    let pay = actix_rt::spawn(async move {
+        payer
+            .post(format!("{base}/api/payments"))
+            .json(&json!({ "order_id": order_id, "total_amount": 100 }))
+            .send()
+            .await
+    });
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
 
+    let pid = Pid::from_raw(i32::try_from(server.child.id()).expect("a pid"));
+    kill(pid, Signal::SIGTERM).expect("SIGTERM is sent");
+
+    let paid = pay
+        .await
+        .expect("the task ends")
+        .expect("the in-flight request is answered");
+    assert_eq!(paid.status(), StatusCode::OK);
     let mut server = server;
     let deadline = Instant::now() + Duration::from_secs(15);
     let exit = loop {
