@@ -1,6 +1,9 @@
 //! minimart's API, exercised as its users see it: each test starts the real app on
 //! a random port with its own database and speaks HTTP to it.
 
+// A failed expectation in a test is a failed test: panicking is the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod concurrency;
 mod crash;
