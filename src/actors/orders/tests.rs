@@ -1,1 +1,426 @@
-//! Unit tests: written by a helper.
+//! The Orders actor, messages in, state and replies out: every test opens its own
+//! database, starts the actors over it, places orders and follows each saga to its
+//! end by polling the order.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tempfile::TempDir;
+
+use super::*;
+use crate::actors::Actors;
+use crate::actors::inventory::UpsertProduct;
+use crate::actors::payment::PaymentSettings;
+use crate::domain::{
+    Money, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus, Price, Product, ProductName,
+    Stock,
+};
+use crate::store::{self, OrderTransition, StoreOptions};
+
+const PRICE: i64 = 350;
+
+fn tea() -> ProductId {
+    ProductId::parse("tea").unwrap()
+}
+
+fn units(units: i64) -> Quantity {
+    Quantity::parse(units).unwrap()
+}
+
+fn key(raw: &str) -> Option<IdempotencyKey> {
+    Some(IdempotencyKey::parse(raw).unwrap())
+}
+
+fn payments_that(failure_rate: f64) -> PaymentSettings {
+    PaymentSettings {
+        failure_rate,
+        latency: Duration::ZERO,
+        seed: None,
+    }
+}
+
+/// A fresh database (kept alive by the returned directory), the actors over it and
+/// one product, tea at $3.50 with `stock` units.
+async fn shop(failure_rate: f64, stock: i64) -> (TempDir, Store, Actors) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&StoreOptions::new(url)).await.unwrap();
+    let actors = Actors::start(store.clone(), payments_that(failure_rate))
+        .await
+        .unwrap();
+    actors
+        .inventory
+        .addr
+        .send(UpsertProduct(Product {
+            product_id: tea(),
+            product_name: ProductName::parse("Tea").unwrap(),
+            price: Price::parse(PRICE).unwrap(),
+            stock: Stock::parse(stock).unwrap(),
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    (dir, store, actors)
+}
+
+/// Polls the order every 10 ms until its saga has decided; gives up after 5 s.
+async fn until_terminal(orders: &Addr<OrdersActor>, order_id: OrderId) -> Order {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let order = orders.send(GetOrder(order_id)).await.unwrap().unwrap();
+        if let Some(order) = order.filter(|o| o.status().is_terminal()) {
+            return order;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {order_id} did not finish in time"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn place(
+    actors: &Actors,
+    product_id: ProductId,
+    quantity: i64,
+    idempotency_key: Option<IdempotencyKey>,
+) -> Result<Placed, OrderError> {
+    actors
+        .orders
+        .send(PlaceOrder {
+            product_id,
+            quantity: units(quantity),
+            idempotency_key,
+        })
+        .await
+        .unwrap()
+}
+
+fn shown_stock(actors: &Actors) -> i64 {
+    actors
+        .inventory
+        .catalog
+        .product(&tea())
+        .unwrap()
+        .stock
+        .units()
+}
+
+async fn stored_stock(store: &Store) -> i64 {
+    store
+        .catalog()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|row| row.product.product_id == tea())
+        .unwrap()
+        .product
+        .stock
+        .units()
+}
+
+/// An order written straight into the store, never shown to the Orders actor.
+async fn order_behind_the_actors_back(store: &Store, quantity: i64) -> Order {
+    let order_id = OrderId::generate();
+    let outcome = store
+        .create_order(NewOrder {
+            order_id,
+            product_id: tea(),
+            quantity: units(quantity),
+            total_amount: Money::from_cents(PRICE * quantity),
+            idempotency_key: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let CreateOrderOutcome::Created(order) = outcome else {
+        panic!("the order was not created: {outcome:?}");
+    };
+    order
+}
+
+#[actix_rt::test]
+async fn an_order_for_an_unknown_product_is_refused_and_stores_nothing() {
+    let (_dir, store, actors) = shop(0.0, 10).await;
+    let coffee = ProductId::parse("coffee").unwrap();
+
+    let refused = place(&actors, coffee.clone(), 1, key("k-1")).await;
+
+    assert!(
+        matches!(&refused, Err(OrderError::UnknownProduct(id)) if *id == coffee),
+        "{refused:?}"
+    );
+    assert!(store.unfinished_orders().await.unwrap().is_empty());
+    // The key was not taken: it places a new order now.
+    let placed = place(&actors, tea(), 1, key("k-1")).await.unwrap();
+    assert!(!placed.replayed);
+    assert_eq!(placed.order.product_id, tea());
+}
+
+#[actix_rt::test]
+async fn a_placed_order_is_pending_and_its_saga_confirms_it() {
+    let (_dir, store, actors) = shop(0.0, 10).await;
+
+    let placed = place(&actors, tea(), 3, None).await.unwrap();
+
+    assert!(!placed.replayed);
+    assert_eq!(placed.order.status(), OrderStatus::Pending);
+    assert_eq!(placed.order.step, OrderStep::Placed);
+    assert_eq!(placed.order.product_id, tea());
+    assert_eq!(placed.order.quantity, units(3));
+    assert_eq!(placed.order.reason, None);
+
+    let done = until_terminal(&actors.orders, placed.order.order_id).await;
+    assert_eq!(done.status(), OrderStatus::Confirmed);
+    assert_eq!(done.step, OrderStep::Confirmed);
+    assert_eq!(done.reason, None);
+    assert_eq!(shown_stock(&actors), 7);
+    assert_eq!(stored_stock(&store).await, 7);
+    let payments = store.payments_for_order(done.order_id).await.unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].status, PaymentStatus::Succeeded);
+    assert_eq!(payments[0].total_amount, done.total_amount);
+}
+
+#[actix_rt::test]
+async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
+    let (_dir, store, actors) = shop(1.0, 10).await;
+
+    let placed = place(&actors, tea(), 3, None).await.unwrap();
+    let done = until_terminal(&actors.orders, placed.order.order_id).await;
+
+    assert_eq!(done.status(), OrderStatus::PaymentFailed);
+    assert_eq!(done.step, OrderStep::PaymentFailed);
+    assert_eq!(done.reason.as_deref(), Some("the payment was declined"));
+    assert_eq!(shown_stock(&actors), 10);
+    assert_eq!(stored_stock(&store).await, 10);
+    let payments = store.payments_for_order(done.order_id).await.unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].status, PaymentStatus::Declined);
+}
+
+#[actix_rt::test]
+async fn ordering_more_than_the_stock_is_rejected_and_takes_nothing() {
+    let (_dir, store, actors) = shop(0.0, 5).await;
+
+    let placed = place(&actors, tea(), 6, None).await.unwrap();
+    assert_eq!(placed.order.status(), OrderStatus::Pending);
+    let done = until_terminal(&actors.orders, placed.order.order_id).await;
+
+    assert_eq!(done.status(), OrderStatus::Rejected);
+    assert_eq!(
+        done.reason.as_deref(),
+        Some("not enough stock: 6 requested, 5 available")
+    );
+    assert_eq!(shown_stock(&actors), 5);
+    assert_eq!(stored_stock(&store).await, 5);
+    assert!(
+        store
+            .payments_for_order(done.order_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[actix_rt::test]
+async fn the_same_key_and_body_replay_the_first_order() {
+    let (_dir, store, actors) = shop(0.0, 10).await;
+
+    let first = place(&actors, tea(), 2, key("retry-1")).await.unwrap();
+    let again = place(&actors, tea(), 2, key("retry-1")).await.unwrap();
+
+    assert!(!first.replayed);
+    assert!(again.replayed);
+    assert_eq!(again.order.order_id, first.order.order_id);
+    until_terminal(&actors.orders, first.order.order_id).await;
+    // Only one order took stock.
+    assert_eq!(shown_stock(&actors), 8);
+    assert_eq!(stored_stock(&store).await, 8);
+    // A replay after the saga ended shows where the order stands.
+    let late = place(&actors, tea(), 2, key("retry-1")).await.unwrap();
+    assert!(late.replayed);
+    assert_eq!(late.order.order_id, first.order.order_id);
+    assert_eq!(late.order.status(), OrderStatus::Confirmed);
+}
+
+#[actix_rt::test]
+async fn concurrent_placements_with_one_key_make_one_order() {
+    let (_dir, store, actors) = shop(0.0, 10).await;
+
+    let placed: Vec<Placed> = join_all((0..5).map(|_| place(&actors, tea(), 2, key("retry-c"))))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    let order_id = placed[0].order.order_id;
+    assert!(placed.iter().all(|p| p.order.order_id == order_id));
+    assert_eq!(placed.iter().filter(|p| !p.replayed).count(), 1);
+    until_terminal(&actors.orders, order_id).await;
+    assert_eq!(stored_stock(&store).await, 8);
+    assert_eq!(shown_stock(&actors), 8);
+}
+
+#[actix_rt::test]
+async fn the_same_key_with_another_body_is_refused() {
+    let (_dir, store, actors) = shop(0.0, 10).await;
+    let products = &actors.inventory.addr;
+    products
+        .send(UpsertProduct(Product {
+            product_id: ProductId::parse("coffee").unwrap(),
+            product_name: ProductName::parse("Coffee").unwrap(),
+            price: Price::parse(500).unwrap(),
+            stock: Stock::parse(10).unwrap(),
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    let first = place(&actors, tea(), 2, key("retry-2")).await.unwrap();
+
+    let other_quantity = place(&actors, tea(), 3, key("retry-2")).await;
+    let other_product = place(
+        &actors,
+        ProductId::parse("coffee").unwrap(),
+        2,
+        key("retry-2"),
+    )
+    .await;
+
+    assert!(
+        matches!(other_quantity, Err(OrderError::IdempotencyKeyReused)),
+        "{other_quantity:?}"
+    );
+    assert!(
+        matches!(other_product, Err(OrderError::IdempotencyKeyReused)),
+        "{other_product:?}"
+    );
+    until_terminal(&actors.orders, first.order.order_id).await;
+    assert_eq!(stored_stock(&store).await, 8);
+}
+
+#[actix_rt::test]
+async fn the_total_is_the_price_times_the_quantity() {
+    let (_dir, _store, actors) = shop(0.0, 1000).await;
+
+    for quantity in [1, 3, 1000] {
+        let placed = place(&actors, tea(), quantity, None).await.unwrap();
+        assert_eq!(
+            placed.order.total_amount,
+            Money::from_cents(PRICE * quantity)
+        );
+        let done = until_terminal(&actors.orders, placed.order.order_id).await;
+        assert_eq!(done.total_amount, Money::from_cents(PRICE * quantity));
+    }
+}
+
+#[actix_rt::test]
+async fn get_order_answers_none_for_an_unknown_order() {
+    let (_dir, _store, actors) = shop(0.0, 10).await;
+
+    let found = actors
+        .orders
+        .send(GetOrder(OrderId::generate()))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(found, None);
+}
+
+#[actix_rt::test]
+async fn many_orders_at_once_never_oversell() {
+    let (_dir, store, actors) = shop(0.0, 10).await;
+
+    let placed = join_all((0..30).map(|_| place(&actors, tea(), 1, None))).await;
+    let mut confirmed = 0;
+    let mut rejected = 0;
+    for placed in placed {
+        let done = until_terminal(&actors.orders, placed.unwrap().order.order_id).await;
+        match done.status() {
+            OrderStatus::Confirmed => confirmed += 1,
+            OrderStatus::Rejected => rejected += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+
+    assert_eq!((confirmed, rejected), (10, 20));
+    assert_eq!(shown_stock(&actors), 0);
+    assert_eq!(stored_stock(&store).await, 0);
+}
+
+#[actix_rt::test]
+async fn resume_unfinished_drives_an_order_the_actor_never_saw() {
+    let (_dir, store, actors) = shop(0.0, 10).await;
+    let order = order_behind_the_actors_back(&store, 4).await;
+
+    let resumed = actors.orders.send(ResumeUnfinished).await.unwrap().unwrap();
+
+    assert_eq!(resumed, 1);
+    let done = until_terminal(&actors.orders, order.order_id).await;
+    assert_eq!(done.status(), OrderStatus::Confirmed);
+    assert_eq!(shown_stock(&actors), 6);
+    assert_eq!(stored_stock(&store).await, 6);
+    assert!(store.unfinished_orders().await.unwrap().is_empty());
+}
+
+#[actix_rt::test]
+async fn a_resumed_saga_keeps_the_payment_already_made() {
+    // A crash after the charge was recorded: stock held, order at RESERVED, a
+    // declined payment on file. Payments would now succeed, but the order has
+    // been charged once and must end as that charge decided.
+    let (_dir, store, actors) = shop(0.0, 10).await;
+    let order = order_behind_the_actors_back(&store, 4).await;
+    store
+        .reserve(store::Reserve {
+            order_id: order.order_id,
+            product_id: tea(),
+            quantity: order.quantity,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    store
+        .advance_order(OrderTransition {
+            order_id: order.order_id,
+            step: OrderStep::Reserved,
+            reason: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let declined = store
+        .record_payment(Payment {
+            payment_id: PaymentId::generate(),
+            order_id: order.order_id,
+            total_amount: order.total_amount,
+            status: PaymentStatus::Declined,
+            created_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored_stock(&store).await, 6);
+
+    let resumed = actors.orders.send(ResumeUnfinished).await.unwrap().unwrap();
+
+    assert_eq!(resumed, 1);
+    let done = until_terminal(&actors.orders, order.order_id).await;
+    assert_eq!(done.status(), OrderStatus::PaymentFailed);
+    assert_eq!(stored_stock(&store).await, 10);
+    assert_eq!(shown_stock(&actors), 10);
+    assert_eq!(
+        store.payments_for_order(order.order_id).await.unwrap(),
+        [declined]
+    );
+}
+
+#[actix_rt::test]
+async fn resume_unfinished_leaves_finished_orders_alone() {
+    let (_dir, _store, actors) = shop(0.0, 10).await;
+    let placed = place(&actors, tea(), 1, None).await.unwrap();
+    until_terminal(&actors.orders, placed.order.order_id).await;
+
+    let resumed = actors.orders.send(ResumeUnfinished).await.unwrap().unwrap();
+
+    assert_eq!(resumed, 0);
+}

@@ -1,1 +1,465 @@
-//! Unit tests: written by a helper.
+//! The Payment actor, messages in, state and replies out: every test opens its own
+//! database and starts the actors over it. Orders that must wait at step RESERVED
+//! without a payment are written straight into the store, so that no saga charges
+//! them first.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use tempfile::TempDir;
+
+use super::*;
+use crate::actors::Actors;
+use crate::actors::inventory::UpsertProduct;
+use crate::actors::orders::{OrdersActor, PlaceOrder};
+use crate::domain::{Order, Price, Product, ProductId, ProductName, Quantity, Stock};
+use crate::store::{self, NewOrder, OrderTransition, StoreOptions};
+
+const PRICE: i64 = 350;
+
+fn tea() -> ProductId {
+    ProductId::parse("tea").unwrap()
+}
+
+fn quick(failure_rate: f64) -> PaymentSettings {
+    PaymentSettings {
+        failure_rate,
+        latency: Duration::ZERO,
+        seed: None,
+    }
+}
+
+/// A fresh database (kept alive by the returned directory), the actors over it and
+/// one product, tea at $3.50 with 100 in stock.
+async fn shop(settings: PaymentSettings) -> (TempDir, Store, Actors) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&StoreOptions::new(url)).await.unwrap();
+    let actors = Actors::start(store.clone(), settings).await.unwrap();
+    actors
+        .inventory
+        .addr
+        .send(UpsertProduct(Product {
+            product_id: tea(),
+            product_name: ProductName::parse("Tea").unwrap(),
+            price: Price::parse(PRICE).unwrap(),
+            stock: Stock::parse(100).unwrap(),
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    (dir, store, actors)
+}
+
+/// Polls the order every 10 ms until its saga has decided; gives up after 5 s.
+async fn until_terminal(orders: &Addr<OrdersActor>, order_id: OrderId) -> Order {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let order = orders.send(GetOrder(order_id)).await.unwrap().unwrap();
+        if let Some(order) = order.filter(|o| o.status().is_terminal()) {
+            return order;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {order_id} did not finish in time"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Places an order through the Orders actor and waits for its saga to finish.
+async fn charged_order(actors: &Actors, units: i64) -> Order {
+    let placed = actors
+        .orders
+        .send(PlaceOrder {
+            product_id: tea(),
+            quantity: Quantity::parse(units).unwrap(),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    until_terminal(&actors.orders, placed.order.order_id).await
+}
+
+/// An order written straight into the store, at step PLACED: no saga runs it.
+async fn placed_order(store: &Store, units: i64) -> Order {
+    let order_id = OrderId::generate();
+    let quantity = Quantity::parse(units).unwrap();
+    let outcome = store
+        .create_order(NewOrder {
+            order_id,
+            product_id: tea(),
+            quantity,
+            total_amount: Money::from_cents(PRICE * units),
+            idempotency_key: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(outcome, store::CreateOrderOutcome::Created(_)));
+    store.order(order_id).await.unwrap().unwrap()
+}
+
+/// An order at step RESERVED, its stock held and no payment made: what a saga
+/// leaves just before it charges.
+async fn reserved_order(store: &Store, units: i64) -> Order {
+    let order = placed_order(store, units).await;
+    let reserved = store
+        .reserve(store::Reserve {
+            order_id: order.order_id,
+            product_id: order.product_id.clone(),
+            quantity: order.quantity,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(reserved, store::ReserveOutcome::Reserved(_)));
+    assert!(
+        store
+            .advance_order(OrderTransition {
+                order_id: order.order_id,
+                step: OrderStep::Reserved,
+                reason: None,
+                at: Utc::now(),
+            })
+            .await
+            .unwrap()
+    );
+    let order = store.order(order.order_id).await.unwrap().unwrap();
+    assert_eq!(order.step, OrderStep::Reserved);
+    order
+}
+
+async fn charge(actors: &Actors, order_id: OrderId, cents: i64) -> Result<Payment, ChargeError> {
+    actors
+        .payment
+        .send(Charge {
+            order_id,
+            amount: Money::from_cents(cents),
+        })
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn a_second_charge_returns_the_first_payment() {
+    let (_dir, store, actors) = shop(quick(0.0)).await;
+    let order = charged_order(&actors, 2).await;
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    let first = store.payments_for_order(order.order_id).await.unwrap();
+    assert_eq!(first.len(), 1);
+
+    let again = charge(&actors, order.order_id, 700).await.unwrap();
+
+    assert_eq!(again, first[0]);
+    assert_eq!(again.status, PaymentStatus::Succeeded);
+    assert_eq!(
+        store.payments_for_order(order.order_id).await.unwrap(),
+        first
+    );
+}
+
+#[actix_rt::test]
+async fn a_second_charge_of_a_declined_order_returns_the_decline() {
+    let (_dir, store, actors) = shop(quick(1.0)).await;
+    let order = charged_order(&actors, 1).await;
+    assert_eq!(order.status(), OrderStatus::PaymentFailed);
+
+    let again = charge(&actors, order.order_id, PRICE).await.unwrap();
+
+    assert_eq!(again.status, PaymentStatus::Declined);
+    assert_eq!(
+        store.payments_for_order(order.order_id).await.unwrap(),
+        [again]
+    );
+}
+
+#[actix_rt::test]
+async fn a_charge_for_the_wrong_amount_is_refused() {
+    let (_dir, store, actors) = shop(quick(0.0)).await;
+    let charged = charged_order(&actors, 2).await;
+    let waiting = reserved_order(&store, 3).await;
+
+    let against_payment = charge(&actors, charged.order_id, 699).await;
+    let against_order = charge(&actors, waiting.order_id, 1051).await;
+
+    assert!(
+        matches!(against_payment, Err(ChargeError::AmountMismatch { expected }) if expected == Money::from_cents(700)),
+        "{against_payment:?}"
+    );
+    assert!(
+        matches!(against_order, Err(ChargeError::AmountMismatch { expected }) if expected == Money::from_cents(1050)),
+        "{against_order:?}"
+    );
+    assert!(
+        store
+            .payments_for_order(waiting.order_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[actix_rt::test]
+async fn charging_an_unknown_order_is_refused() {
+    let (_dir, store, actors) = shop(quick(0.0)).await;
+    let stranger = OrderId::generate();
+
+    let reply = charge(&actors, stranger, PRICE).await;
+
+    assert!(
+        matches!(reply, Err(ChargeError::UnknownOrder(id)) if id == stranger),
+        "{reply:?}"
+    );
+    assert!(store.payments_for_order(stranger).await.unwrap().is_empty());
+}
+
+#[actix_rt::test]
+async fn an_order_whose_stock_is_not_held_cannot_be_charged() {
+    let (_dir, store, actors) = shop(quick(0.0)).await;
+    let order = placed_order(&store, 1).await;
+
+    let reply = charge(&actors, order.order_id, PRICE).await;
+
+    assert!(
+        matches!(
+            reply,
+            Err(ChargeError::NotPayable {
+                order_id,
+                status: OrderStatus::Pending,
+                step: OrderStep::Placed,
+            }) if order_id == order.order_id
+        ),
+        "{reply:?}"
+    );
+    assert!(
+        store
+            .payments_for_order(order.order_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[actix_rt::test]
+async fn failure_rate_one_declines_every_charge() {
+    let (_dir, store, actors) = shop(quick(1.0)).await;
+    for _ in 0..5 {
+        let order = reserved_order(&store, 1).await;
+
+        let payment = charge(&actors, order.order_id, PRICE).await.unwrap();
+
+        assert_eq!(payment.status, PaymentStatus::Declined);
+        assert_eq!(payment.order_id, order.order_id);
+        assert_eq!(payment.total_amount, Money::from_cents(PRICE));
+    }
+}
+
+#[actix_rt::test]
+async fn failure_rate_zero_accepts_every_charge() {
+    let (_dir, store, actors) = shop(quick(0.0)).await;
+    for _ in 0..5 {
+        let order = reserved_order(&store, 2).await;
+
+        let payment = charge(&actors, order.order_id, 700).await.unwrap();
+
+        assert_eq!(payment.status, PaymentStatus::Succeeded);
+        assert_eq!(payment.order_id, order.order_id);
+        assert_eq!(payment.total_amount, Money::from_cents(700));
+        assert_eq!(
+            store.payment(payment.payment_id).await.unwrap(),
+            Some(payment)
+        );
+    }
+}
+
+#[test]
+fn seeded_decisions_are_reproducible_and_follow_the_rate() {
+    let settings = PaymentSettings {
+        failure_rate: 0.3,
+        latency: Duration::ZERO,
+        seed: Some(42),
+    };
+    let same_seed = PaymentSettings {
+        failure_rate: 0.3,
+        latency: Duration::from_millis(5),
+        seed: Some(42),
+    };
+    let other_seed = PaymentSettings {
+        seed: Some(43),
+        ..settings
+    };
+    let order_ids: Vec<OrderId> = (0..1000).map(|_| OrderId::generate()).collect();
+
+    let decisions: Vec<bool> = order_ids.iter().map(|id| settings.declines(*id)).collect();
+
+    let declined = decisions.iter().filter(|d| **d).count();
+    assert!(
+        (200..=400).contains(&declined),
+        "{declined} of 1000 declined"
+    );
+    for (order_id, decided) in order_ids.iter().zip(&decisions) {
+        assert_eq!(settings.declines(*order_id), *decided);
+        assert_eq!(same_seed.declines(*order_id), *decided);
+    }
+    let differ = order_ids
+        .iter()
+        .zip(&decisions)
+        .filter(|(order_id, decided)| other_seed.declines(**order_id) != **decided)
+        .count();
+    assert!(differ > 0, "another seed should decide differently");
+}
+
+#[test]
+fn the_rate_bounds_hold_with_and_without_a_seed() {
+    for seed in [None, Some(7)] {
+        let never = PaymentSettings {
+            failure_rate: 0.0,
+            latency: Duration::ZERO,
+            seed,
+        };
+        let always = PaymentSettings {
+            failure_rate: 1.0,
+            ..never
+        };
+        for _ in 0..200 {
+            let order_id = OrderId::generate();
+            assert!(!never.declines(order_id), "seed {seed:?}");
+            assert!(always.declines(order_id), "seed {seed:?}");
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn concurrent_charges_for_one_order_make_one_payment() {
+    let (_dir, store, actors) = shop(PaymentSettings {
+        latency: Duration::from_millis(50),
+        ..quick(0.0)
+    })
+    .await;
+    let order = reserved_order(&store, 2).await;
+
+    let replies = join_all((0..10).map(|_| {
+        actors.payment.send(Charge {
+            order_id: order.order_id,
+            amount: Money::from_cents(700),
+        })
+    }))
+    .await;
+
+    let payments: Vec<Payment> = replies
+        .into_iter()
+        .map(|reply| reply.unwrap().unwrap())
+        .collect();
+    let stored = store.payments_for_order(order.order_id).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    for payment in &payments {
+        assert_eq!(payment.payment_id, stored[0].payment_id);
+    }
+}
+
+#[actix_rt::test]
+async fn a_joined_charge_for_the_wrong_amount_is_refused_alone() {
+    let (_dir, store, actors) = shop(PaymentSettings {
+        latency: Duration::from_millis(50),
+        ..quick(0.0)
+    })
+    .await;
+    let order = reserved_order(&store, 2).await;
+
+    // Both are queued before either is handled: the second joins the first.
+    let right = actors.payment.send(Charge {
+        order_id: order.order_id,
+        amount: Money::from_cents(700),
+    });
+    let wrong = actors.payment.send(Charge {
+        order_id: order.order_id,
+        amount: Money::from_cents(1),
+    });
+    let (right, wrong) = futures_util::future::join(right, wrong).await;
+
+    assert_eq!(right.unwrap().unwrap().status, PaymentStatus::Succeeded);
+    assert!(
+        matches!(wrong.unwrap(), Err(ChargeError::AmountMismatch { expected }) if expected == Money::from_cents(700))
+    );
+    assert_eq!(
+        store
+            .payments_for_order(order.order_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A charge with the right amount that joins one with a wrong amount is refused
+/// with `AmountMismatch`, though its own amount is right: the joined path passes
+/// on the first charge's error instead of deciding for itself.
+#[actix_rt::test]
+#[ignore = "bug: a joined charge inherits the AmountMismatch of the charge it joined (src/actors/payment.rs, Handler<Charge>)"]
+async fn a_joined_charge_for_the_right_amount_is_not_refused_for_another_charges_amount() {
+    let (_dir, store, actors) = shop(quick(0.0)).await;
+    let order = reserved_order(&store, 2).await;
+
+    // Both are queued before either is handled: the second joins the first.
+    let wrong = actors.payment.send(Charge {
+        order_id: order.order_id,
+        amount: Money::from_cents(1),
+    });
+    let right = actors.payment.send(Charge {
+        order_id: order.order_id,
+        amount: Money::from_cents(700),
+    });
+    let (wrong, right) = futures_util::future::join(wrong, right).await;
+
+    assert!(matches!(
+        wrong.unwrap(),
+        Err(ChargeError::AmountMismatch { .. })
+    ));
+    let right = right.unwrap();
+    assert!(
+        matches!(&right, Ok(payment) if payment.status == PaymentStatus::Succeeded),
+        "the charge for the right amount got {right:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn payments_can_be_looked_up_by_id_and_by_order() {
+    let (_dir, _store, actors) = shop(quick(0.0)).await;
+    let order = charged_order(&actors, 1).await;
+
+    let listed = actors
+        .payment
+        .send(ListPayments {
+            order_id: order.order_id,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let found = actors
+        .payment
+        .send(GetPayment(listed[0].payment_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&listed[0]));
+
+    let missing = actors
+        .payment
+        .send(GetPayment(PaymentId::generate()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(missing, None);
+    let none = actors
+        .payment
+        .send(ListPayments {
+            order_id: OrderId::generate(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(none.is_empty());
+}
