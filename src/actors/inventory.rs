@@ -40,7 +40,9 @@ pub struct Reserve {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    /// The units are held for the order (now, or by an earlier attempt).
+    /// The order has its reservation: made now, or by an earlier run of its saga
+    /// (which may since have committed or released it; the saga's later steps are
+    /// idempotent and find out).
     Held,
     /// Not enough stock: nothing is held.
     OutOfStock { available: Stock },
@@ -67,14 +69,54 @@ type Listings = BTreeMap<ProductId, Arc<Listing>>;
 
 /// One product in the snapshot. Its identity is stable: changes update it in place,
 /// so a change never lands on a copy that was just replaced.
-struct Listing(Mutex<StockedProduct>);
+struct Listing(Mutex<ListingState>);
+
+/// A product with the row version that last set each part of it. An upsert sets
+/// name, price and stock; a reservation or release sets only stock. So the two
+/// parts are ordered separately: a late upsert answer still brings its new name
+/// and price even after a newer stock level has arrived.
+struct ListingState {
+    product: Product,
+    details_version: i64,
+    stock_version: i64,
+}
 
 impl Listing {
-    fn read(&self) -> StockedProduct {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    fn new(row: StockedProduct) -> Listing {
+        Listing(Mutex::new(ListingState {
+            product: row.product,
+            details_version: row.version,
+            stock_version: row.version,
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ListingState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> Product {
+        self.state().product.clone()
+    }
+
+    fn apply_row(&self, row: StockedProduct) {
+        let mut state = self.state();
+        if row.version > state.details_version {
+            state.product.product_name = row.product.product_name;
+            state.product.price = row.product.price;
+            state.details_version = row.version;
+        }
+        if row.version > state.stock_version {
+            state.product.stock = row.product.stock;
+            state.stock_version = row.version;
+        }
+    }
+
+    fn apply_stock(&self, level: StockLevel) {
+        let mut state = self.state();
+        if level.version > state.stock_version {
+            state.product.stock = level.stock;
+            state.stock_version = level.version;
+        }
     }
 }
 
@@ -97,7 +139,7 @@ impl CatalogReader {
         self.listings
             .load()
             .get(product_id)
-            .map(|listing| listing.read().product)
+            .map(|listing| listing.read())
     }
 
     pub fn page(&self, after: Option<&ProductId>, limit: usize) -> CatalogPage {
@@ -106,7 +148,7 @@ impl CatalogReader {
         let mut products: Vec<Product> = listings
             .range((start, Bound::Unbounded))
             .take(limit.saturating_add(1))
-            .map(|(_, listing)| listing.read().product)
+            .map(|(_, listing)| listing.read())
             .collect();
         let next_after = if products.len() > limit {
             products.truncate(limit);
@@ -139,12 +181,7 @@ impl InventoryActor {
             .catalog()
             .await?
             .into_iter()
-            .map(|row| {
-                (
-                    row.product.product_id.clone(),
-                    Arc::new(Listing(Mutex::new(row))),
-                )
-            })
+            .map(|row| (row.product.product_id.clone(), Arc::new(Listing::new(row))))
             .collect();
         let catalog = Arc::new(ArcSwap::from_pointee(listings));
         let reader = CatalogReader {
@@ -180,25 +217,21 @@ impl Publisher {
                 let mut listings = Listings::clone(listings);
                 listings
                     .entry(product_id.clone())
-                    .or_insert_with(|| Arc::new(Listing(Mutex::new(row.clone()))));
+                    .or_insert_with(|| Arc::new(Listing::new(row.clone())));
                 listings
             });
         }
         if let Some(listing) = self.0.load().get(&product_id) {
-            let mut held = listing.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if row.version > held.version {
-                *held = row;
-            }
+            listing.apply_row(row);
         }
     }
 
+    /// A stock change for a product the snapshot does not hold yet is dropped: it
+    /// cannot happen, because an order is only placed for a product the snapshot
+    /// shows, and so after its creation was published.
     fn stock(&self, level: StockLevel) {
         if let Some(listing) = self.0.load().get(&level.product_id) {
-            let mut held = listing.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if level.version > held.version {
-                held.product.stock = level.stock;
-                held.version = level.version;
-            }
+            listing.apply_stock(level);
         }
     }
 }

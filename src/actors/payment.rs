@@ -2,9 +2,9 @@
 //!
 //! `Charge` is idempotent per order. The first charge for an order decides
 //! (SUCCEEDED or DECLINED) and is recorded; every later charge for that order gets
-//! the recorded payment back. Charges for the same order that overlap in time, such
-//! as the saga's own and a client's `POST /api/payments`, are joined: the later ones
-//! wait for the first one's answer instead of charging again. The database's unique
+//! the recorded payment back. Charges for the same order and amount that overlap in
+//! time, such as the saga's own and a client's `POST /api/payments`, are joined: the
+//! later ones wait for the first one's answer instead of charging again. The database's unique
 //! order id is the backstop for charges from another process.
 //!
 //! The simulated processing time is a timer in the charge's own task, so a slow
@@ -118,18 +118,24 @@ pub struct ListPayments {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct ChargeSettled {
-    order_id: OrderId,
+    key: ChargeKey,
     result: Result<Payment, ChargeError>,
 }
 
 type Waiter = oneshot::Sender<Result<Payment, ChargeError>>;
 
+/// Charges are joined only when they ask the same thing, so that a joined charge
+/// gets exactly the answer it would have got alone (a wrong amount for an order
+/// must not fail a right one). Charges of different amounts run side by side; at
+/// most one amount is the order's total, so at most one of them can charge.
+type ChargeKey = (OrderId, Money);
+
 pub struct PaymentActor {
     store: Store,
     orders: Recipient<GetOrder>,
     settings: PaymentSettings,
-    /// Charges under way, with whoever asked for the same order meanwhile.
-    in_flight: HashMap<OrderId, Vec<Waiter>>,
+    /// Charges under way, with whoever asked for the same charge meanwhile.
+    in_flight: HashMap<ChargeKey, Vec<Waiter>>,
 }
 
 impl PaymentActor {
@@ -155,23 +161,14 @@ impl Handler<Charge> for PaymentActor {
     type Result = ResponseFuture<Result<Payment, ChargeError>>;
 
     fn handle(&mut self, msg: Charge, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(waiters) = self.in_flight.get_mut(&msg.order_id) {
+        let key = (msg.order_id, msg.amount);
+        if let Some(waiters) = self.in_flight.get_mut(&key) {
             let (tx, rx) = oneshot::channel();
             waiters.push(tx);
-            let amount = msg.amount;
-            return Box::pin(async move {
-                let payment = rx.await.map_err(|_| MailboxError::Closed)??;
-                // The joined charge was checked against its own amount, not ours.
-                if payment.total_amount != amount {
-                    return Err(ChargeError::AmountMismatch {
-                        expected: payment.total_amount,
-                    });
-                }
-                Ok(payment)
-            });
+            return Box::pin(async move { rx.await.map_err(|_| MailboxError::Closed)? });
         }
 
-        self.in_flight.insert(msg.order_id, Vec::new());
+        self.in_flight.insert(key, Vec::new());
         let me = ctx.address();
         let store = self.store.clone();
         let orders = self.orders.clone();
@@ -179,7 +176,7 @@ impl Handler<Charge> for PaymentActor {
         Box::pin(async move {
             let result = charge(&store, &orders, settings, msg.order_id, msg.amount).await;
             me.do_send(ChargeSettled {
-                order_id: msg.order_id,
+                key,
                 result: result.clone(),
             });
             result
@@ -191,7 +188,7 @@ impl Handler<ChargeSettled> for PaymentActor {
     type Result = ();
 
     fn handle(&mut self, msg: ChargeSettled, _: &mut Context<Self>) {
-        for waiter in self.in_flight.remove(&msg.order_id).unwrap_or_default() {
+        for waiter in self.in_flight.remove(&msg.key).unwrap_or_default() {
             let _ = waiter.send(msg.result.clone());
         }
     }

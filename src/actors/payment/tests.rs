@@ -393,11 +393,9 @@ async fn a_joined_charge_for_the_wrong_amount_is_refused_alone() {
     );
 }
 
-/// A charge with the right amount that joins one with a wrong amount is refused
-/// with `AmountMismatch`, though its own amount is right: the joined path passes
-/// on the first charge's error instead of deciding for itself.
+/// A charge with the right amount that overlaps one with a wrong amount gets its
+/// own answer, not the other charge's `AmountMismatch`.
 #[actix_rt::test]
-#[ignore = "bug: a joined charge inherits the AmountMismatch of the charge it joined (src/actors/payment.rs, Handler<Charge>)"]
 async fn a_joined_charge_for_the_right_amount_is_not_refused_for_another_charges_amount() {
     let (_dir, store, actors) = shop(quick(0.0)).await;
     let order = reserved_order(&store, 2).await;
