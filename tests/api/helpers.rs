@@ -21,7 +21,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
-    minimart::telemetry::init();
+    // Logs only when asked for (RUST_LOG=debug cargo test ...): quiet by default.
+    if std::env::var_os("RUST_LOG").is_some() {
+        minimart::telemetry::init();
+    }
     let database_dir = tempfile::tempdir().expect("a temporary directory");
     let mut config = Config {
         addr: "127.0.0.1:0".to_owned(),
