@@ -10,7 +10,9 @@ use chrono::Utc;
 use super::inventory::Inventory;
 use super::payment::PaymentActor;
 use super::saga::Saga;
-use crate::domain::{IdempotencyKey, Order, OrderId, ProductId, Quantity};
+use tokio::sync::broadcast;
+
+use crate::domain::{IdempotencyKey, Order, OrderEvent, OrderId, ProductId, Quantity, ShopperId};
 use crate::store::{CreateOrderOutcome, NewOrder, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,8 @@ pub struct PlaceOrder {
     pub product_id: ProductId,
     pub quantity: Quantity,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The browser placing it, when it comes from the storefront.
+    pub shopper: Option<ShopperId>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +49,34 @@ pub struct Placed {
 #[rtype(result = "Result<Option<Order>, OrderError>")]
 pub struct GetOrder(pub OrderId);
 
+/// Follow an order's progress: the events recorded after `after_seq` (0 for all)
+/// and a live feed of the events committed from now on. `None` for an unknown order.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<OrderWatch>, OrderError>")]
+pub struct WatchOrder {
+    pub order_id: OrderId,
+    pub after_seq: u32,
+}
+
+pub struct OrderWatch {
+    /// The order as it is now.
+    pub order: Order,
+    /// Recorded events after `after_seq`, in order.
+    pub missed: Vec<OrderEvent>,
+    /// Every order's events committed since the watch began; the watcher filters
+    /// by order and skips what `missed` already held (by `seq`). A watcher that
+    /// lags behind loses live events, and re-reads them with a new watch.
+    pub live: broadcast::Receiver<OrderEvent>,
+}
+
+/// The orders a shopper placed from the storefront, newest first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Order>, OrderError>")]
+pub struct ListShopperOrders {
+    pub shopper: ShopperId,
+    pub limit: u32,
+}
+
 /// Resume the saga of every order that has not reached a terminal status. Answers
 /// how many were resumed.
 #[derive(Debug, Message)]
@@ -55,14 +87,20 @@ pub struct OrdersActor {
     store: Store,
     inventory: Inventory,
     saga: Saga,
+    events: broadcast::Sender<OrderEvent>,
 }
+
+/// How many committed events a live watcher may fall behind before it lags.
+const EVENT_BACKLOG: usize = 4096;
 
 impl OrdersActor {
     pub fn new(store: Store, inventory: Inventory, payment: Addr<PaymentActor>) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
         OrdersActor {
-            saga: Saga::new(store.clone(), inventory.addr.clone(), payment),
+            saga: Saga::new(store.clone(), inventory.addr.clone(), payment, events.clone()),
             store,
             inventory,
+            events,
         }
     }
 }
@@ -97,6 +135,7 @@ impl Handler<PlaceOrder> for OrdersActor {
                     quantity: msg.quantity,
                     total_amount,
                     idempotency_key: msg.idempotency_key,
+                    shopper_id: msg.shopper,
                     at: Utc::now(),
                 })
                 .await?;
@@ -129,6 +168,36 @@ impl Handler<GetOrder> for OrdersActor {
     fn handle(&mut self, GetOrder(order_id): GetOrder, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         Box::pin(async move { Ok(store.order(order_id).await?) })
+    }
+}
+
+impl Handler<WatchOrder> for OrdersActor {
+    type Result = ResponseFuture<Result<Option<OrderWatch>, OrderError>>;
+
+    fn handle(&mut self, msg: WatchOrder, _: &mut Context<Self>) -> Self::Result {
+        // Subscribe before reading, so that no event falls between the two.
+        let live = self.events.subscribe();
+        let store = self.store.clone();
+        Box::pin(async move {
+            let Some(order) = store.order(msg.order_id).await? else {
+                return Ok(None);
+            };
+            let missed = store.order_events(msg.order_id, msg.after_seq).await?;
+            Ok(Some(OrderWatch {
+                order,
+                missed,
+                live,
+            }))
+        })
+    }
+}
+
+impl Handler<ListShopperOrders> for OrdersActor {
+    type Result = ResponseFuture<Result<Vec<Order>, OrderError>>;
+
+    fn handle(&mut self, msg: ListShopperOrders, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(store.shopper_orders(msg.shopper, msg.limit).await?) })
     }
 }
 

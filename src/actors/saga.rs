@@ -17,7 +17,9 @@ use super::inventory::{
     CommitReservation, InventoryActor, InventoryError, ReleaseReservation, Reservation, Reserve,
 };
 use super::payment::{Charge, ChargeError, PaymentActor};
-use crate::domain::{Order, OrderStep, PaymentStatus};
+use tokio::sync::broadcast;
+
+use crate::domain::{Order, OrderEvent, OrderStep, PaymentStatus};
 use crate::store::{OrderTransition, Store, StoreError};
 use crate::telemetry::error_chain;
 
@@ -43,6 +45,8 @@ pub(crate) struct Saga {
     store: Store,
     inventory: Addr<InventoryActor>,
     payment: Addr<PaymentActor>,
+    /// Where committed order events are announced to live watchers.
+    events: broadcast::Sender<OrderEvent>,
 }
 
 impl Saga {
@@ -50,11 +54,13 @@ impl Saga {
         store: Store,
         inventory: Addr<InventoryActor>,
         payment: Addr<PaymentActor>,
+        events: broadcast::Sender<OrderEvent>,
     ) -> Self {
         Saga {
             store,
             inventory,
             payment,
+            events,
         }
     }
 
@@ -140,7 +146,8 @@ impl Saga {
         step: OrderStep,
         reason: Option<String>,
     ) -> Result<OrderStep, SagaError> {
-        self.store
+        let event = self
+            .store
             .advance_order(OrderTransition {
                 order_id: order.order_id,
                 step,
@@ -148,6 +155,10 @@ impl Saga {
                 at: Utc::now(),
             })
             .await?;
+        if let Some(event) = event {
+            // Nobody watching is fine: the event is recorded with the order.
+            let _ = self.events.send(event);
+        }
         Ok(step)
     }
 }

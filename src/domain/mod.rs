@@ -9,7 +9,9 @@ mod payment;
 mod product;
 
 pub use money::Money;
-pub use order::{IdempotencyKey, Order, OrderId, OrderStatus, OrderStep, Quantity};
+pub use order::{
+    IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, OrderStep, Quantity, ShopperId,
+};
 pub use payment::{Payment, PaymentId, PaymentStatus};
 pub use product::{Price, Product, ProductId, ProductName, Stock};
 

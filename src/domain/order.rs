@@ -182,6 +182,48 @@ impl IdempotencyKey {
     }
 }
 
+/// An anonymous shopper: one browser, known by a cookie. It scopes "my orders";
+/// it is not an account and proves nothing beyond "the same browser".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShopperId(Uuid);
+
+impl ShopperId {
+    pub fn generate() -> ShopperId {
+        ShopperId(Uuid::new_v4())
+    }
+
+    pub fn parse(raw: &str) -> Result<ShopperId, ParseError> {
+        Uuid::parse_str(raw)
+            .map(ShopperId)
+            .map_err(|_| ParseError::new("the shopper id must be a UUID"))
+    }
+
+    pub fn from_uuid(uuid: Uuid) -> ShopperId {
+        ShopperId(uuid)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for ShopperId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One recorded change of an order's step: the outbox row behind live
+/// notifications. `seq` counts from 1 per order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderEvent {
+    pub order_id: OrderId,
+    pub seq: u32,
+    pub step: OrderStep,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// An order as the Orders actor owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {

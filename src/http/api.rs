@@ -131,6 +131,7 @@ pub async fn place_order(
             product_id,
             quantity,
             idempotency_key: key.0,
+            shopper: None,
         })
         .await??;
     let order = placed.order;

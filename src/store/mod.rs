@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    IdempotencyKey, Money, Order, OrderId, OrderStep, Payment, PaymentId, Product, ProductId,
-    Quantity, Stock,
+    IdempotencyKey, Money, Order, OrderEvent, OrderId, OrderStep, Payment, PaymentId, Product,
+    ProductId, Quantity, ShopperId, Stock,
 };
 
 pub use sqlite::SqliteSynchronous;
@@ -118,10 +118,32 @@ impl Store {
         self.backend.write(order).await
     }
 
-    /// Moves a pending order to `step` and records the event. `false` when the
-    /// order had already reached that step or a terminal one: a no-op.
-    pub async fn advance_order(&self, transition: OrderTransition) -> Result<bool, StoreError> {
+    /// Moves a pending order to `step` and records the event, which it answers.
+    /// `None` when the order had already reached that step or a terminal one: a
+    /// no-op.
+    pub async fn advance_order(
+        &self,
+        transition: OrderTransition,
+    ) -> Result<Option<OrderEvent>, StoreError> {
         self.backend.write(transition).await
+    }
+
+    /// The order's recorded events after `after_seq` (0 for all), in order.
+    pub async fn order_events(
+        &self,
+        order_id: OrderId,
+        after_seq: u32,
+    ) -> Result<Vec<OrderEvent>, StoreError> {
+        self.backend.order_events(order_id, after_seq).await
+    }
+
+    /// The shopper's most recent orders, newest first.
+    pub async fn shopper_orders(
+        &self,
+        shopper: ShopperId,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.backend.shopper_orders(shopper, limit).await
     }
 
     pub async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -236,6 +258,8 @@ pub struct NewOrder {
     pub quantity: Quantity,
     pub total_amount: Money,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The browser that placed it, for the storefront's "my orders".
+    pub shopper_id: Option<ShopperId>,
     pub at: DateTime<Utc>,
 }
 

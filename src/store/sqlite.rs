@@ -21,7 +21,7 @@ use super::{
     StoreError, StoreOptions, UpsertProduct, corrupt,
 };
 use crate::domain::{
-    Money, Order, OrderId, OrderStep, Payment, PaymentId, PaymentStatus, Price, Product, ProductId,
+    Money, Order, OrderEvent, OrderId, OrderStep, ShopperId, Payment, PaymentId, PaymentStatus, Price, Product, ProductId,
     ProductName, Quantity, Stock,
 };
 
@@ -91,6 +91,42 @@ impl SqliteStore {
             "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, updated_at \
              FROM shop_order WHERE status = 'PENDING' ORDER BY order_id",
         )
+        .fetch_all(&self.reads)
+        .await?
+        .iter()
+        .map(order)
+        .collect()
+    }
+
+    pub(super) async fn order_events(
+        &self,
+        order_id: OrderId,
+        after_seq: u32,
+    ) -> Result<Vec<OrderEvent>, StoreError> {
+        sqlx::query(
+            "SELECT order_id, seq, step, reason, at FROM order_event \
+             WHERE order_id = ?1 AND seq > ?2 ORDER BY seq",
+        )
+        .bind(order_id.as_uuid())
+        .bind(after_seq)
+        .fetch_all(&self.reads)
+        .await?
+        .iter()
+        .map(order_event)
+        .collect()
+    }
+
+    pub(super) async fn shopper_orders(
+        &self,
+        shopper: ShopperId,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        sqlx::query(
+            "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, updated_at \
+             FROM shop_order WHERE shopper_id = ?1 ORDER BY order_id DESC LIMIT ?2",
+        )
+        .bind(shopper.as_uuid())
+        .bind(limit)
         .fetch_all(&self.reads)
         .await?
         .iter()
@@ -316,8 +352,8 @@ impl WriteOp<Sqlite> for NewOrder {
             let key = self.idempotency_key.as_ref().map(|key| key.as_str());
             let inserted = sqlx::query(
                 "INSERT INTO shop_order (order_id, product_id, quantity, total_amount, step, status, \
-                 reason, idempotency_key, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?8) \
+                 reason, idempotency_key, shopper_id, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9, ?9) \
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(self.order_id.as_uuid())
@@ -327,6 +363,7 @@ impl WriteOp<Sqlite> for NewOrder {
             .bind(OrderStep::Placed.as_str())
             .bind(OrderStep::Placed.status().as_str())
             .bind(key)
+            .bind(self.shopper_id.map(|shopper| shopper.as_uuid()))
             .bind(self.at)
             .execute(&mut *conn)
             .await?;
@@ -358,12 +395,12 @@ impl WriteOp<Sqlite> for NewOrder {
 }
 
 impl WriteOp<Sqlite> for OrderTransition {
-    type Output = bool;
+    type Output = Option<OrderEvent>;
 
     fn apply<'c>(
         &'c self,
         conn: &'c mut SqliteConnection,
-    ) -> BoxFuture<'c, Result<bool, StoreError>> {
+    ) -> BoxFuture<'c, Result<Option<OrderEvent>, StoreError>> {
         Box::pin(async move {
             // Only a pending order moves, and never to the step it is already at:
             // re-driving a saga after a crash writes nothing twice.
@@ -379,9 +416,9 @@ impl WriteOp<Sqlite> for OrderTransition {
             .execute(&mut *conn)
             .await?;
             if moved.rows_affected() == 0 {
-                return Ok(false);
+                return Ok(None);
             }
-            insert_event(
+            let seq = insert_event(
                 conn,
                 self.order_id,
                 self.step,
@@ -389,7 +426,13 @@ impl WriteOp<Sqlite> for OrderTransition {
                 self.at,
             )
             .await?;
-            Ok(true)
+            Ok(Some(OrderEvent {
+                order_id: self.order_id,
+                seq,
+                step: self.step,
+                reason: self.reason.clone(),
+                at: self.at,
+            }))
         })
     }
 }
@@ -400,19 +443,20 @@ async fn insert_event(
     step: OrderStep,
     reason: Option<&str>,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<u32, StoreError> {
+    let seq: u32 = sqlx::query_scalar(
         "INSERT INTO order_event (order_id, seq, step, status, reason, at) \
-         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM order_event WHERE order_id = ?1), ?2, ?3, ?4, ?5)",
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM order_event WHERE order_id = ?1), ?2, ?3, ?4, ?5) \
+         RETURNING seq",
     )
     .bind(order_id.as_uuid())
     .bind(step.as_str())
     .bind(step.status().as_str())
     .bind(reason)
     .bind(at)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(())
+    Ok(seq)
 }
 
 impl WriteOp<Sqlite> for RecordPayment {
@@ -492,6 +536,17 @@ fn order(row: &SqliteRow) -> Result<Order, StoreError> {
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn order_event(row: &SqliteRow) -> Result<OrderEvent, StoreError> {
+    let step: String = row.try_get("step")?;
+    Ok(OrderEvent {
+        order_id: OrderId::from_uuid(row.try_get::<Uuid, _>("order_id")?),
+        seq: row.try_get("seq")?,
+        step: step.parse().map_err(|e| corrupt("step", e))?,
+        reason: row.try_get("reason")?,
+        at: row.try_get("at")?,
     })
 }
 

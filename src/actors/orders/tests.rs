@@ -91,6 +91,7 @@ async fn place(
             product_id,
             quantity: units(quantity),
             idempotency_key,
+            shopper: None,
         })
         .await
         .unwrap()
@@ -129,6 +130,7 @@ async fn order_behind_the_actors_back(store: &Store, quantity: i64) -> Order {
             quantity: units(quantity),
             total_amount: Money::from_cents(PRICE * quantity),
             idempotency_key: None,
+            shopper_id: None,
             at: Utc::now(),
         })
         .await

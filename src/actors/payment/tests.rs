@@ -75,6 +75,7 @@ async fn charged_order(actors: &Actors, units: i64) -> Order {
             product_id: tea(),
             quantity: Quantity::parse(units).unwrap(),
             idempotency_key: None,
+            shopper: None,
         })
         .await
         .unwrap()
@@ -93,6 +94,7 @@ async fn placed_order(store: &Store, units: i64) -> Order {
             quantity,
             total_amount: Money::from_cents(PRICE * units),
             idempotency_key: None,
+            shopper_id: None,
             at: Utc::now(),
         })
         .await
@@ -125,6 +127,7 @@ async fn reserved_order(store: &Store, units: i64) -> Order {
             })
             .await
             .unwrap()
+            .is_some()
     );
     let order = store.order(order.order_id).await.unwrap().unwrap();
     assert_eq!(order.step, OrderStep::Reserved);
