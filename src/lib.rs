@@ -8,9 +8,11 @@
 //! `domain`, which uses nothing else.
 
 pub mod actors;
+pub mod assets;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod views;

@@ -1,12 +1,17 @@
 //! The HTTP layer: one route table, the server, and the error mapping.
 
+mod admin;
 mod api;
 pub mod error;
+mod pages;
+mod session;
+mod sse;
 
 use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, web};
 
 use crate::actors::Actors;
@@ -41,9 +46,24 @@ pub fn serve(
             )
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .app_data(
+                web::FormConfig::default()
+                    .limit(BODY_LIMIT)
+                    .error_handler(|error, _| {
+                        pages::PageError(ApiError::BadRequest(format!(
+                            "the form could not be read: {error}"
+                        )))
+                        .into()
+                    }),
+            )
+            .wrap(from_fn(session::shopper_cookie))
+            .wrap(security_headers())
             .configure(routes)
     })
     .shutdown_timeout(settings.shutdown_timeout.as_secs())
+    // actix-server treats SIGINT as a forced stop; start-up installs handlers
+    // that stop gracefully on both SIGINT and SIGTERM instead.
+    .disable_signals()
     .listen(listener)?;
     if let Some(workers) = settings.workers {
         server = server.workers(workers);
@@ -68,7 +88,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .post(api::charge),
         )
         .service(resource("/api/payments/{payment_id}").get(api::get_payment))
-        .default_service(web::to(not_found));
+        // The storefront.
+        .service(page("/").get(pages::catalog))
+        .service(page("/products/{product_id}").get(pages::product))
+        .service(page("/orders").get(pages::my_orders).post(pages::buy))
+        .service(page("/orders/{order_id}").get(pages::order))
+        .service(page("/orders/{order_id}/events").get(sse::order_events))
+        .service(page("/fragments/availability").get(pages::availability))
+        .service(page("/admin").get(admin::dashboard))
+        .service(page("/admin/sign-in").post(admin::sign_in))
+        .service(page("/admin/sign-out").post(admin::sign_out))
+        .service(page("/admin/products").post(admin::create_product))
+        .service(
+            page("/admin/products/{product_id}")
+                .get(admin::edit_product)
+                .post(admin::update_product),
+        )
+        .service(web::resource("/static/{file}").get(pages::asset))
+        .default_service(web::to(pages::not_found_page));
+}
+
+/// The same headers on every answer. Scripts and styles come only from this
+/// origin; nothing may frame the shop.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("X-Frame-Options", "DENY"))
 }
 
 /// A resource whose unsupported methods get a problem+json 405.
@@ -76,8 +127,15 @@ fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("no resource at {}", req.path())))
+/// A page whose unsupported methods get an HTML 405.
+fn page(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(page_method_not_allowed))
+}
+
+async fn page_method_not_allowed(req: HttpRequest) -> Result<HttpResponse, pages::PageError> {
+    Err(pages::PageError(ApiError::MethodNotAllowed(
+        req.method().to_string(),
+    )))
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -1,0 +1,298 @@
+//! The admin pages. Signing in exchanges the admin token for a signed session
+//! cookie; every form post then needs that session, a matching CSRF token and no
+//! foreign `Origin`. Product writes go through the same `UpsertProduct` message as
+//! the API.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use maud::Markup;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::pages::PageError;
+use super::session::{self, AdminSession};
+use crate::actors::Actors;
+use crate::actors::inventory::UpsertProduct;
+use crate::config::AdminToken;
+use crate::domain::{Price, Product, ProductId, ProductName, Stock};
+use crate::views::admin::{self as view, ProductForm};
+
+type Page = Result<HttpResponse, PageError>;
+
+fn html(status: actix_web::http::StatusCode, markup: Markup) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(markup.into_string())
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location.to_owned()))
+        .finish()
+}
+
+const ADMIN_LIST: usize = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct DashboardQuery {
+    saved: Option<ProductId>,
+}
+
+pub async fn dashboard(
+    req: HttpRequest,
+    query: web::Query<DashboardQuery>,
+    token: web::Data<AdminToken>,
+    actors: web::Data<Actors>,
+) -> Page {
+    let Some(session) = AdminSession::from_request(&req, &token) else {
+        return Ok(html(
+            actix_web::http::StatusCode::OK,
+            view::sign_in_page(None),
+        ));
+    };
+    let notice = query.saved.as_ref().map(|id| format!("Saved {id}."));
+    Ok(html(
+        actix_web::http::StatusCode::OK,
+        dashboard_view(
+            &actors,
+            &ProductForm::default(),
+            &session,
+            notice.as_deref(),
+        ),
+    ))
+}
+
+fn dashboard_view(
+    actors: &Actors,
+    form: &ProductForm,
+    session: &AdminSession,
+    notice: Option<&str>,
+) -> Markup {
+    let products = actors.inventory.catalog.page(None, ADMIN_LIST).products;
+    view::dashboard(&products, form, &session.csrf, notice)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    token: String,
+}
+
+pub async fn sign_in(
+    req: HttpRequest,
+    form: web::Form<SignInForm>,
+    token: web::Data<AdminToken>,
+) -> Page {
+    if !session::same_origin(&req) {
+        return Err(PageError(ApiError::Forbidden(
+            "cross-site request refused".to_owned(),
+        )));
+    }
+    if !token.matches(form.token.trim()) {
+        return Ok(html(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            view::sign_in_page(Some("That is not the admin token.")),
+        ));
+    }
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/admin"))
+        .cookie(session::admin_session_cookie(&token))
+        .finish())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn sign_out(
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+    token: web::Data<AdminToken>,
+) -> Page {
+    authorize(&req, &token, &form.csrf)?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/admin"))
+        .cookie(session::signed_out_cookie())
+        .finish())
+}
+
+/// The session behind a form post, if it is a genuine one from our own pages.
+fn authorize(req: &HttpRequest, token: &AdminToken, csrf: &str) -> Result<AdminSession, PageError> {
+    if !session::same_origin(req) {
+        return Err(PageError(ApiError::Forbidden(
+            "cross-site request refused".to_owned(),
+        )));
+    }
+    let session =
+        AdminSession::from_request(req, token).ok_or(PageError(ApiError::Unauthorized))?;
+    if !session.accepts_csrf(csrf) {
+        return Err(PageError(ApiError::Forbidden(
+            "the form is out of date or was not sent from this site; reload the page".to_owned(),
+        )));
+    }
+    Ok(session)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProductFields {
+    csrf: String,
+    product_id: String,
+    product_name: String,
+    price: String,
+    stock: String,
+}
+
+pub async fn create_product(
+    req: HttpRequest,
+    form: web::Form<ProductFields>,
+    token: web::Data<AdminToken>,
+    actors: web::Data<Actors>,
+) -> Page {
+    let session = authorize(&req, &token, &form.csrf)?;
+    let fields = form.into_inner();
+    match parse_product(&fields) {
+        Ok(product) => {
+            let saved = actors
+                .inventory
+                .addr
+                .send(UpsertProduct(product))
+                .await?
+                .map_err(ApiError::from)?;
+            Ok(see_other(&format!("/admin?saved={}", saved.product_id)))
+        }
+        Err(form) => Ok(html(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            dashboard_view(&actors, &form, &session, None),
+        )),
+    }
+}
+
+pub async fn edit_product(
+    req: HttpRequest,
+    product_id: web::Path<String>,
+    token: web::Data<AdminToken>,
+    actors: web::Data<Actors>,
+) -> Page {
+    let Some(session) = AdminSession::from_request(&req, &token) else {
+        return Ok(see_other("/admin"));
+    };
+    let product = ProductId::parse(product_id.into_inner())
+        .ok()
+        .and_then(|id| actors.inventory.catalog.product(&id))
+        .ok_or_else(|| PageError(ApiError::NotFound("no such product".to_owned())))?;
+    Ok(html(
+        actix_web::http::StatusCode::OK,
+        view::edit_page(&ProductForm::from_product(&product), &session.csrf),
+    ))
+}
+
+pub async fn update_product(
+    req: HttpRequest,
+    product_id: web::Path<String>,
+    form: web::Form<ProductFields>,
+    token: web::Data<AdminToken>,
+    actors: web::Data<Actors>,
+) -> Page {
+    let session = authorize(&req, &token, &form.csrf)?;
+    let mut fields = form.into_inner();
+    // The product edited is the one in the URL, whatever the form says.
+    fields.product_id = product_id.into_inner();
+    match parse_product(&fields) {
+        Ok(product) => {
+            let saved = actors
+                .inventory
+                .addr
+                .send(UpsertProduct(product))
+                .await?
+                .map_err(ApiError::from)?;
+            Ok(see_other(&format!("/admin?saved={}", saved.product_id)))
+        }
+        Err(form) => Ok(html(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            view::edit_page(&form, &session.csrf),
+        )),
+    }
+}
+
+/// The form's fields as a product, or the form again with an error per bad field.
+fn parse_product(fields: &ProductFields) -> Result<Product, ProductForm> {
+    let mut errors = Vec::new();
+    let product_id = ProductId::parse(fields.product_id.trim())
+        .map_err(|e| errors.push(("product_id", e.to_string())))
+        .ok();
+    let product_name = ProductName::parse(fields.product_name.as_str())
+        .map_err(|e| errors.push(("product_name", e.to_string())))
+        .ok();
+    let price = parse_dollars(&fields.price)
+        .and_then(Price::parse)
+        .map_err(|e| errors.push(("price", e.to_string())))
+        .ok();
+    let stock = fields
+        .stock
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| crate::domain::ParseError::new("stock must be a whole number"))
+        .and_then(Stock::parse)
+        .map_err(|e| errors.push(("stock", e.to_string())))
+        .ok();
+    match (product_id, product_name, price, stock) {
+        (Some(product_id), Some(product_name), Some(price), Some(stock)) => Ok(Product {
+            product_id,
+            product_name,
+            price,
+            stock,
+        }),
+        _ => Err(ProductForm {
+            product_id: fields.product_id.clone(),
+            product_name: fields.product_name.clone(),
+            price: fields.price.clone(),
+            stock: fields.stock.clone(),
+            errors,
+        }),
+    }
+}
+
+/// "12", "12.5" or "12.50" dollars as cents. People type prices in dollars.
+fn parse_dollars(raw: &str) -> Result<i64, crate::domain::ParseError> {
+    let invalid =
+        || crate::domain::ParseError::new("price must be an amount in dollars, like 12.50");
+    let raw = raw.trim().trim_start_matches('$');
+    let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || fraction.len() > 2
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid());
+    }
+    let whole: i64 = whole.parse().map_err(|_| invalid())?;
+    let cents: i64 = format!("{fraction:0<2}").parse().map_err(|_| invalid())?;
+    whole
+        .checked_mul(100)
+        .and_then(|c| c.checked_add(cents))
+        .ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_dollars;
+
+    #[test]
+    fn prices_are_typed_in_dollars() {
+        assert_eq!(parse_dollars("12.50"), Ok(1250));
+        assert_eq!(parse_dollars("12.5"), Ok(1250));
+        assert_eq!(parse_dollars("$3"), Ok(300));
+        assert_eq!(parse_dollars(" 0.07 "), Ok(7));
+        for bad in [
+            "",
+            "abc",
+            "1.234",
+            "-2",
+            "1,50",
+            ".5",
+            "99999999999999999999",
+        ] {
+            assert!(parse_dollars(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

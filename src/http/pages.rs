@@ -1,0 +1,303 @@
+//! The storefront's pages and fragments. Like the API, each handler parses, sends
+//! one message (or reads the catalog snapshot), and renders; errors become HTML
+//! error pages instead of problem+json.
+
+use actix::MailboxError;
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::session::Shopper;
+use crate::actors::Actors;
+use crate::actors::orders::{GetOrder, ListShopperOrders, OrderError, PlaceOrder};
+use crate::assets;
+use crate::domain::{IdempotencyKey, Order, OrderId, ParseError, Product, ProductId, Quantity};
+use crate::telemetry::error_chain;
+use crate::views::{self, catalog, order::OrderView};
+
+/// An error on a page: the same kinds and statuses as the API's, shown as a page.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct PageError(#[from] pub ApiError);
+
+impl From<OrderError> for PageError {
+    fn from(error: OrderError) -> Self {
+        PageError(error.into())
+    }
+}
+
+impl From<MailboxError> for PageError {
+    fn from(error: MailboxError) -> Self {
+        PageError(error.into())
+    }
+}
+
+impl From<ParseError> for PageError {
+    fn from(error: ParseError) -> Self {
+        PageError(error.into())
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (title, detail) = if status == StatusCode::NOT_FOUND {
+            ("Page not found", "We could not find that page.".to_owned())
+        } else if status.is_server_error() {
+            tracing::error!(error = %error_chain(&self.0), "page failed");
+            (
+                "Something went wrong",
+                "Please try again in a moment.".to_owned(),
+            )
+        } else {
+            (
+                status.canonical_reason().unwrap_or("Error"),
+                self.0.to_string(),
+            )
+        };
+        HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(views::errors::error_page(status.as_u16(), title, &detail).into_string())
+    }
+}
+
+type Page = Result<HttpResponse, PageError>;
+
+fn html(markup: Markup) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(markup.into_string())
+}
+
+fn is_htmx(req: &HttpRequest) -> bool {
+    req.headers().contains_key("HX-Request")
+}
+
+fn new_key() -> IdempotencyKey {
+    // A UUID is always a valid key.
+    IdempotencyKey::parse(&uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(|_| unreachable!("a UUID is a valid idempotency key"))
+}
+
+fn not_found(what: &str) -> PageError {
+    PageError(ApiError::NotFound(what.to_owned()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CatalogQuery {
+    after: Option<ProductId>,
+}
+
+const CATALOG_PAGE: usize = 24;
+
+pub async fn catalog(query: web::Query<CatalogQuery>, actors: web::Data<Actors>) -> Page {
+    let page = actors
+        .inventory
+        .catalog
+        .page(query.after.as_ref(), CATALOG_PAGE);
+    let keys: Vec<IdempotencyKey> = page.products.iter().map(|_| new_key()).collect();
+    Ok(html(catalog::catalog_page(&catalog::CatalogView {
+        products: &page.products,
+        next_after: page.next_after.as_ref(),
+        paged: query.after.is_some(),
+        keys: &keys,
+    })))
+}
+
+pub async fn product(product_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
+    let product = ProductId::parse(product_id.into_inner())
+        .ok()
+        .and_then(|id| actors.inventory.catalog.product(&id))
+        .ok_or_else(|| not_found("no such product"))?;
+    Ok(html(catalog::product_page(&product, &new_key(), None)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IdsQuery {
+    ids: String,
+}
+
+const MOST_POLLED: usize = 100;
+
+/// Fresh availability badges and Buy buttons for the products on a page.
+pub async fn availability(query: web::Query<IdsQuery>, actors: web::Data<Actors>) -> Page {
+    let ids: Vec<ProductId> = query
+        .ids
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .take(MOST_POLLED)
+        .map(ProductId::parse)
+        .collect::<Result<_, _>>()?;
+    let products: Vec<Product> = ids
+        .iter()
+        .filter_map(|id| actors.inventory.catalog.product(id))
+        .collect();
+    Ok(html(catalog::availability_fragment(&products)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BuyForm {
+    product_id: String,
+    quantity: String,
+    idempotency_key: String,
+}
+
+/// Buying: a plain form post is answered with 303 to the order's page; an htmx
+/// post with the order panel, swapped into the product's slot.
+pub async fn buy(
+    req: HttpRequest,
+    shopper: Shopper,
+    form: web::Form<BuyForm>,
+    actors: web::Data<Actors>,
+) -> Page {
+    let form = form.into_inner();
+    let product = ProductId::parse(form.product_id)
+        .ok()
+        .and_then(|id| actors.inventory.catalog.product(&id))
+        .ok_or_else(|| not_found("no such product"))?;
+    let key = IdempotencyKey::parse(&form.idempotency_key)?;
+    let quantity = match form.quantity.trim().parse::<i64>() {
+        Ok(units) => Quantity::parse(units),
+        Err(_) => Quantity::parse(0),
+    };
+    let quantity = match quantity {
+        Ok(quantity) => quantity,
+        Err(error) => return Ok(buy_refused(&req, &product, &key, &error.to_string())),
+    };
+
+    let placed = actors
+        .orders
+        .send(PlaceOrder {
+            product_id: product.product_id.clone(),
+            quantity,
+            idempotency_key: Some(key.clone()),
+            shopper: Some(shopper.0),
+        })
+        .await?;
+    let placed = match placed {
+        Ok(placed) => placed,
+        Err(OrderError::IdempotencyKeyReused) => {
+            let message = "This form was already used for another order. Please try again.";
+            return Ok(buy_refused(&req, &product, &new_key(), message));
+        }
+        Err(error) => return Err(error.into()),
+    };
+
+    let order = placed.order;
+    if !is_htmx(&req) {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/orders/{}", order.order_id)))
+            .finish());
+    }
+    let view = OrderView {
+        order: &order,
+        product_name: Some(product.product_name.as_str()),
+    };
+    Ok(html(html! {
+        (views::order::order_panel(&view))
+        (catalog::key_input(&product, &new_key(), true))
+    }))
+}
+
+fn buy_refused(
+    req: &HttpRequest,
+    product: &Product,
+    key: &IdempotencyKey,
+    message: &str,
+) -> HttpResponse {
+    let body = if is_htmx(req) {
+        html! { p.field-error role="alert" { (message) } }
+    } else {
+        catalog::product_page(product, key, Some(message))
+    };
+    HttpResponse::UnprocessableEntity()
+        .content_type("text/html; charset=utf-8")
+        .body(body.into_string())
+}
+
+fn product_name<'a>(products: &'a [(ProductId, Product)], order: &Order) -> Option<&'a str> {
+    products
+        .iter()
+        .find(|(id, _)| *id == order.product_id)
+        .map(|(_, product)| product.product_name.as_str())
+}
+
+pub async fn order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
+    let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
+    let order = actors
+        .orders
+        .send(GetOrder(order_id))
+        .await??
+        .ok_or_else(|| not_found("no such order"))?;
+    let product = actors.inventory.catalog.product(&order.product_id);
+    let view = OrderView {
+        order: &order,
+        product_name: product.as_ref().map(|p| p.product_name.as_str()),
+    };
+    Ok(html(views::order::order_page(&view)))
+}
+
+const MY_ORDERS: u32 = 50;
+
+pub async fn my_orders(shopper: Shopper, actors: web::Data<Actors>) -> Page {
+    let orders = actors
+        .orders
+        .send(ListShopperOrders {
+            shopper: shopper.0,
+            limit: MY_ORDERS,
+        })
+        .await??;
+    let products: Vec<(ProductId, Product)> = orders
+        .iter()
+        .filter_map(|order| {
+            let product = actors.inventory.catalog.product(&order.product_id)?;
+            Some((order.product_id.clone(), product))
+        })
+        .collect();
+    let views: Vec<OrderView<'_>> = orders
+        .iter()
+        .map(|order| OrderView {
+            order,
+            product_name: product_name(&products, order),
+        })
+        .collect();
+    Ok(html(views::order::my_orders_page(&views)))
+}
+
+/// A compiled-in asset. Its URL carries its content hash, so it never changes:
+/// browsers and proxies may keep it for a year.
+pub async fn asset(req: HttpRequest) -> Result<HttpResponse, PageError> {
+    let asset = assets::at_path(req.path()).ok_or_else(|| not_found("no such file"))?;
+    let cached = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tag| tag == asset.etag);
+    let mut response = if cached {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+        .insert_header((header::ETAG, asset.etag.clone()));
+    Ok(if cached {
+        response.finish()
+    } else {
+        response.content_type(asset.content_type).body(asset.bytes)
+    })
+}
+
+/// Pages that do not exist: an HTML 404 for people, problem+json for the API.
+pub async fn not_found_page(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    if req.path().starts_with("/api/") {
+        return Err(ApiError::NotFound(format!("no resource at {}", req.path())).into());
+    }
+    Err(not_found("no such page").into())
+}

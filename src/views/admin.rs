@@ -1,0 +1,176 @@
+//! The admin pages: sign in with the admin token, list products, add and edit
+//! them with errors shown beside the field, sign out. Every form carries the
+//! session's CSRF token.
+
+use maud::{Markup, html};
+
+use super::{Section, page};
+use crate::domain::Product;
+
+/// What was typed into a product form, and what is wrong with it, field by field.
+#[derive(Debug, Default, Clone)]
+pub struct ProductForm {
+    pub product_id: String,
+    pub product_name: String,
+    /// Dollars and cents as typed, e.g. `12.50`.
+    pub price: String,
+    pub stock: String,
+    pub errors: Vec<(&'static str, String)>,
+}
+
+impl ProductForm {
+    pub fn from_product(product: &Product) -> ProductForm {
+        let cents = product.price.money().cents();
+        ProductForm {
+            product_id: product.product_id.to_string(),
+            product_name: product.product_name.as_str().to_owned(),
+            price: format!("{}.{:02}", cents / 100, cents % 100),
+            stock: product.stock.units().to_string(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn error(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, message)| message.as_str())
+    }
+}
+
+pub fn sign_in_page(error: Option<&str>) -> Markup {
+    page(
+        "Admin sign-in",
+        Section::Admin,
+        html! {
+            h1 { "Admin sign-in" }
+            form.admin-form method="post" action="/admin/sign-in" {
+                label for="token" { "Admin token" }
+                input #token type="password" name="token" autocomplete="current-password" required
+                    aria-invalid=[error.map(|_| "true")]
+                    aria-describedby=[error.map(|_| "token-error")];
+                @if let Some(error) = error {
+                    p.field-error #token-error role="alert" { (error) }
+                }
+                button type="submit" { "Sign in" }
+            }
+            p.hint { "The token is MINIMART_ADMIN_TOKEN, or the one the server logged at start." }
+        },
+    )
+}
+
+/// The product list and the form to add one.
+pub fn dashboard(
+    products: &[Product],
+    new_product: &ProductForm,
+    csrf: &str,
+    notice: Option<&str>,
+) -> Markup {
+    page(
+        "Admin",
+        Section::Admin,
+        html! {
+            div.admin-head {
+                h1 { "Products" }
+                (sign_out(csrf))
+            }
+            @if let Some(notice) = notice {
+                p.notice role="status" { (notice) }
+            }
+            @if products.is_empty() {
+                p.empty { "No products yet." }
+            } @else {
+                table.products {
+                    caption { "Every product in the catalog" }
+                    thead { tr { th scope="col" { "Id" } th scope="col" { "Name" } th scope="col" { "Price" } th scope="col" { "Stock" } th scope="col" { span.visually-hidden { "Actions" } } } }
+                    tbody {
+                        @for product in products {
+                            tr {
+                                td { code { (product.product_id) } }
+                                td { (product.product_name.as_str()) }
+                                td { (product.price.money()) }
+                                td { (product.stock.units()) }
+                                td { a href=(format!("/admin/products/{}", product.product_id)) aria-label=(format!("Edit {}", product.product_name.as_str())) { "Edit" } }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Add a product" }
+            (product_form("/admin/products", new_product, csrf, true))
+        },
+    )
+}
+
+pub fn edit_page(form: &ProductForm, csrf: &str) -> Markup {
+    page(
+        "Edit product",
+        Section::Admin,
+        html! {
+            p.breadcrumb { a href="/admin" { "← Products" } }
+            h1 { "Edit " code { (form.product_id) } }
+            (product_form(&format!("/admin/products/{}", form.product_id), form, csrf, false))
+        },
+    )
+}
+
+fn product_form(action: &str, form: &ProductForm, csrf: &str, with_id: bool) -> Markup {
+    html! {
+        form.admin-form method="post" action=(action) novalidate {
+            input type="hidden" name="csrf" value=(csrf);
+            @if with_id {
+                (field("product_id", "Product id", "text", &form.product_id, form.error("product_id"), Some("Letters, digits, - and _; at most 64.")))
+            } @else {
+                input type="hidden" name="product_id" value=(form.product_id);
+            }
+            (field("product_name", "Name", "text", &form.product_name, form.error("product_name"), None))
+            (field("price", "Price ($)", "text", &form.price, form.error("price"), Some("For example 12.50")))
+            (field("stock", "Stock", "number", &form.stock, form.error("stock"), None))
+            button type="submit" { @if with_id { "Add product" } @else { "Save" } }
+        }
+    }
+}
+
+fn field(
+    name: &str,
+    label: &str,
+    kind: &str,
+    value: &str,
+    error: Option<&str>,
+    hint: Option<&str>,
+) -> Markup {
+    let id = format!("field-{name}");
+    let error_id = format!("{id}-error");
+    let hint_id = format!("{id}-hint");
+    let described: Vec<&str> = [
+        hint.map(|_| hint_id.as_str()),
+        error.map(|_| error_id.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    html! {
+        div.field {
+            label for=(id) { (label) }
+            input id=(id) type=(kind) name=(name) value=(value)
+                inputmode=[(name == "price").then_some("decimal")]
+                aria-invalid=[error.map(|_| "true")]
+                aria-describedby=[(!described.is_empty()).then(|| described.join(" "))];
+            @if let Some(hint) = hint {
+                p.hint id=(hint_id) { (hint) }
+            }
+            @if let Some(error) = error {
+                p.field-error id=(error_id) { (error) }
+            }
+        }
+    }
+}
+
+fn sign_out(csrf: &str) -> Markup {
+    html! {
+        form method="post" action="/admin/sign-out" {
+            input type="hidden" name="csrf" value=(csrf);
+            button.secondary type="submit" { "Sign out" }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The storefront's HTML: plain functions from view data to `Markup`. maud escapes
+//! every value it renders; nothing here marks user data as pre-escaped.
+//!
+//! Pages work without JavaScript (plain links and form posts); htmx, when it is
+//! there, swaps fragments in place and follows an order's progress over
+//! server-sent events.
+
+pub mod admin;
+pub mod catalog;
+pub mod errors;
+pub mod order;
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::assets;
+use crate::domain::{Product, Stock};
+
+/// Which part of the site a page belongs to, to mark it in the navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Catalog,
+    Orders,
+    Admin,
+    None,
+}
+
+/// The frame around every page.
+pub fn page(title: &str, section: Section, body: Markup) -> Markup {
+    let nav_link = |href: &str, label: &str, this: Section| {
+        html! {
+            @if section == this {
+                a href=(href) aria-current="page" { (label) }
+            } @else {
+                a href=(href) { (label) }
+            }
+        }
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                // htmx would otherwise add an inline <style>, which the CSP forbids.
+                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
+                title { (title) " · minimart" }
+                link rel="stylesheet" href=(assets::url(assets::STYLESHEET));
+                script src=(assets::url(assets::HTMX)) defer {}
+                script src=(assets::url(assets::HTMX_SSE)) defer {}
+            }
+            body {
+                a.skip-link href="#main" { "Skip to content" }
+                header.site-header {
+                    a.brand href="/" { "minimart" }
+                    nav aria-label="Main" {
+                        (nav_link("/", "Catalog", Section::Catalog))
+                        (nav_link("/orders", "My orders", Section::Orders))
+                        (nav_link("/admin", "Admin", Section::Admin))
+                    }
+                }
+                main #main tabindex="-1" { (body) }
+                footer.site-footer {
+                    p { "minimart: a small, real shop. Payments are simulated; nothing is charged." }
+                }
+            }
+        }
+    }
+}
+
+/// "In stock", "Only 3 left" or "Sold out", for shoppers.
+pub fn availability_text(stock: Stock) -> String {
+    match stock.units() {
+        0 => "Sold out".to_owned(),
+        n @ 1..=5 => format!("Only {n} left"),
+        _ => "In stock".to_owned(),
+    }
+}
+
+/// The availability badge of a product. `oob` marks it for an out-of-band swap,
+/// so that one poll refreshes every badge on a page.
+pub fn availability(product: &Product, oob: bool) -> Markup {
+    let class = match product.stock.units() {
+        0 => "badge sold-out",
+        1..=5 => "badge low",
+        _ => "badge in-stock",
+    };
+    html! {
+        span id=(format!("availability-{}", product.product_id))
+            class=(class)
+            hx-swap-oob=[oob.then_some("true")] {
+            (availability_text(product.stock))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn availability_reads_like_a_shop() {
+        let stock = |n| Stock::parse(n).expect("stock");
+        assert_eq!(availability_text(stock(0)), "Sold out");
+        assert_eq!(availability_text(stock(1)), "Only 1 left");
+        assert_eq!(availability_text(stock(5)), "Only 5 left");
+        assert_eq!(availability_text(stock(6)), "In stock");
+    }
+}
