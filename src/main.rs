@@ -9,7 +9,7 @@ async fn main() -> std::process::ExitCode {
     let config = Config::parse();
     telemetry::init();
     let served = match Application::build(config).await {
-        Ok(app) => app.run_until_stopped().await,
+        Ok(app) => app.run_until_signalled().await,
         Err(error) => {
             tracing::error!(error = %telemetry::error_chain(&error), "minimart could not start");
             return std::process::ExitCode::FAILURE;

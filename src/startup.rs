@@ -96,9 +96,44 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    /// Serves until stopped through its handle.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops gracefully: no new connections,
+    /// and requests in flight finish (up to the shutdown timeout).
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        actix_rt::spawn(async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(signal, "stopping gracefully");
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and names it. If a handler cannot be installed,
+/// that signal keeps its default action (the process ends).
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    match (interrupt, terminate) {
+        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        },
+        (Ok(mut interrupt), Err(_)) => {
+            interrupt.recv().await;
+            "SIGINT"
+        }
+        (Err(_), Ok(mut terminate)) => {
+            terminate.recv().await;
+            "SIGTERM"
+        }
+        (Err(_), Err(_)) => std::future::pending().await,
     }
 }
 

@@ -97,7 +97,12 @@ impl OrdersActor {
     pub fn new(store: Store, inventory: Inventory, payment: Addr<PaymentActor>) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         OrdersActor {
-            saga: Saga::new(store.clone(), inventory.addr.clone(), payment, events.clone()),
+            saga: Saga::new(
+                store.clone(),
+                inventory.addr.clone(),
+                payment,
+                events.clone(),
+            ),
             store,
             inventory,
             events,

@@ -21,8 +21,8 @@ use super::{
     StoreError, StoreOptions, UpsertProduct, corrupt,
 };
 use crate::domain::{
-    Money, Order, OrderEvent, OrderId, OrderStep, ShopperId, Payment, PaymentId, PaymentStatus, Price, Product, ProductId,
-    ProductName, Quantity, Stock,
+    Money, Order, OrderEvent, OrderId, OrderStep, Payment, PaymentId, PaymentStatus, Price,
+    Product, ProductId, ProductName, Quantity, ShopperId, Stock,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
