@@ -11,5 +11,6 @@ mod health;
 mod helpers;
 mod idempotency;
 mod orders;
+mod pages;
 mod payments;
 mod products;
