@@ -232,8 +232,8 @@ async fn the_order_stream_sends_each_step_then_the_outcome_then_stops() {
     assert!(stream[outcome..].contains("Order confirmed"), "{stream}");
     let last_id = stream
         .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("id: "))
         .expect("event ids");
 
     let reconnect = app
