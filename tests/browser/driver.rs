@@ -1,0 +1,182 @@
+//! Starting chromedriver and a headless Chromium session, and the few things the
+//! stories ask of a page.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const AXE: &str = include_str!("../assets/axe-core-4.11.1.min.js");
+
+/// A chromedriver process and one browser session; both end when dropped.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+fn installed(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").port()
+}
+
+impl Browser {
+    /// A browser, or `None` (after saying so loudly) when none is installed here.
+    /// In CI a missing browser fails the test instead.
+    pub async fn start() -> Option<Browser> {
+        if !(installed("chromedriver") && installed(CHROMIUM)) {
+            let message = "chromium and chromedriver are not installed: browser stories cannot run \
+                           (apt-get install chromium chromium-driver)";
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            // Straight to the process's stderr: the test harness would hide `eprintln!`.
+            let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED: {message} !!!\n");
+            return None;
+        }
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().expect("a profile directory");
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--window-size=1200,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object")
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => break client,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "no browser session: {error}");
+                    actix_rt::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        Some(Browser {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    pub async fn open(&self, url: &str) {
+        self.client.goto(url).await.expect("the page opens");
+    }
+
+    pub async fn css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|error| panic!("no {selector} on the page: {error}"))
+    }
+
+    pub async fn text_of(&self, selector: &str) -> String {
+        self.css(selector).await.text().await.expect("its text")
+    }
+
+    /// Waits until `selector` shows text containing `wanted` (10 s at most).
+    pub async fn until_text(&self, selector: &str, wanted: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(selector)).await
+                && let Ok(text) = element.text().await
+                && text.contains(wanted)
+            {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{selector} never showed {wanted:?}"
+            );
+            actix_rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Runs axe-core in the page and fails on serious or critical violations.
+    pub async fn assert_accessible(&self, page: &str) {
+        self.client.execute(AXE, vec![]).await.expect("axe loads");
+        let violations = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] })
+                   .then(r => done(r.violations
+                     .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                  nodes: v.nodes.map(n => n.target.join(' ')) }))))
+                   .catch(e => done([{ id: 'axe-error', help: String(e) }]));",
+                vec![],
+            )
+            .await
+            .expect("axe runs");
+        assert_eq!(
+            violations,
+            Value::Array(vec![]),
+            "{page}: serious or critical accessibility violations"
+        );
+    }
+
+    /// Puts a marker in the page's JavaScript state: it survives only if the page
+    /// is never reloaded.
+    pub async fn mark_page(&self) {
+        self.client
+            .execute("window.__minimart_marker = 'still here';", vec![])
+            .await
+            .expect("a marker");
+    }
+
+    pub async fn page_was_not_reloaded(&self) -> bool {
+        self.client
+            .execute("return window.__minimart_marker === 'still here';", vec![])
+            .await
+            .expect("the marker")
+            == Value::Bool(true)
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    /// Ends the session (closing Chromium) before chromedriver is stopped.
+    pub async fn finish(self) {
+        let _ = self.client.clone().close().await;
+    }
+}

@@ -1,0 +1,229 @@
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+
+use crate::driver::Browser;
+use crate::helpers::{ADMIN_TOKEN, spawn_app, spawn_app_with};
+
+/// A shopper browses the catalog, opens a product, buys two, and watches the
+/// order's steps advance to the confirmation without the page reloading.
+#[actix_web::test]
+async fn a_shopper_buys_and_watches_the_order_confirmed_live() {
+    let app = spawn_app_with(|config| config.payment_latency_ms = 600).await;
+    app.stock_product("moka-pot", 3450, 8).await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser.open(&app.url("/")).await;
+    assert!(browser.text_of("main").await.contains("$34.50"));
+    browser.assert_accessible("catalog").await;
+    browser
+        .css("a[href='/products/moka-pot']")
+        .await
+        .click()
+        .await
+        .expect("open the product");
+    assert_eq!(browser.text_of("h1").await, "Product moka-pot");
+    browser.assert_accessible("product").await;
+
+    browser.mark_page().await;
+    let quantity = browser.css("#quantity-moka-pot").await;
+    quantity.clear().await.expect("clear");
+    quantity.send_keys("2").await.expect("type");
+    browser
+        .css("#buy-moka-pot")
+        .await
+        .click()
+        .await
+        .expect("buy");
+
+    // The payment takes 600 ms: the shopper sees it under way, then the outcome.
+    browser.until_text(".step.current", "Payment").await;
+    let notice = browser
+        .until_text(".notifications", "Order confirmed")
+        .await;
+    assert!(notice.contains("$69.00"), "{notice}");
+    assert!(
+        browser.page_was_not_reloaded().await,
+        "the outcome arrived without a reload"
+    );
+    browser
+        .assert_accessible("product with a confirmed order")
+        .await;
+    assert_eq!(app.stock_of("moka-pot").await, 6);
+
+    browser.open(&app.url("/orders")).await;
+    assert!(browser.text_of("table.orders").await.contains("Confirmed"));
+    browser.assert_accessible("my orders").await;
+    browser
+        .css("table.orders a")
+        .await
+        .click()
+        .await
+        .expect("open the order");
+    browser
+        .until_text(".notifications", "Order confirmed")
+        .await;
+    browser.assert_accessible("order").await;
+    browser.finish().await;
+}
+
+/// The payment is declined: the shopper is told why, and the stock is back.
+#[actix_web::test]
+async fn a_declined_payment_is_shown_and_the_stock_returns() {
+    let app = spawn_app_with(|config| {
+        config.payment_failure_rate = 1.0;
+        config.payment_latency_ms = 200;
+    })
+    .await;
+    app.stock_product("scale", 2900, 4).await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser.open(&app.url("/products/scale")).await;
+    browser.css("#buy-scale").await.click().await.expect("buy");
+
+    let notice = browser.until_text(".notifications", "Payment failed").await;
+    assert!(notice.contains("declined"), "{notice}");
+    assert!(browser.text_of(".steps").await.contains("failed"));
+    browser.assert_accessible("a failed order").await;
+    assert_eq!(app.stock_of("scale").await, 4);
+    browser.finish().await;
+}
+
+/// A sold-out product shows it, and its Buy button cannot be pressed.
+#[actix_web::test]
+async fn a_sold_out_product_cannot_be_bought() {
+    let app = spawn_app().await;
+    app.stock_product("gone", 1000, 0).await;
+    app.stock_product("left", 1000, 1).await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser.open(&app.url("/")).await;
+    assert_eq!(browser.text_of("#availability-gone").await, "Sold out");
+    let button = browser.css("#buy-gone").await;
+    assert!(
+        !button.is_enabled().await.expect("enabled?"),
+        "the Buy button is disabled"
+    );
+
+    // Someone else buys the last unit: the open catalog catches up by itself.
+    assert!(
+        browser
+            .css("#buy-left")
+            .await
+            .is_enabled()
+            .await
+            .expect("enabled?")
+    );
+    let order_id = app.order_id("left", 1).await;
+    app.until_terminal(&order_id).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while browser
+        .css("#buy-left")
+        .await
+        .is_enabled()
+        .await
+        .expect("enabled?")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the catalog never showed the sale"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.text_of("#availability-left").await, "Sold out");
+    browser.finish().await;
+}
+
+/// An admin signs in, adds a product, and shoppers see it in the catalog.
+#[actix_web::test]
+async fn an_admin_adds_a_product_that_appears_in_the_catalog() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser.open(&app.url("/admin")).await;
+    browser.assert_accessible("admin sign-in").await;
+    browser
+        .css("#token")
+        .await
+        .send_keys("not it")
+        .await
+        .expect("type");
+    browser
+        .css("form.admin-form button")
+        .await
+        .click()
+        .await
+        .expect("sign in");
+    browser
+        .until_text("#token-error", "not the admin token")
+        .await;
+    browser
+        .css("#token")
+        .await
+        .send_keys(ADMIN_TOKEN)
+        .await
+        .expect("type");
+    browser
+        .css("form.admin-form button")
+        .await
+        .click()
+        .await
+        .expect("sign in");
+
+    browser.until_text("h1", "Products").await;
+    browser.assert_accessible("admin dashboard").await;
+    for (field, value) in [
+        ("#field-product_id", "cold-brew"),
+        ("#field-product_name", "Cold brew bottle"),
+        ("#field-price", "abc"),
+        ("#field-stock", "9"),
+    ] {
+        browser
+            .css(field)
+            .await
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    browser
+        .css("form.admin-form button[type=submit]")
+        .await
+        .click()
+        .await
+        .expect("add");
+    browser.until_text("#field-price-error", "dollars").await;
+    browser.assert_accessible("admin form with an error").await;
+    let price = browser.css("#field-price").await;
+    price.clear().await.expect("clear");
+    price.send_keys("6.75").await.expect("type");
+    browser
+        .css("form.admin-form button[type=submit]")
+        .await
+        .click()
+        .await
+        .expect("add");
+    browser.until_text(".notice", "Saved cold-brew").await;
+
+    browser.open(&app.url("/")).await;
+    let catalog = browser.text_of("main").await;
+    assert!(
+        catalog.contains("Cold brew bottle") && catalog.contains("$6.75"),
+        "{catalog}"
+    );
+    assert!(
+        browser
+            .client
+            .find(Locator::Css("#buy-cold-brew"))
+            .await
+            .is_ok()
+    );
+    browser.finish().await;
+}
