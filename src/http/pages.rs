@@ -301,3 +301,26 @@ pub async fn not_found_page(req: HttpRequest) -> Result<HttpResponse, actix_web:
     }
     Err(not_found("no such page").into())
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    #[test]
+    fn a_server_error_is_a_friendly_page_without_its_cause() {
+        let error = PageError(ApiError::Internal("disk full at /var/lib/secret".into()));
+
+        let response = error.error_response();
+
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().try_into_bytes().unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("Something went wrong"), "{body}");
+        assert!(
+            !body.contains("disk full") && !body.contains("secret"),
+            "{body}"
+        );
+    }
+}

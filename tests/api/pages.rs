@@ -474,3 +474,141 @@ async fn assert_problem_free_page(response: reqwest::Response) {
         "an HTML page, not JSON: {body}"
     );
 }
+
+#[actix_web::test]
+async fn the_availability_poll_answers_fresh_badges_and_buttons() {
+    let app = spawn_app().await;
+    app.stock_product("mug", 1450, 1).await;
+    app.stock_product("pot", 2000, 9).await;
+
+    let (status, before) = page(&browser(), &app, "/fragments/availability?ids=mug,pot").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        before.contains("id=\"availability-mug\"") && before.contains("Only 1 left"),
+        "{before}"
+    );
+    assert!(
+        before.contains("hx-swap-oob"),
+        "swapped in place, out of band"
+    );
+    let order_id = app.order_id("mug", 1).await;
+    app.until_terminal(&order_id).await;
+
+    let (_, after) = page(&browser(), &app, "/fragments/availability?ids=mug,pot").await;
+    let mug_button = after
+        .find("id=\"buy-mug\"")
+        .map(|i| &after[i..i + 60])
+        .unwrap_or_default();
+    assert!(
+        after.contains("Sold out") && mug_button.contains("disabled"),
+        "{after}"
+    );
+    assert!(after.contains("In stock"), "pot is unchanged");
+
+    let (bad, _) = page(&browser(), &app, "/fragments/availability?ids=no.pe").await;
+    assert_eq!(bad, StatusCode::BAD_REQUEST);
+}
+
+#[actix_web::test]
+async fn a_long_catalog_is_paged() {
+    let app = spawn_app().await;
+    for n in 0..30 {
+        app.stock_product(&format!("item-{n:02}"), 100, 1).await;
+    }
+    let client = browser();
+
+    let (_, first) = page(&client, &app, "/").await;
+    assert!(
+        first.contains("item-00") && !first.contains("item-29"),
+        "the first page only"
+    );
+    let next = first
+        .find("rel=\"next\"")
+        .and_then(|i| first[..i].rfind("href=\""))
+        .map(|i| &first[i + 6..])
+        .and_then(|s| s.split('"').next())
+        .expect("a next link");
+
+    let (_, second) = page(&client, &app, next).await;
+    assert!(
+        second.contains("item-29") && !second.contains("id=\"name-item-00\""),
+        "the rest"
+    );
+    assert!(!second.contains("rel=\"next\""), "the last page");
+}
+
+#[actix_web::test]
+async fn an_admin_edits_a_product() {
+    let app = spawn_app().await;
+    app.stock_product("lamp", 4000, 2).await;
+    let admin = browser();
+    admin
+        .post(app.url("/admin/sign-in"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .expect("POST");
+
+    let (status, edit) = page(&admin, &app, "/admin/products/lamp").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        edit.contains("value=\"40.00\"") && edit.contains("value=\"Product lamp\""),
+        "prefilled"
+    );
+    let csrf = input_value(&edit, "csrf");
+    let form = |stock: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("product_id", "lamp".to_owned()),
+            ("product_name", "Desk lamp".to_owned()),
+            ("price", "42".to_owned()),
+            ("stock", stock.to_owned()),
+        ]
+    };
+
+    let invalid = admin
+        .post(app.url("/admin/products/lamp"))
+        .form(&form("-1"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        invalid
+            .text()
+            .await
+            .expect("a body")
+            .contains("field-stock-error")
+    );
+    let saved = admin
+        .post(app.url("/admin/products/lamp"))
+        .form(&form("7"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+
+    let product = app.get_json("/api/products/lamp").await;
+    assert_eq!(product["product_name"], "Desk lamp");
+    assert_eq!(
+        (product["price"].as_i64(), product["stock"].as_i64()),
+        (Some(4200), Some(7))
+    );
+    let anonymous = browser()
+        .get(app.url("/admin/products/lamp"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::SEE_OTHER,
+        "no session: off to sign in"
+    );
+    assert_eq!(
+        anonymous
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+        Some("/admin")
+    );
+}
