@@ -161,8 +161,8 @@ impl Stock {
         self.0
     }
 
-    /// A stock level that was computed rather than entered (a release on top of a
-    /// maximal stock may pass `MAX`); only negative values are impossible.
+    /// A stock level as stored, computed rather than entered: a release on top of
+    /// a maximal stock may pass `MAX`, so only the schema's `stock >= 0` holds.
     pub fn saturating(units: i64) -> Stock {
         Stock(units.max(0))
     }

@@ -129,10 +129,9 @@ impl From<actix::MailboxError> for ApiError {
 impl From<OrderError> for ApiError {
     fn from(error: OrderError) -> Self {
         match error {
-            OrderError::UnknownProduct(_) | OrderError::TotalTooLarge => {
-                ApiError::Unprocessable(error.to_string())
-            }
-            OrderError::IdempotencyKeyReused => ApiError::Unprocessable(error.to_string()),
+            OrderError::UnknownProduct(_)
+            | OrderError::TotalTooLarge
+            | OrderError::IdempotencyKeyReused => ApiError::Unprocessable(error.to_string()),
             OrderError::Store(_) => ApiError::Unavailable(Box::new(error)),
         }
     }

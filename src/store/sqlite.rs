@@ -258,7 +258,7 @@ impl WriteOp<Sqlite> for Reserve {
                         .await?;
                 return Ok(match available {
                     Some(units) => ReserveOutcome::Insufficient {
-                        available: stored_stock(units),
+                        available: Stock::saturating(units),
                     },
                     None => ReserveOutcome::UnknownProduct,
                 });
@@ -498,16 +498,10 @@ fn product_id(row: &SqliteRow) -> Result<ProductId, StoreError> {
     ProductId::parse(row.try_get::<String, _>("product_id")?).map_err(|e| corrupt("product_id", e))
 }
 
-/// Stock as stored. Input bounds apply to what clients send; a stored level (for
-/// example a maximal stock plus a released reservation) is taken as it is.
-fn stored_stock(units: i64) -> Stock {
-    Stock::parse(units).unwrap_or_else(|_| Stock::saturating(units))
-}
-
 fn stock_level(product_id: ProductId, row: &SqliteRow) -> Result<StockLevel, StoreError> {
     Ok(StockLevel {
         product_id,
-        stock: stored_stock(row.try_get("stock")?),
+        stock: Stock::saturating(row.try_get("stock")?),
         version: row.try_get("version")?,
     })
 }
@@ -519,7 +513,7 @@ fn stocked_product(row: &SqliteRow) -> Result<StockedProduct, StoreError> {
             product_name: ProductName::parse(row.try_get::<String, _>("product_name")?)
                 .map_err(|e| corrupt("product_name", e))?,
             price: Price::parse(row.try_get("price")?).map_err(|e| corrupt("price", e))?,
-            stock: stored_stock(row.try_get("stock")?),
+            stock: Stock::saturating(row.try_get("stock")?),
         },
         version: row.try_get("version")?,
     })
