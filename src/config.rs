@@ -16,6 +16,9 @@ const DEFAULT_DATABASE_URL: &str = "sqlite://minimart.db";
 const DEFAULT_PAYMENT_LATENCY_MS: u64 = 300;
 const DEFAULT_READ_CONNECTIONS: u32 = 4;
 const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+const DEFAULT_DB_ACQUIRE_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_DB_STATEMENT_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_SAGA_LEASE_SECS: u64 = 30;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "minimart", version, about = "A small, real e-commerce system")]
@@ -24,7 +27,8 @@ pub struct Config {
     #[arg(long, env = "MINIMART_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
 
-    /// Database: `sqlite://PATH` (created and migrated at start).
+    /// Database: `sqlite://PATH` (created and migrated at start) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (migrated at start).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
@@ -57,6 +61,20 @@ pub struct Config {
     #[arg(long, env = "MINIMART_DB_READ_CONNECTIONS", default_value_t = DEFAULT_READ_CONNECTIONS)]
     pub db_read_connections: u32,
 
+    /// How long a database operation waits for a pooled connection before it
+    /// fails (a request then answers 503), in milliseconds.
+    #[arg(long, env = "MINIMART_DB_ACQUIRE_TIMEOUT_MS", default_value_t = DEFAULT_DB_ACQUIRE_TIMEOUT_MS)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// Postgres: the longest one statement may run, in milliseconds.
+    #[arg(long, env = "MINIMART_DB_STATEMENT_TIMEOUT_MS", default_value_t = DEFAULT_DB_STATEMENT_TIMEOUT_MS)]
+    pub db_statement_timeout_ms: u64,
+
+    /// Postgres: how long an instance owns the sagas of its orders before another
+    /// live instance may take over those still unfinished, in seconds.
+    #[arg(long, env = "MINIMART_SAGA_LEASE_SECS", default_value_t = DEFAULT_SAGA_LEASE_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub saga_lease_secs: u64,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "MINIMART_WORKERS")]
     pub workers: Option<usize>,
@@ -82,6 +100,9 @@ impl Default for Config {
             payment_seed: None,
             sqlite_synchronous: SqliteSynchronous::Normal,
             db_read_connections: DEFAULT_READ_CONNECTIONS,
+            db_acquire_timeout_ms: DEFAULT_DB_ACQUIRE_TIMEOUT_MS,
+            db_statement_timeout_ms: DEFAULT_DB_STATEMENT_TIMEOUT_MS,
+            saga_lease_secs: DEFAULT_SAGA_LEASE_SECS,
             workers: None,
             demo_catalog: true,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
@@ -93,6 +114,9 @@ impl Config {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             read_connections: self.db_read_connections,
+            acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+            lease: Duration::from_secs(self.saga_lease_secs),
             sqlite_synchronous: self.sqlite_synchronous,
             ..StoreOptions::new(&self.database_url)
         }

@@ -46,7 +46,7 @@ impl Application {
         let store = Store::open(&config.store_options()).await?;
         let actors = Actors::start(store, config.payment_settings()).await?;
 
-        if config.demo_catalog && actors.inventory.catalog.is_empty() {
+        if config.demo_catalog && actors.inventory.catalog.is_empty().await? {
             seed_demo_catalog(&actors).await?;
         }
         let resumed = actors.orders.send(ResumeUnfinished).await??;

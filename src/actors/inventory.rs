@@ -6,6 +6,10 @@
 //! snapshot through a [`CatalogReader`], so a burst of orders cannot slow down
 //! browsing. The snapshot keeps, for each product, the row with the highest
 //! version it has seen, so answers that arrive out of order cannot roll it back.
+//!
+//! On a database shared with other instances (Postgres), this actor sees only its
+//! own process's changes, so a snapshot would go stale: there the reader reads
+//! through to the database instead, and sees every acknowledged write.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -62,7 +66,8 @@ pub struct ReleaseReservation(pub OrderId);
 
 pub struct InventoryActor {
     store: Store,
-    catalog: Arc<ArcSwap<Listings>>,
+    /// The snapshot it publishes to, unless readers read through to the database.
+    catalog: Option<Arc<ArcSwap<Listings>>>,
 }
 
 type Listings = BTreeMap<ProductId, Arc<Listing>>;
@@ -123,7 +128,15 @@ impl Listing {
 /// A cheap, cloneable view of the catalog as last committed.
 #[derive(Clone)]
 pub struct CatalogReader {
-    listings: Arc<ArcSwap<Listings>>,
+    source: CatalogSource,
+}
+
+#[derive(Clone)]
+enum CatalogSource {
+    /// This process is the only writer: its snapshot is the truth.
+    Snapshot(Arc<ArcSwap<Listings>>),
+    /// Other instances write too: ask the database.
+    Database(Store),
 }
 
 /// One page of the catalog, in product id order.
@@ -135,35 +148,56 @@ pub struct CatalogPage {
 }
 
 impl CatalogReader {
-    pub fn product(&self, product_id: &ProductId) -> Option<Product> {
-        self.listings
-            .load()
-            .get(product_id)
-            .map(|listing| listing.read())
+    pub async fn product(&self, product_id: &ProductId) -> Result<Option<Product>, InventoryError> {
+        Ok(match &self.source {
+            CatalogSource::Snapshot(listings) => listings
+                .load()
+                .get(product_id)
+                .map(|listing| listing.read()),
+            CatalogSource::Database(store) => {
+                store.product(product_id).await?.map(|row| row.product)
+            }
+        })
     }
 
-    pub fn page(&self, after: Option<&ProductId>, limit: usize) -> CatalogPage {
-        let listings = self.listings.load();
-        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut products: Vec<Product> = listings
-            .range((start, Bound::Unbounded))
-            .take(limit.saturating_add(1))
-            .map(|(_, listing)| listing.read())
-            .collect();
+    pub async fn page(
+        &self,
+        after: Option<&ProductId>,
+        limit: usize,
+    ) -> Result<CatalogPage, InventoryError> {
+        // One more than asked for tells whether there is a next page.
+        let wanted = limit.saturating_add(1);
+        let mut products: Vec<Product> = match &self.source {
+            CatalogSource::Snapshot(listings) => {
+                let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+                listings
+                    .load()
+                    .range((start, Bound::Unbounded))
+                    .take(wanted)
+                    .map(|(_, listing)| listing.read())
+                    .collect()
+            }
+            CatalogSource::Database(store) => store
+                .catalog_page(after, u32::try_from(wanted).unwrap_or(u32::MAX))
+                .await?
+                .into_iter()
+                .map(|row| row.product)
+                .collect(),
+        };
         let next_after = if products.len() > limit {
             products.truncate(limit);
             products.last().map(|p| p.product_id.clone())
         } else {
             None
         };
-        CatalogPage {
+        Ok(CatalogPage {
             products,
             next_after,
-        }
+        })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.listings.load().is_empty()
+    pub async fn is_empty(&self) -> Result<bool, InventoryError> {
+        Ok(self.page(None, 1).await?.products.is_empty())
     }
 }
 
@@ -177,16 +211,19 @@ pub struct Inventory {
 impl InventoryActor {
     /// Loads the catalog and starts the actor on the current arbiter.
     pub async fn start(store: Store) -> Result<Inventory, InventoryError> {
-        let listings: Listings = store
-            .catalog()
-            .await?
-            .into_iter()
-            .map(|row| (row.product.product_id.clone(), Arc::new(Listing::new(row))))
-            .collect();
-        let catalog = Arc::new(ArcSwap::from_pointee(listings));
-        let reader = CatalogReader {
-            listings: Arc::clone(&catalog),
+        let (catalog, source) = if store.is_shared() {
+            (None, CatalogSource::Database(store.clone()))
+        } else {
+            let listings: Listings = store
+                .catalog()
+                .await?
+                .into_iter()
+                .map(|row| (row.product.product_id.clone(), Arc::new(Listing::new(row))))
+                .collect();
+            let catalog = Arc::new(ArcSwap::from_pointee(listings));
+            (Some(Arc::clone(&catalog)), CatalogSource::Snapshot(catalog))
         };
+        let reader = CatalogReader { source };
         let addr = InventoryActor { store, catalog }.start();
         Ok(Inventory {
             addr,
@@ -203,17 +240,19 @@ impl Actor for InventoryActor {
     }
 }
 
-/// Applies committed changes to the snapshot. Cloned into each write's future, so
-/// the actor's mailbox is free while the write waits for its commit.
+/// Applies committed changes to the snapshot, if there is one. Cloned into each
+/// write's future, so the actor's mailbox is free while the write waits for its
+/// commit.
 #[derive(Clone)]
-struct Publisher(Arc<ArcSwap<Listings>>);
+struct Publisher(Option<Arc<ArcSwap<Listings>>>);
 
 impl Publisher {
     fn product(&self, row: StockedProduct) {
+        let Some(snapshot) = &self.0 else { return };
         let product_id = row.product.product_id.clone();
-        if !self.0.load().contains_key(&product_id) {
+        if !snapshot.load().contains_key(&product_id) {
             // A new product: the only change that replaces the map itself.
-            self.0.rcu(|listings| {
+            snapshot.rcu(|listings| {
                 let mut listings = Listings::clone(listings);
                 listings
                     .entry(product_id.clone())
@@ -221,7 +260,7 @@ impl Publisher {
                 listings
             });
         }
-        if let Some(listing) = self.0.load().get(&product_id) {
+        if let Some(listing) = snapshot.load().get(&product_id) {
             listing.apply_row(row);
         }
     }
@@ -230,7 +269,8 @@ impl Publisher {
     /// cannot happen, because an order is only placed for a product the snapshot
     /// shows, and so after its creation was published.
     fn stock(&self, level: StockLevel) {
-        if let Some(listing) = self.0.load().get(&level.product_id) {
+        let Some(snapshot) = &self.0 else { return };
+        if let Some(listing) = snapshot.load().get(&level.product_id) {
             listing.apply_stock(level);
         }
     }
@@ -238,7 +278,7 @@ impl Publisher {
 
 impl InventoryActor {
     fn publisher(&self) -> Publisher {
-        Publisher(Arc::clone(&self.catalog))
+        Publisher(self.catalog.clone())
     }
 }
 

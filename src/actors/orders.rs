@@ -7,13 +7,14 @@
 use actix::prelude::*;
 use chrono::Utc;
 
-use super::inventory::Inventory;
+use super::inventory::{Inventory, InventoryError};
 use super::payment::PaymentActor;
 use super::saga::Saga;
 use tokio::sync::broadcast;
 
 use crate::domain::{IdempotencyKey, Order, OrderEvent, OrderId, ProductId, Quantity, ShopperId};
 use crate::store::{CreateOrderOutcome, NewOrder, Store, StoreError};
+use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -25,6 +26,8 @@ pub enum OrderError {
     IdempotencyKeyReused,
     #[error("order storage failed")]
     Store(#[from] StoreError),
+    #[error("the catalog could not be read")]
+    Catalog(#[from] InventoryError),
 }
 
 /// Place an order for `quantity` units of a product.
@@ -77,8 +80,9 @@ pub struct ListShopperOrders {
     pub limit: u32,
 }
 
-/// Resume the saga of every order that has not reached a terminal status. Answers
-/// how many were resumed.
+/// Resume the sagas of the unfinished orders this process should drive (every one
+/// with SQLite; the stalled ones with Postgres, see `Store::claim_unfinished_orders`).
+/// Answers how many were resumed.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<usize, OrderError>")]
 pub struct ResumeUnfinished;
@@ -115,6 +119,13 @@ impl Actor for OrdersActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        // Other instances' events reach this one's watchers too.
+        self.store.forward_events(self.events.clone());
+        // With other instances on the database, one of them may die with orders
+        // in flight: claim what is left stalled, now and then.
+        if let Some(every) = self.store.claim_interval() {
+            ctx.run_interval(every, |_, ctx| ctx.notify(ResumeUnfinished));
+        }
     }
 }
 
@@ -122,12 +133,14 @@ impl Handler<PlaceOrder> for OrdersActor {
     type Result = ResponseFuture<Result<Placed, OrderError>>;
 
     fn handle(&mut self, msg: PlaceOrder, _: &mut Context<Self>) -> Self::Result {
-        let product = self.inventory.catalog.product(&msg.product_id);
+        let catalog = self.inventory.catalog.clone();
         let store = self.store.clone();
         let saga = self.saga.clone();
         Box::pin(async move {
-            let product =
-                product.ok_or_else(|| OrderError::UnknownProduct(msg.product_id.clone()))?;
+            let product = catalog
+                .product(&msg.product_id)
+                .await?
+                .ok_or_else(|| OrderError::UnknownProduct(msg.product_id.clone()))?;
             let total_amount = product
                 .price
                 .money()
@@ -213,7 +226,11 @@ impl Handler<ResumeUnfinished> for OrdersActor {
         let store = self.store.clone();
         let saga = self.saga.clone();
         Box::pin(async move {
-            let unfinished = store.unfinished_orders().await?;
+            let unfinished = store
+                .claim_unfinished_orders()
+                .await
+                // A periodic claim has nobody to answer to: say it here.
+                .inspect_err(|error| tracing::warn!(error = %error_chain(error), "could not claim unfinished orders"))?;
             let count = unfinished.len();
             for order in unfinished {
                 tracing::info!(order_id = %order.order_id, step = order.step.as_str(), "resuming saga");

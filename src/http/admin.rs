@@ -9,7 +9,7 @@ use maud::Markup;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::pages::PageError;
+use super::pages::{PageError, find_product};
 use super::session::{self, AdminSession};
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
@@ -58,18 +58,24 @@ pub async fn dashboard(
             &ProductForm::default(),
             &session,
             notice.as_deref(),
-        ),
+        )
+        .await?,
     ))
 }
 
-fn dashboard_view(
+async fn dashboard_view(
     actors: &Actors,
     form: &ProductForm,
     session: &AdminSession,
     notice: Option<&str>,
-) -> Markup {
-    let products = actors.inventory.catalog.page(None, ADMIN_LIST).products;
-    view::dashboard(&products, form, &session.csrf, notice)
+) -> Result<Markup, PageError> {
+    let products = actors
+        .inventory
+        .catalog
+        .page(None, ADMIN_LIST)
+        .await?
+        .products;
+    Ok(view::dashboard(&products, form, &session.csrf, notice))
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,7 +168,7 @@ pub async fn create_product(
         }
         Err(form) => Ok(html(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            dashboard_view(&actors, &form, &session, None),
+            dashboard_view(&actors, &form, &session, None).await?,
         )),
     }
 }
@@ -176,9 +182,8 @@ pub async fn edit_product(
     let Some(session) = AdminSession::from_request(&req, &token) else {
         return Ok(see_other("/admin"));
     };
-    let product = ProductId::parse(product_id.into_inner())
-        .ok()
-        .and_then(|id| actors.inventory.catalog.product(&id))
+    let product = find_product(&actors, product_id.into_inner())
+        .await?
         .ok_or_else(|| PageError(ApiError::NotFound("no such product".to_owned())))?;
     Ok(html(
         actix_web::http::StatusCode::OK,

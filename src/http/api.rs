@@ -1,7 +1,8 @@
 //! The JSON API. Each handler parses the request into domain types, sends one
 //! message, and renders the answer. Catalog reads are the exception that proves
-//! the rule: they read the Inventory actor's published snapshot instead of its
-//! mailbox, so browsing never queues behind orders.
+//! the rule: they read the Inventory actor's published catalog (its snapshot, or
+//! the database when other instances share it) instead of its mailbox, so
+//! browsing never queues behind orders.
 
 use std::future::{Ready, ready};
 
@@ -61,7 +62,7 @@ pub async fn upsert_product(
 }
 
 pub async fn get_product(product_id: web::Path<ProductId>, actors: web::Data<Actors>) -> Reply {
-    match actors.inventory.catalog.product(&product_id) {
+    match actors.inventory.catalog.product(&product_id).await? {
         Some(product) => Ok(HttpResponse::Ok().json(product)),
         None => Err(ApiError::NotFound(format!(
             "product {product_id} does not exist"
@@ -95,7 +96,11 @@ pub async fn list_products(query: web::Query<PageQuery>, actors: web::Data<Actor
             )));
         }
     };
-    let page = actors.inventory.catalog.page(query.after.as_ref(), limit);
+    let page = actors
+        .inventory
+        .catalog
+        .page(query.after.as_ref(), limit)
+        .await?;
     Ok(HttpResponse::Ok().json(ProductPage {
         products: page.products,
         next_after: page.next_after,

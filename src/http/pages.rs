@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::session::Shopper;
 use crate::actors::Actors;
+use crate::actors::inventory::InventoryError;
 use crate::actors::orders::{GetOrder, ListShopperOrders, OrderError, PlaceOrder};
 use crate::assets;
 use crate::domain::{IdempotencyKey, Order, OrderId, ParseError, Product, ProductId, Quantity};
@@ -30,6 +31,12 @@ impl From<OrderError> for PageError {
 
 impl From<MailboxError> for PageError {
     fn from(error: MailboxError) -> Self {
+        PageError(error.into())
+    }
+}
+
+impl From<InventoryError> for PageError {
+    fn from(error: InventoryError) -> Self {
         PageError(error.into())
     }
 }
@@ -89,6 +96,17 @@ fn not_found(what: &str) -> PageError {
     PageError(ApiError::NotFound(what.to_owned()))
 }
 
+/// The product a path or form names; `None` for an id that is not even valid.
+pub(super) async fn find_product(
+    actors: &Actors,
+    raw_id: String,
+) -> Result<Option<Product>, PageError> {
+    match ProductId::parse(raw_id) {
+        Ok(id) => Ok(actors.inventory.catalog.product(&id).await?),
+        Err(_) => Ok(None),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct CatalogQuery {
     after: Option<ProductId>,
@@ -100,7 +118,8 @@ pub async fn catalog(query: web::Query<CatalogQuery>, actors: web::Data<Actors>)
     let page = actors
         .inventory
         .catalog
-        .page(query.after.as_ref(), CATALOG_PAGE);
+        .page(query.after.as_ref(), CATALOG_PAGE)
+        .await?;
     let keys: Vec<IdempotencyKey> = page.products.iter().map(|_| new_key()).collect();
     Ok(html(catalog::catalog_page(&catalog::CatalogView {
         products: &page.products,
@@ -111,9 +130,8 @@ pub async fn catalog(query: web::Query<CatalogQuery>, actors: web::Data<Actors>)
 }
 
 pub async fn product(product_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
-    let product = ProductId::parse(product_id.into_inner())
-        .ok()
-        .and_then(|id| actors.inventory.catalog.product(&id))
+    let product = find_product(&actors, product_id.into_inner())
+        .await?
         .ok_or_else(|| not_found("no such product"))?;
     Ok(html(catalog::product_page(&product, &new_key(), None)))
 }
@@ -134,10 +152,10 @@ pub async fn availability(query: web::Query<IdsQuery>, actors: web::Data<Actors>
         .take(MOST_POLLED)
         .map(ProductId::parse)
         .collect::<Result<_, _>>()?;
-    let products: Vec<Product> = ids
-        .iter()
-        .filter_map(|id| actors.inventory.catalog.product(id))
-        .collect();
+    let mut products = Vec::with_capacity(ids.len());
+    for id in &ids {
+        products.extend(actors.inventory.catalog.product(id).await?);
+    }
     Ok(html(catalog::availability_fragment(&products)))
 }
 
@@ -157,9 +175,8 @@ pub async fn buy(
     actors: web::Data<Actors>,
 ) -> Page {
     let form = form.into_inner();
-    let product = ProductId::parse(form.product_id)
-        .ok()
-        .and_then(|id| actors.inventory.catalog.product(&id))
+    let product = find_product(&actors, form.product_id)
+        .await?
         .ok_or_else(|| not_found("no such product"))?;
     let key = IdempotencyKey::parse(&form.idempotency_key)?;
     let quantity = match form.quantity.trim().parse::<i64>() {
@@ -235,7 +252,7 @@ pub async fn order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Pa
         .send(GetOrder(order_id))
         .await??
         .ok_or_else(|| not_found("no such order"))?;
-    let product = actors.inventory.catalog.product(&order.product_id);
+    let product = actors.inventory.catalog.product(&order.product_id).await?;
     let view = OrderView {
         order: &order,
         product_name: product.as_ref().map(|p| p.product_name.as_str()),
@@ -253,13 +270,15 @@ pub async fn my_orders(shopper: Shopper, actors: web::Data<Actors>) -> Page {
             limit: MY_ORDERS,
         })
         .await??;
-    let products: Vec<(ProductId, Product)> = orders
-        .iter()
-        .filter_map(|order| {
-            let product = actors.inventory.catalog.product(&order.product_id)?;
-            Some((order.product_id.clone(), product))
-        })
-        .collect();
+    let mut products: Vec<(ProductId, Product)> = Vec::new();
+    for order in &orders {
+        if products.iter().any(|(id, _)| *id == order.product_id) {
+            continue;
+        }
+        if let Some(product) = actors.inventory.catalog.product(&order.product_id).await? {
+            products.push((order.product_id.clone(), product));
+        }
+    }
     let views: Vec<OrderView<'_>> = orders
         .iter()
         .map(|order| OrderView {

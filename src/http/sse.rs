@@ -54,6 +54,7 @@ pub async fn order_events(
         .inventory
         .catalog
         .product(&watch.order.product_id)
+        .await?
         .map(|product| product.product_name.as_str().to_owned());
     let feed = Feed {
         order: watch.order,

@@ -1,8 +1,13 @@
 //! The only code that knows SQL. The store offers the actors typed operations:
 //! writes go through the group-commit [`writer`], reads through a separate pool, so
-//! reads never wait behind writes. A backend is one module (`sqlite` today); a
-//! second one sits beside it and implements the same operations.
+//! reads never wait behind writes. The backend is chosen by the `DATABASE_URL`
+//! scheme: `sqlite` (the default, one process) or `postgres` (production, and
+//! several instances on one database). Each is one module; the statements they
+//! share are in `sql`.
 
+mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 mod writer;
 
@@ -10,6 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
 
 use crate::domain::{
     IdempotencyKey, Money, Order, OrderEvent, OrderId, OrderStep, Payment, PaymentId, Product,
@@ -22,6 +28,8 @@ pub use sqlite::SqliteSynchronous;
 pub enum StoreError {
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    #[error("the database is unreachable")]
+    Unreachable(#[source] std::sync::Arc<sqlx::Error>),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not valid: {0}")]
@@ -30,7 +38,7 @@ pub enum StoreError {
     WriterGone,
     #[error("a write was committed without producing its result")]
     NotApplied,
-    #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH")]
+    #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
 }
 
@@ -44,6 +52,11 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// How long a read waits for a pooled connection.
     pub acquire_timeout: Duration,
+    /// Postgres: the longest a statement may run before the database cancels it.
+    pub statement_timeout: Duration,
+    /// Postgres: how long an instance owns the sagas of the orders it placed or
+    /// claimed before another live instance may take them over.
+    pub lease: Duration,
     pub sqlite_synchronous: SqliteSynchronous,
 }
 
@@ -54,6 +67,8 @@ impl StoreOptions {
             read_connections: 4,
             max_batch: 512,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
             sqlite_synchronous: SqliteSynchronous::Normal,
         }
     }
@@ -62,40 +77,82 @@ impl StoreOptions {
 /// A handle to the database; cheap to clone, shared by the actors.
 #[derive(Clone)]
 pub struct Store {
-    backend: sqlite::SqliteStore,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// Runs the same code against whichever backend the store has.
+macro_rules! on_backend {
+    ($store:expr, $backend:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($backend) => $body,
+            Backend::Postgres($backend) => $body,
+        }
+    };
 }
 
 impl Store {
     /// Opens (creating if needed) and migrates the database named by the options.
     pub async fn open(options: &StoreOptions) -> Result<Store, StoreError> {
-        Ok(Store {
-            backend: sqlite::SqliteStore::open(options).await?,
-        })
+        let url = options.url.as_str();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(postgres::PgStore::open(options).await?)
+        } else {
+            Backend::Sqlite(sqlite::SqliteStore::open(options).await?)
+        };
+        Ok(Store { backend })
+    }
+
+    /// Whether other processes may be using the same database (Postgres). Then
+    /// nothing this process remembers about shared rows is current: reads go to
+    /// the database, and sagas are claimed by lease.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     // Inventory.
 
     pub async fn catalog(&self) -> Result<Vec<StockedProduct>, StoreError> {
-        self.backend.catalog().await
+        on_backend!(self, db => db.catalog().await)
+    }
+
+    /// Up to `limit` products after `after`, in product id order.
+    pub async fn catalog_page(
+        &self,
+        after: Option<&ProductId>,
+        limit: u32,
+    ) -> Result<Vec<StockedProduct>, StoreError> {
+        on_backend!(self, db => db.catalog_page(after, limit).await)
+    }
+
+    pub async fn product(
+        &self,
+        product_id: &ProductId,
+    ) -> Result<Option<StockedProduct>, StoreError> {
+        on_backend!(self, db => db.product(product_id).await)
     }
 
     pub async fn upsert_product(&self, product: Product) -> Result<StockedProduct, StoreError> {
-        self.backend.write(UpsertProduct(product)).await
+        on_backend!(self, db => db.write(UpsertProduct(product)).await)
     }
 
     pub async fn reserve(&self, reserve: Reserve) -> Result<ReserveOutcome, StoreError> {
-        self.backend.write(reserve).await
+        on_backend!(self, db => db.write(reserve).await)
     }
 
     /// Marks the order's reservation as taken for good. `false` when there was no
     /// open reservation (already committed or released): a no-op.
     pub async fn commit_reservation(&self, order_id: OrderId) -> Result<bool, StoreError> {
-        self.backend
-            .write(CommitReservation {
-                order_id,
-                at: Utc::now(),
-            })
-            .await
+        let op = CommitReservation {
+            order_id,
+            at: Utc::now(),
+        };
+        on_backend!(self, db => db.write(op).await)
     }
 
     /// Gives the order's reserved stock back. `None` when there was no open
@@ -104,18 +161,17 @@ impl Store {
         &self,
         order_id: OrderId,
     ) -> Result<Option<StockLevel>, StoreError> {
-        self.backend
-            .write(ReleaseReservation {
-                order_id,
-                at: Utc::now(),
-            })
-            .await
+        let op = ReleaseReservation {
+            order_id,
+            at: Utc::now(),
+        };
+        on_backend!(self, db => db.write(op).await)
     }
 
     // Orders.
 
     pub async fn create_order(&self, order: NewOrder) -> Result<CreateOrderOutcome, StoreError> {
-        self.backend.write(order).await
+        on_backend!(self, db => db.write(order).await)
     }
 
     /// Moves a pending order to `step` and records the event, which it answers.
@@ -125,7 +181,7 @@ impl Store {
         &self,
         transition: OrderTransition,
     ) -> Result<Option<OrderEvent>, StoreError> {
-        self.backend.write(transition).await
+        on_backend!(self, db => db.write(transition).await)
     }
 
     /// The order's recorded events after `after_seq` (0 for all), in order.
@@ -134,7 +190,7 @@ impl Store {
         order_id: OrderId,
         after_seq: u32,
     ) -> Result<Vec<OrderEvent>, StoreError> {
-        self.backend.order_events(order_id, after_seq).await
+        on_backend!(self, db => db.order_events(order_id, after_seq).await)
     }
 
     /// The shopper's most recent orders, newest first.
@@ -143,16 +199,44 @@ impl Store {
         shopper: ShopperId,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
-        self.backend.shopper_orders(shopper, limit).await
+        on_backend!(self, db => db.shopper_orders(shopper, limit).await)
     }
 
     pub async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
-        self.backend.order(order_id).await
+        on_backend!(self, db => db.order(order_id).await)
     }
 
     /// Every order whose saga has not reached a terminal status, oldest first.
     pub async fn unfinished_orders(&self) -> Result<Vec<Order>, StoreError> {
-        self.backend.unfinished_orders().await
+        on_backend!(self, db => db.unfinished_orders().await)
+    }
+
+    /// The unfinished orders whose sagas this process should drive now. SQLite:
+    /// every one, since one process owns the file (called at start). Postgres: the
+    /// ones whose lease ran out, now leased to this process; another live
+    /// instance's orders are left to it.
+    pub async fn claim_unfinished_orders(&self) -> Result<Vec<Order>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.unfinished_orders().await,
+            Backend::Postgres(db) => db.claim_unfinished_orders().await,
+        }
+    }
+
+    /// How often to claim stalled sagas: Postgres, where another instance may die
+    /// with orders in flight, at half the lease; SQLite never (start-up resumes).
+    pub fn claim_interval(&self) -> Option<Duration> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(db) => Some(db.lease() / 2),
+        }
+    }
+
+    /// Sends every order event that another process commits into `events` too
+    /// (Postgres); with SQLite there is no other process.
+    pub fn forward_events(&self, events: broadcast::Sender<OrderEvent>) {
+        if let Backend::Postgres(db) = &self.backend {
+            db.forward_events(events);
+        }
     }
 
     // Payments.
@@ -160,15 +244,15 @@ impl Store {
     /// Records a payment, unless the order already has one: then that one is
     /// returned and nothing is written.
     pub async fn record_payment(&self, payment: Payment) -> Result<Payment, StoreError> {
-        self.backend.write(RecordPayment(payment)).await
+        on_backend!(self, db => db.write(RecordPayment(payment)).await)
     }
 
     pub async fn payment(&self, payment_id: PaymentId) -> Result<Option<Payment>, StoreError> {
-        self.backend.payment(payment_id).await
+        on_backend!(self, db => db.payment(payment_id).await)
     }
 
     pub async fn payments_for_order(&self, order_id: OrderId) -> Result<Vec<Payment>, StoreError> {
-        self.backend.payments_for_order(order_id).await
+        on_backend!(self, db => db.payments_for_order(order_id).await)
     }
 }
 

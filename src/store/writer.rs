@@ -1,5 +1,6 @@
-//! Group commit. One task owns the only write connection; every write in the
-//! process is a job sent to it over a channel. The task takes whatever jobs have
+//! Group commit. One task owns the only write connection (a pool of one, so that a
+//! connection lost with the database is replaced by a new one on the next batch);
+//! every write in the process is a job sent to it over a channel. The task takes whatever jobs have
 //! queued (up to a bound), runs them in one transaction, commits once and only then
 //! answers each job. Under low load a batch is a single job, so nothing waits for
 //! company; under high load one commit serves hundreds of saga steps. An answer
@@ -11,8 +12,10 @@
 //! outcomes such as "not enough stock" are not errors: jobs report them as values,
 //! decided by conditional statements, and never abort a batch.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
-use sqlx::{Connection, Database};
+use sqlx::{Connection, Database, Pool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -80,12 +83,12 @@ impl<DB: Database> Clone for Writer<DB> {
 impl<DB: Database> Writer<DB> {
     /// Starts the writer task on the current runtime. It ends once every `Writer`
     /// handle is dropped and the queue is drained.
-    pub(crate) fn spawn(conn: DB::Connection, max_batch: usize) -> Writer<DB>
+    pub(crate) fn spawn(pool: Pool<DB>, max_batch: usize) -> Writer<DB>
     where
         DB::Connection: Connection<Database = DB>,
     {
         let (jobs, queue) = mpsc::channel(max_batch * 4);
-        tokio::spawn(run(conn, queue, max_batch));
+        tokio::spawn(run(pool, queue, max_batch));
         Writer { jobs }
     }
 
@@ -107,7 +110,7 @@ impl<DB: Database> Writer<DB> {
 }
 
 async fn run<DB: Database>(
-    mut conn: DB::Connection,
+    pool: Pool<DB>,
     mut queue: mpsc::Receiver<Box<dyn Job<DB>>>,
     max_batch: usize,
 ) where
@@ -116,25 +119,43 @@ async fn run<DB: Database>(
     let mut batch = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
         tracing::trace!(jobs = batch.len(), "group commit");
-        match transact(&mut conn, &mut batch).await {
-            Ok(()) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
-            Err(error) if batch.len() == 1 => {
-                if let Some(job) = batch.pop() {
-                    job.finish(Err(error));
-                }
-            }
+        match pool.acquire().await {
+            Ok(mut conn) => commit(&mut *conn, &mut batch).await,
             Err(error) => {
-                tracing::warn!(error = %error, jobs = batch.len(), "batch failed; retrying its writes one by one");
+                // The database is away: every job fails now, and its caller decides
+                // (a request answers 503, a saga retries later).
+                let error = Arc::new(error);
                 for job in batch.drain(..) {
-                    let mut single = [job];
-                    let result = transact(&mut conn, &mut single).await;
-                    let [job] = single;
-                    job.finish(result);
+                    job.finish(Err(StoreError::Unreachable(Arc::clone(&error))));
                 }
             }
         }
     }
     tracing::debug!("writer stopped: every store handle is gone");
+}
+
+/// Commits the batch in one transaction, or, when that fails, each job in its own.
+async fn commit<DB: Database>(conn: &mut DB::Connection, batch: &mut Vec<Box<dyn Job<DB>>>)
+where
+    DB::Connection: Connection<Database = DB>,
+{
+    match transact(conn, batch).await {
+        Ok(()) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
+        Err(error) if batch.len() == 1 => {
+            if let Some(job) = batch.pop() {
+                job.finish(Err(error));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, jobs = batch.len(), "batch failed; retrying its writes one by one");
+            for job in batch.drain(..) {
+                let mut single = [job];
+                let result = transact(conn, &mut single).await;
+                let [job] = single;
+                job.finish(result);
+            }
+        }
+    }
 }
 
 async fn transact<DB: Database>(

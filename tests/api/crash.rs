@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, wait_terminal};
+use crate::helpers::{ADMIN_TOKEN, TestDatabase, test_database, wait_terminal};
 
 /// The minimart binary on its own database, stopped (SIGKILL) when dropped.
 struct Server {
@@ -27,15 +26,18 @@ struct Server {
 }
 
 impl Server {
-    async fn start(database: &Path, port: u16) -> Server {
+    async fn start(database: &TestDatabase, port: u16) -> Server {
         Server::start_with(database, port, &[]).await
     }
 
     /// Starts with the crash test's settings, overridden by `env`.
-    async fn start_with(database: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+    async fn start_with(database: &TestDatabase, port: u16, env: &[(&str, &str)]) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_minimart"))
             .env("MINIMART_ADDR", format!("127.0.0.1:{port}"))
-            .env("DATABASE_URL", format!("sqlite://{}", database.display()))
+            .env("DATABASE_URL", &database.url)
+            // On Postgres, a restarted instance takes over the orders of the one
+            // that was killed once their lease runs out: keep that short here.
+            .env("MINIMART_SAGA_LEASE_SECS", "1")
             .env("MINIMART_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("MINIMART_PAYMENT_LATENCY_MS", "15")
             .env("MINIMART_PAYMENT_FAILURE_RATE", "0.25")
@@ -152,8 +154,7 @@ async fn shop_until_killed(base: String, ledger: Arc<Mutex<Ledger>>, shopper: us
 
 #[actix_web::test]
 async fn accepted_orders_survive_kill_9_and_finish_after_restart() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let database = dir.path().join("crash.db");
+    let database = test_database().await;
     let port = free_port();
     let client = reqwest::Client::new();
 
@@ -285,8 +286,7 @@ async fn sigint_lets_in_flight_requests_finish_then_exits() {
 /// is a charge that takes 1.5 s of simulated payment time; the signal comes 0.3 s in,
 /// well after the request is on the server.
 async fn in_flight_request_survives(stop: Signal) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let database = dir.path().join("term.db");
+    let database = test_database().await;
     let server = Server::start_with(
         &database,
         free_port(),

@@ -8,11 +8,35 @@ use tempfile::TempDir;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// The database the tests of a test binary run on: each binary says which in its
+/// `BACKEND` constant, so the same tests run on SQLite and on Postgres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // each test binary uses one of them
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of its own for one test, on the backend under test.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: TempDir,
+}
+
+pub async fn test_database() -> TestDatabase {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = match crate::BACKEND {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("shop.db").display()),
+        Backend::Postgres => crate::postgres::fresh_database().await,
+    };
+    TestDatabase { url, _dir: dir }
+}
+
 /// A running app with its own database, stopped when dropped.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    _database_dir: TempDir,
+    _database: TestDatabase,
 }
 
 /// The app with the test defaults: no demo catalog, instant payments that succeed.
@@ -25,10 +49,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     if std::env::var_os("RUST_LOG").is_some() {
         minimart::telemetry::init();
     }
-    let database_dir = tempfile::tempdir().expect("a temporary directory");
+    let database = test_database().await;
     let mut config = Config {
         addr: "127.0.0.1:0".to_owned(),
-        database_url: format!("sqlite://{}", database_dir.path().join("shop.db").display()),
+        database_url: database.url.clone(),
         admin_token: Some(ADMIN_TOKEN.parse().expect("a valid token")),
         payment_latency_ms: 0,
         demo_catalog: false,
@@ -42,7 +66,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::new(),
-        _database_dir: database_dir,
+        _database: database,
     }
 }
 

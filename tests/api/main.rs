@@ -13,4 +13,8 @@ mod idempotency;
 mod orders;
 mod pages;
 mod payments;
+mod postgres;
 mod products;
+
+/// These tests run on SQLite; `tests/api_postgres` runs them again on Postgres.
+const BACKEND: helpers::Backend = helpers::Backend::Sqlite;

@@ -12,6 +12,12 @@
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../api/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+
+/// The stories run on the default database.
+const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod driver;
 mod stories;

@@ -63,10 +63,12 @@ async fn reserve(
 }
 
 /// The stock the snapshot shows.
-fn shown_stock(inventory: &Inventory, product_id: &str) -> i64 {
+async fn shown_stock(inventory: &Inventory, product_id: &str) -> i64 {
     inventory
         .catalog
         .product(&id(product_id))
+        .await
+        .unwrap()
         .unwrap()
         .stock
         .units()
@@ -89,7 +91,7 @@ async fn stored_stock(store: &Store, product_id: &str) -> i64 {
 #[actix_rt::test]
 async fn upsert_creates_a_product_then_replaces_it() {
     let (_dir, store, inventory) = inventory_with(&[]).await;
-    assert!(inventory.catalog.is_empty());
+    assert!(inventory.catalog.is_empty().await.unwrap());
 
     let created = inventory
         .addr
@@ -99,7 +101,7 @@ async fn upsert_creates_a_product_then_replaces_it() {
         .unwrap();
     assert_eq!(created, product("tea", "Tea", 350, 5));
     assert_eq!(
-        inventory.catalog.product(&id("tea")),
+        inventory.catalog.product(&id("tea")).await.unwrap(),
         Some(product("tea", "Tea", 350, 5))
     );
 
@@ -111,10 +113,10 @@ async fn upsert_creates_a_product_then_replaces_it() {
         .unwrap();
     assert_eq!(replaced, product("tea", "Green tea", 420, 9));
     assert_eq!(
-        inventory.catalog.product(&id("tea")),
+        inventory.catalog.product(&id("tea")).await.unwrap(),
         Some(product("tea", "Green tea", 420, 9))
     );
-    assert!(!inventory.catalog.is_empty());
+    assert!(!inventory.catalog.is_empty().await.unwrap());
 
     let rows = store.catalog().await.unwrap();
     assert_eq!(rows.len(), 1);
@@ -130,7 +132,7 @@ async fn a_restarted_inventory_loads_the_catalog_from_the_store() {
     let second = InventoryActor::start(store).await.unwrap();
 
     assert_eq!(
-        second.catalog.product(&id("tea")),
+        second.catalog.product(&id("tea")).await.unwrap(),
         Some(product("tea", "Tea", 350, 3))
     );
 }
@@ -142,7 +144,7 @@ async fn reserve_takes_stock_and_the_snapshot_shows_it() {
     let reply = reserve(&inventory, OrderId::generate(), "tea", 2).await;
 
     assert_eq!(reply, Reservation::Held);
-    assert_eq!(shown_stock(&inventory, "tea"), 3);
+    assert_eq!(shown_stock(&inventory, "tea").await, 3);
     assert_eq!(stored_stock(&store, "tea").await, 3);
 }
 
@@ -156,7 +158,7 @@ async fn reserving_twice_for_the_same_order_holds_once() {
 
     assert_eq!(first, Reservation::Held);
     assert_eq!(second, Reservation::Held);
-    assert_eq!(shown_stock(&inventory, "tea"), 3);
+    assert_eq!(shown_stock(&inventory, "tea").await, 3);
     assert_eq!(stored_stock(&store, "tea").await, 3);
 }
 
@@ -173,14 +175,14 @@ async fn reserve_never_takes_more_than_is_in_stock() {
             available: Stock::parse(3).unwrap()
         }
     );
-    assert_eq!(shown_stock(&inventory, "tea"), 3);
+    assert_eq!(shown_stock(&inventory, "tea").await, 3);
     assert_eq!(stored_stock(&store, "tea").await, 3);
     // Nothing was recorded for the order: it can still reserve what is there.
     assert_eq!(
         reserve(&inventory, order_id, "tea", 3).await,
         Reservation::Held
     );
-    assert_eq!(shown_stock(&inventory, "tea"), 0);
+    assert_eq!(shown_stock(&inventory, "tea").await, 0);
 }
 
 #[actix_rt::test]
@@ -190,8 +192,11 @@ async fn reserving_an_unknown_product_holds_nothing() {
     let reply = reserve(&inventory, OrderId::generate(), "coffee", 1).await;
 
     assert_eq!(reply, Reservation::UnknownProduct);
-    assert_eq!(inventory.catalog.product(&id("coffee")), None);
-    assert_eq!(shown_stock(&inventory, "tea"), 3);
+    assert_eq!(
+        inventory.catalog.product(&id("coffee")).await.unwrap(),
+        None
+    );
+    assert_eq!(shown_stock(&inventory, "tea").await, 3);
     assert_eq!(store.catalog().await.unwrap().len(), 1);
 }
 
@@ -207,7 +212,7 @@ async fn release_gives_stock_back_exactly_once() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(shown_stock(&inventory, "tea"), 5);
+    assert_eq!(shown_stock(&inventory, "tea").await, 5);
     assert_eq!(stored_stock(&store, "tea").await, 5);
 
     inventory
@@ -216,7 +221,7 @@ async fn release_gives_stock_back_exactly_once() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(shown_stock(&inventory, "tea"), 5);
+    assert_eq!(shown_stock(&inventory, "tea").await, 5);
     assert_eq!(stored_stock(&store, "tea").await, 5);
 }
 
@@ -239,7 +244,7 @@ async fn release_after_commit_gives_nothing_back() {
         .unwrap()
         .unwrap();
 
-    assert_eq!(shown_stock(&inventory, "tea"), 3);
+    assert_eq!(shown_stock(&inventory, "tea").await, 3);
     assert_eq!(stored_stock(&store, "tea").await, 3);
 }
 
@@ -261,7 +266,7 @@ async fn commit_and_release_without_a_reservation_are_no_ops() {
         .unwrap()
         .unwrap();
 
-    assert_eq!(shown_stock(&inventory, "tea"), 5);
+    assert_eq!(shown_stock(&inventory, "tea").await, 5);
     assert_eq!(stored_stock(&store, "tea").await, 5);
 }
 
@@ -279,29 +284,37 @@ async fn catalog_pages_follow_product_id_order() {
             .collect()
     };
 
-    let first = inventory.catalog.page(None, 2);
+    let first = inventory.catalog.page(None, 2).await.unwrap();
     assert_eq!(ids(&first), ["a", "b"]);
     assert_eq!(first.next_after, Some(id("b")));
 
-    let second = inventory.catalog.page(first.next_after.as_ref(), 2);
+    let second = inventory
+        .catalog
+        .page(first.next_after.as_ref(), 2)
+        .await
+        .unwrap();
     assert_eq!(ids(&second), ["c", "d"]);
     assert_eq!(second.next_after, Some(id("d")));
 
-    let last = inventory.catalog.page(second.next_after.as_ref(), 2);
+    let last = inventory
+        .catalog
+        .page(second.next_after.as_ref(), 2)
+        .await
+        .unwrap();
     assert_eq!(ids(&last), ["e"]);
     assert_eq!(last.next_after, None);
 
     // A page that ends exactly at the last product is the last page.
-    let exact = inventory.catalog.page(Some(&id("b")), 3);
+    let exact = inventory.catalog.page(Some(&id("b")), 3).await.unwrap();
     assert_eq!(ids(&exact), ["c", "d", "e"]);
     assert_eq!(exact.next_after, None);
 
     // A cursor need not be a product that exists.
-    let between = inventory.catalog.page(Some(&id("bb")), 10);
+    let between = inventory.catalog.page(Some(&id("bb")), 10).await.unwrap();
     assert_eq!(ids(&between), ["c", "d", "e"]);
     assert_eq!(between.next_after, None);
 
-    let past_the_end = inventory.catalog.page(Some(&id("z")), 10);
+    let past_the_end = inventory.catalog.page(Some(&id("z")), 10).await.unwrap();
     assert!(past_the_end.products.is_empty());
     assert_eq!(past_the_end.next_after, None);
 }
@@ -330,14 +343,17 @@ async fn concurrent_reserves_never_oversell() {
         .count();
     assert_eq!(held, 20);
     assert_eq!(refused, 30);
-    assert_eq!(shown_stock(&inventory, "tea"), 0);
+    assert_eq!(shown_stock(&inventory, "tea").await, 0);
     assert_eq!(stored_stock(&store, "tea").await, 0);
 }
 
 #[actix_rt::test]
 async fn the_snapshot_never_goes_back_to_an_older_version() {
     let (_dir, _store, inventory) = inventory_with(&[product("tea", "Tea", 350, 5)]).await;
-    let publish = Publisher(Arc::clone(&inventory.catalog.listings));
+    let CatalogSource::Snapshot(listings) = &inventory.catalog.source else {
+        panic!("a SQLite inventory publishes a snapshot")
+    };
+    let publish = Publisher(Some(Arc::clone(listings)));
 
     // The upsert made version 1; two reservations made 2 and 3, whose answers
     // arrive out of order.
@@ -351,7 +367,7 @@ async fn the_snapshot_never_goes_back_to_an_older_version() {
         stock: Stock::parse(4).unwrap(),
         version: 2,
     });
-    assert_eq!(shown_stock(&inventory, "tea"), 3);
+    assert_eq!(shown_stock(&inventory, "tea").await, 3);
 
     // The upsert's own answer, arriving last.
     publish.product(StockedProduct {
@@ -359,7 +375,7 @@ async fn the_snapshot_never_goes_back_to_an_older_version() {
         version: 1,
     });
     assert_eq!(
-        inventory.catalog.product(&id("tea")),
+        inventory.catalog.product(&id("tea")).await.unwrap(),
         Some(product("tea", "Tea", 350, 3))
     );
 
@@ -368,7 +384,7 @@ async fn the_snapshot_never_goes_back_to_an_older_version() {
         version: 4,
     });
     assert_eq!(
-        inventory.catalog.product(&id("tea")),
+        inventory.catalog.product(&id("tea")).await.unwrap(),
         Some(product("tea", "New tea", 400, 8))
     );
 }
@@ -379,7 +395,10 @@ async fn the_snapshot_never_goes_back_to_an_older_version() {
 #[actix_rt::test]
 async fn a_late_upsert_answer_is_not_lost_behind_a_newer_stock_level() {
     let (_dir, _store, inventory) = inventory_with(&[product("tea", "Tea", 350, 5)]).await;
-    let publish = Publisher(Arc::clone(&inventory.catalog.listings));
+    let CatalogSource::Snapshot(listings) = &inventory.catalog.source else {
+        panic!("a SQLite inventory publishes a snapshot")
+    };
+    let publish = Publisher(Some(Arc::clone(listings)));
 
     publish.stock(StockLevel {
         product_id: id("tea"),
@@ -392,7 +411,7 @@ async fn a_late_upsert_answer_is_not_lost_behind_a_newer_stock_level() {
     });
 
     assert_eq!(
-        inventory.catalog.product(&id("tea")),
+        inventory.catalog.product(&id("tea")).await.unwrap(),
         Some(product("tea", "Green tea", 420, 7))
     );
 }

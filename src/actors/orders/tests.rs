@@ -97,11 +97,13 @@ async fn place(
         .unwrap()
 }
 
-fn shown_stock(actors: &Actors) -> i64 {
+async fn shown_stock(actors: &Actors) -> i64 {
     actors
         .inventory
         .catalog
         .product(&tea())
+        .await
+        .unwrap()
         .unwrap()
         .stock
         .units()
@@ -176,7 +178,7 @@ async fn a_placed_order_is_pending_and_its_saga_confirms_it() {
     assert_eq!(done.status(), OrderStatus::Confirmed);
     assert_eq!(done.step, OrderStep::Confirmed);
     assert_eq!(done.reason, None);
-    assert_eq!(shown_stock(&actors), 7);
+    assert_eq!(shown_stock(&actors).await, 7);
     assert_eq!(stored_stock(&store).await, 7);
     let payments = store.payments_for_order(done.order_id).await.unwrap();
     assert_eq!(payments.len(), 1);
@@ -194,7 +196,7 @@ async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
     assert_eq!(done.status(), OrderStatus::PaymentFailed);
     assert_eq!(done.step, OrderStep::PaymentFailed);
     assert_eq!(done.reason.as_deref(), Some("the payment was declined"));
-    assert_eq!(shown_stock(&actors), 10);
+    assert_eq!(shown_stock(&actors).await, 10);
     assert_eq!(stored_stock(&store).await, 10);
     let payments = store.payments_for_order(done.order_id).await.unwrap();
     assert_eq!(payments.len(), 1);
@@ -214,7 +216,7 @@ async fn ordering_more_than_the_stock_is_rejected_and_takes_nothing() {
         done.reason.as_deref(),
         Some("not enough stock: 6 requested, 5 available")
     );
-    assert_eq!(shown_stock(&actors), 5);
+    assert_eq!(shown_stock(&actors).await, 5);
     assert_eq!(stored_stock(&store).await, 5);
     assert!(
         store
@@ -237,7 +239,7 @@ async fn the_same_key_and_body_replay_the_first_order() {
     assert_eq!(again.order.order_id, first.order.order_id);
     until_terminal(&actors.orders, first.order.order_id).await;
     // Only one order took stock.
-    assert_eq!(shown_stock(&actors), 8);
+    assert_eq!(shown_stock(&actors).await, 8);
     assert_eq!(stored_stock(&store).await, 8);
     // A replay after the saga ended shows where the order stands.
     let late = place(&actors, tea(), 2, key("retry-1")).await.unwrap();
@@ -261,7 +263,7 @@ async fn concurrent_placements_with_one_key_make_one_order() {
     assert_eq!(placed.iter().filter(|p| !p.replayed).count(), 1);
     until_terminal(&actors.orders, order_id).await;
     assert_eq!(stored_stock(&store).await, 8);
-    assert_eq!(shown_stock(&actors), 8);
+    assert_eq!(shown_stock(&actors).await, 8);
 }
 
 #[actix_rt::test]
@@ -347,7 +349,7 @@ async fn many_orders_at_once_never_oversell() {
     }
 
     assert_eq!((confirmed, rejected), (10, 20));
-    assert_eq!(shown_stock(&actors), 0);
+    assert_eq!(shown_stock(&actors).await, 0);
     assert_eq!(stored_stock(&store).await, 0);
 }
 
@@ -361,7 +363,7 @@ async fn resume_unfinished_drives_an_order_the_actor_never_saw() {
     assert_eq!(resumed, 1);
     let done = until_terminal(&actors.orders, order.order_id).await;
     assert_eq!(done.status(), OrderStatus::Confirmed);
-    assert_eq!(shown_stock(&actors), 6);
+    assert_eq!(shown_stock(&actors).await, 6);
     assert_eq!(stored_stock(&store).await, 6);
     assert!(store.unfinished_orders().await.unwrap().is_empty());
 }
@@ -409,7 +411,7 @@ async fn a_resumed_saga_keeps_the_payment_already_made() {
     let done = until_terminal(&actors.orders, order.order_id).await;
     assert_eq!(done.status(), OrderStatus::PaymentFailed);
     assert_eq!(stored_stock(&store).await, 10);
-    assert_eq!(shown_stock(&actors), 10);
+    assert_eq!(shown_stock(&actors).await, 10);
     assert_eq!(
         store.payments_for_order(order.order_id).await.unwrap(),
         [declined]
