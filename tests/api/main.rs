@@ -14,3 +14,4 @@ mod orders;
 mod pages;
 mod payments;
 mod products;
+mod request_id;
