@@ -4,6 +4,7 @@ mod admin;
 mod api;
 pub mod error;
 mod pages;
+mod request_id;
 mod session;
 mod sse;
 
@@ -58,6 +59,8 @@ pub fn serve(
             )
             .wrap(from_fn(session::shopper_cookie))
             .wrap(security_headers())
+            // Outermost: the other middleware's log lines carry the id too.
+            .wrap(from_fn(request_id::request_id))
             .configure(routes)
     })
     .shutdown_timeout(settings.shutdown_timeout.as_secs())

@@ -13,8 +13,10 @@ mod idempotency;
 mod orders;
 mod pages;
 mod payments;
+#[allow(dead_code)] // the restartable cluster is for tests/api_postgres
 mod postgres;
 mod products;
+mod request_id;
 
 /// These tests run on SQLite; `tests/api_postgres` runs them again on Postgres.
 const BACKEND: helpers::Backend = helpers::Backend::Sqlite;

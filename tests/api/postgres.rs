@@ -2,14 +2,15 @@
 //! database per test. `MINIMART_TEST_POSTGRES_URL`, when set, names a server to
 //! use instead (its user must be allowed to create databases).
 //!
-//! The cluster lives in a temporary folder on a free loopback port. `initdb`
-//! refuses to run as root, so as root it runs as `nobody`. A small shell keeper
-//! owns the server: it waits on a pipe from this process, and when the pipe closes
-//! (this process ended, however it ended) it stops the server and removes the
-//! folder, so nothing is left behind.
+//! A cluster lives in a temporary folder on a free loopback port. `initdb` refuses
+//! to run as root, so as root it runs as `nobody`. A small shell keeper owns the
+//! server: it takes `stop` and `start` commands on a pipe from this process, and
+//! when the pipe closes (the cluster was dropped, or this process ended, however it
+//! ended) it stops the server and removes the folder, so nothing is left behind.
+//! A test that restarts its server gets a [`Cluster`] of its own.
 //!
-//! Without Postgres installed the suite is skipped with a loud message, except in
-//! CI (`CI=true`), where that is a failure.
+//! Without Postgres installed the Postgres tests are skipped with a loud message,
+//! except in CI (`CI=true`), where that is a failure.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -21,54 +22,105 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
-struct Cluster {
+/// A Postgres server of the tests' own, stopped and removed when dropped (or when
+/// the process ends).
+pub struct Cluster {
     admin_url: String,
-    /// Closing it (when the process ends) stops the server and removes its folder.
-    _keeper: ChildStdin,
+    /// Commands to the keeper (`stop`, `start`); closing it (when the process
+    /// ends) stops the server and removes its folder. `None` for a server that
+    /// someone else runs (`MINIMART_TEST_POSTGRES_URL`).
+    keeper: Option<ChildStdin>,
 }
 
-/// The URL of a new, empty database on the test server.
-pub async fn fresh_database() -> String {
-    let admin_url = admin_url();
-    let name = format!("minimart_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = connect_when_ready(&admin_url).await;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("a test database");
-    let _ = conn.close().await;
-    // The same server and user, the new database.
-    let (server, _database) = admin_url
-        .rsplit_once('/')
-        .filter(|(server, _)| server.contains("://"))
-        .unwrap_or_else(|| panic!("not a postgres://.../DATABASE URL: {admin_url}"));
-    format!("{server}/{name}")
-}
-
-fn admin_url() -> String {
-    if let Ok(url) = std::env::var("MINIMART_TEST_POSTGRES_URL") {
-        return url;
+impl Cluster {
+    /// A cluster for one test that needs to stop and start its server; `None`
+    /// (after saying so loudly) when Postgres is not installed. In CI that fails.
+    pub fn dedicated() -> Option<Cluster> {
+        match start_cluster() {
+            Ok(cluster) => Some(cluster),
+            Err(why) => {
+                say_unavailable(&why);
+                None
+            }
+        }
     }
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER
-        .get_or_init(|| match start_cluster() {
-            Ok(cluster) => cluster,
-            Err(why) => skip(&why),
-        })
-        .admin_url
-        .clone()
+
+    /// The URL of a new, empty database on this server.
+    pub async fn fresh_database(&self) -> String {
+        let name = format!("minimart_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = connect_when_ready(&self.admin_url).await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("a test database");
+        let _ = conn.close().await;
+        // The same server and user, the new database.
+        let (server, _database) = self
+            .admin_url
+            .rsplit_once('/')
+            .filter(|(server, _)| server.contains("://"))
+            .unwrap_or_else(|| panic!("not a postgres://.../DATABASE URL: {}", self.admin_url));
+        format!("{server}/{name}")
+    }
+
+    /// Stops the server (fast shutdown: every connection is cut).
+    pub fn stop(&mut self) {
+        self.tell_keeper("stop");
+    }
+
+    /// Starts the stopped server again, and waits until it accepts connections.
+    pub async fn start(&mut self) {
+        self.tell_keeper("start");
+        let _ = connect_when_ready(&self.admin_url).await.close().await;
+    }
 }
 
-/// Ends the test process, saying loudly why; in CI, fails instead.
-fn skip(why: &str) -> ! {
+/// The URL of a new, empty database on the test server shared by this process.
+pub async fn fresh_database() -> String {
+    shared_cluster().fresh_database().await
+}
+
+fn shared_cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        if let Ok(url) = std::env::var("MINIMART_TEST_POSTGRES_URL") {
+            return Cluster::external(url);
+        }
+        start_cluster().unwrap_or_else(|why| {
+            say_unavailable(&why);
+            // Every test of this process needs it: skip them all.
+            std::process::exit(0)
+        })
+    })
+}
+
+impl Cluster {
+    /// A server someone else runs.
+    fn external(admin_url: String) -> Cluster {
+        Cluster {
+            admin_url,
+            keeper: None,
+        }
+    }
+
+    fn tell_keeper(&mut self, command: &str) {
+        let keeper = self
+            .keeper
+            .as_mut()
+            .expect("only a cluster of the tests' own can be stopped and started");
+        writeln!(keeper, "{command}").expect("the keeper listens");
+    }
+}
+
+/// Says loudly that Postgres tests cannot run; in CI, fails instead.
+fn say_unavailable(why: &str) {
     let message = format!(
-        "Postgres is not available: the Postgres test suite cannot run ({why}; \
+        "Postgres is not available: the Postgres tests cannot run ({why}; \
          apt-get install postgresql, or set MINIMART_TEST_POSTGRES_URL)"
     );
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
     // Straight to the process's stderr: the test harness would hide `eprintln!`.
     let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED: {message} !!!\n");
-    std::process::exit(0);
 }
 
 fn start_cluster() -> Result<Cluster, String> {
@@ -107,18 +159,27 @@ fn start_cluster() -> Result<Cluster, String> {
     }
 
     let port = free_port();
-    // The keeper: starts the server, waits for its stdin to close, then stops the
-    // server (fast shutdown) and removes the folder. Durability settings are off:
-    // a test cluster that dies is thrown away anyway.
+    // The keeper: starts the server, then obeys `stop` and `start` lines on its
+    // stdin; when stdin closes it stops the server (fast shutdown) and removes the
+    // folder. Durability settings are off: a test cluster that dies is thrown away.
     let script = r#"
-        "$1/postgres" -D "$2/data" -p "$3" -k "$2" -c listen_addresses=127.0.0.1 \
-            -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-            -c max_connections=300 >"$2/server.log" 2>&1 &
-        server=$!
-        cat >/dev/null
-        kill -INT "$server"
-        wait "$server"
-        rm -rf "$2"
+        bin=$1 root=$2 port=$3
+        serve() {
+            "$bin/postgres" -D "$root/data" -p "$port" -k "$root" -c listen_addresses=127.0.0.1 \
+                -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+                -c max_connections=300 >>"$root/server.log" 2>&1 &
+            server=$!
+        }
+        halt() { kill -INT "$server" 2>/dev/null; wait "$server"; }
+        serve
+        while read -r command; do
+            case "$command" in
+                stop) halt ;;
+                start) serve ;;
+            esac
+        done
+        halt
+        rm -rf "$root"
     "#;
     let mut keeper = Command::new("sh");
     keeper
@@ -134,7 +195,7 @@ fn start_cluster() -> Result<Cluster, String> {
     let stdin = child.stdin.take().ok_or("no pipe to the keeper")?;
     Ok(Cluster {
         admin_url: format!("postgres://minimart@127.0.0.1:{port}/postgres"),
-        _keeper: stdin,
+        keeper: Some(stdin),
     })
 }
 

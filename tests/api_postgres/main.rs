@@ -18,6 +18,7 @@ mod helpers;
 mod idempotency;
 #[path = "../api/orders.rs"]
 mod orders;
+mod outage;
 #[path = "../api/pages.rs"]
 mod pages;
 #[path = "../api/payments.rs"]
@@ -26,5 +27,7 @@ mod payments;
 mod postgres;
 #[path = "../api/products.rs"]
 mod products;
+#[path = "../api/request_id.rs"]
+mod request_id;
 
 const BACKEND: helpers::Backend = helpers::Backend::Postgres;

@@ -1,0 +1,116 @@
+//! Postgres goes away under load and comes back: meanwhile the shop answers 503
+//! with a problem+json body (never a hang, never a crash), and afterwards it
+//! recovers by itself: new orders are accepted, and every order accepted before or
+//! after reaches a terminal status with stock conserved.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::postgres::Cluster;
+
+/// Places an order with an idempotency key, as a careful client does.
+async fn place(app: &TestApp, key: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/orders"))
+        .header("Idempotency-Key", key)
+        .json(&json!({ "product_id": "outage-tea", "quantity": 1 }))
+        .send()
+        .await
+        .expect("POST order")
+}
+
+async fn accepted_id(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.expect("a JSON body");
+    body["order_id"].as_str().expect("an id").to_owned()
+}
+
+/// Places orders until told to stop; answers the accepted order ids and the keys
+/// of the orders refused (503: whether the order exists is unknown until the key
+/// is retried).
+async fn order_until(app: Arc<TestApp>, stop: Arc<AtomicBool>) -> (Vec<String>, Vec<String>) {
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let key = uuid::Uuid::new_v4().to_string();
+        let response = place(&app, &key).await;
+        if response.status() == StatusCode::ACCEPTED {
+            accepted.push(accepted_id(response).await);
+        } else {
+            assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "while down").await;
+            refused.push(key);
+        }
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    (accepted, refused)
+}
+
+#[actix_web::test]
+async fn a_database_restart_under_load_is_503_then_recovers_by_itself() {
+    let Some(mut cluster) = Cluster::dedicated() else {
+        return;
+    };
+    let database_url = cluster.fresh_database().await;
+    let app = Arc::new(
+        spawn_app_with(|config| {
+            config.database_url = database_url;
+            config.db_acquire_timeout_ms = 500;
+            config.db_statement_timeout_ms = 2_000;
+        })
+        .await,
+    );
+    app.stock_product("outage-tea", 300, 10_000).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let shoppers: Vec<_> = (0..4)
+        .map(|_| actix_rt::spawn(order_until(Arc::clone(&app), Arc::clone(&stop))))
+        .collect();
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    cluster.stop();
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    cluster.start().await;
+
+    // Back by itself: a new order is accepted within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let probe = uuid::Uuid::new_v4().to_string();
+    let mut accepted = loop {
+        let response = place(&app, &probe).await;
+        if response.status() == StatusCode::ACCEPTED {
+            break vec![accepted_id(response).await];
+        }
+        assert!(Instant::now() < deadline, "the shop did not recover");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    stop.store(true, Ordering::Relaxed);
+    let mut refused = Vec::new();
+    for shopper in shoppers {
+        let (ids, keys) = shopper.await.expect("the shopper task ends");
+        accepted.extend(ids);
+        refused.extend(keys);
+    }
+    assert!(!refused.is_empty(), "the outage was seen as 503s");
+    // A refused order may still have been committed just as the database went
+    // away: its key, retried, tells (the same order, or a new one).
+    for key in &refused {
+        let response = place(&app, key).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "retrying {key}");
+        accepted.push(accepted_id(response).await);
+    }
+    accepted.sort();
+    accepted.dedup();
+
+    // Every accepted order ends (sagas cut off by the outage are retried), and
+    // stock is conserved.
+    let mut sold = 0;
+    for order_id in &accepted {
+        let order = app.until_terminal(order_id).await;
+        if order["status"] == "CONFIRMED" {
+            sold += order["quantity"].as_i64().expect("a quantity");
+        }
+    }
+    assert_eq!(app.stock_of("outage-tea").await + sold, 10_000);
+}

@@ -1,0 +1,289 @@
+//! The real minimart binary and nginx running the checked-in `gateway.conf`, each
+//! on a free loopback port in a temporary folder, both stopped when dropped.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use reqwest::StatusCode;
+use tempfile::TempDir;
+
+use crate::helpers::ADMIN_TOKEN;
+
+/// The checked-in configuration, exactly as `nginx -p "$PWD" -c gateway.conf` runs it.
+pub const GATEWAY_CONF: &str = include_str!("../../gateway.conf");
+const LISTEN: &str = "listen 127.0.0.1:8000;";
+const UPSTREAM_SERVER: &str = "server 127.0.0.1:8080;";
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").port()
+}
+
+/// The nginx binary, or `None` (after saying so loudly) when it is not installed.
+/// In CI a missing nginx fails the test instead.
+pub fn nginx() -> Option<PathBuf> {
+    // Debian puts it in /usr/sbin, which is not on an ordinary user's PATH.
+    let found = ["nginx", "/usr/sbin/nginx"].into_iter().find(|program| {
+        Command::new(program)
+            .arg("-v")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    if found.is_none() {
+        let message =
+            "nginx is not installed: the gateway tests cannot run (apt-get install nginx)";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        // Straight to the process's stderr: the test harness would hide `eprintln!`.
+        let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED: {message} !!!\n");
+    }
+    found.map(PathBuf::from)
+}
+
+/// A folder to use as nginx's prefix, laid out as the repository is: the
+/// configuration at the top, and `.gateway/` for what nginx writes.
+pub fn prefix_with(conf: &str) -> TempDir {
+    let prefix = tempfile::tempdir().expect("a temporary directory");
+    // Run as root (CI), nginx's workers drop to `nobody`, who must be able to
+    // reach the temporary folders nginx makes for them inside the prefix.
+    std::fs::set_permissions(prefix.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("prefix permissions");
+    std::fs::create_dir(prefix.path().join(".gateway")).expect("the .gateway folder");
+    std::fs::write(prefix.path().join("gateway.conf"), conf).expect("the configuration");
+    prefix
+}
+
+/// `nginx -t` on the configuration in `prefix`.
+pub fn nginx_test(nginx: &Path, prefix: &Path) -> Output {
+    Command::new(nginx)
+        .arg("-t")
+        .arg("-p")
+        .arg(prefix)
+        .args(["-c", "gateway.conf", "-e", "stderr"])
+        .output()
+        .expect("nginx -t runs")
+}
+
+/// gateway.conf listening on `port` and sending every route to `upstream`.
+/// Insists that the file keeps one place for each, so this stays a copy of it.
+pub fn conf_for(port: u16, upstream: &str) -> String {
+    conf_for_pool(port, &[upstream])
+}
+
+/// gateway.conf listening on `port` and spreading every route over `upstreams`.
+pub fn conf_for_pool(port: u16, upstreams: &[&str]) -> String {
+    assert_eq!(
+        GATEWAY_CONF.matches(LISTEN).count(),
+        1,
+        "gateway.conf has exactly one `{LISTEN}`"
+    );
+    let routes = GATEWAY_CONF
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            line.starts_with("upstream ") && line.ends_with('{')
+        })
+        .count();
+    assert!(routes >= 4, "an upstream per route: {routes}");
+    assert_eq!(
+        GATEWAY_CONF.matches(UPSTREAM_SERVER).count(),
+        routes,
+        "every upstream has one `{UPSTREAM_SERVER}`"
+    );
+    let servers: String = upstreams
+        .iter()
+        .map(|upstream| format!("server {upstream} max_fails=1 fail_timeout=5s;"))
+        .collect::<Vec<_>>()
+        .join("\n        ");
+    GATEWAY_CONF
+        .replace(LISTEN, &format!("listen 127.0.0.1:{port};"))
+        .replace(UPSTREAM_SERVER, &servers)
+}
+
+/// nginx in the foreground with gateway.conf, in front of `upstream`.
+pub struct Gateway {
+    pub base: String,
+    pub client: reqwest::Client,
+    child: Child,
+    prefix: TempDir,
+}
+
+impl Gateway {
+    pub async fn start(nginx: &Path, upstream: &str) -> Gateway {
+        let port = free_port();
+        Gateway::start_with(nginx, port, &conf_for(port, upstream)).await
+    }
+
+    /// nginx running `conf`, which listens on `port`.
+    pub async fn start_with(nginx: &Path, port: u16, conf: &str) -> Gateway {
+        let prefix = prefix_with(conf);
+        let checked = nginx_test(nginx, prefix.path());
+        assert!(
+            checked.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(prefix.path())
+            .args(["-c", "gateway.conf", "-e", "stderr", "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx starts");
+        let mut gateway = Gateway {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a client"),
+            child,
+            prefix,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = gateway.child.try_wait() {
+                panic!("nginx exited ({status}): {}", gateway.error_log());
+            }
+            assert!(Instant::now() < deadline, "nginx did not start listening");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        gateway
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.prefix.path().join(".gateway/access.log")).unwrap_or_default()
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.prefix.path().join(".gateway/error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master stops its workers on the way out; killed
+        // outright it would leave them running.
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The minimart binary on its own database, logging to a file; SIGKILLed when dropped.
+pub struct App {
+    pub address: String,
+    child: Child,
+    folder: TempDir,
+}
+
+impl App {
+    /// On a SQLite database of its own.
+    pub async fn start(payment_latency_ms: u64) -> App {
+        let latency = payment_latency_ms.to_string();
+        App::start_on(None, &[("MINIMART_PAYMENT_LATENCY_MS", &latency)]).await
+    }
+
+    /// On `database_url` (a SQLite file in its folder when `None`), with `env`
+    /// over the defaults.
+    pub async fn start_on(database_url: Option<&str>, env: &[(&str, &str)]) -> App {
+        let folder = tempfile::tempdir().expect("a temporary directory");
+        let address = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(folder.path().join("app.log")).expect("a log file");
+        let database_url = database_url.map_or_else(
+            || format!("sqlite://{}", folder.path().join("shop.db").display()),
+            str::to_owned,
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_minimart"))
+            .env("MINIMART_ADDR", &address)
+            .env("DATABASE_URL", database_url)
+            .env("MINIMART_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("MINIMART_PAYMENT_FAILURE_RATE", "0")
+            .env("MINIMART_DEMO_CATALOG", "false")
+            .env("MINIMART_WORKERS", "2")
+            // The per-request "answered" line, to find the gateway's id in.
+            .env("RUST_LOG", "info,minimart::http::request_id=debug")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the binary starts");
+        let app = App {
+            address,
+            child,
+            folder,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = client
+                .get(format!("http://{}/healthz", app.address))
+                .send()
+                .await
+                && response.status() == StatusCode::OK
+            {
+                return app;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the app did not become healthy: {}",
+                app.log()
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.folder.path().join("app.log")).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The app and nginx in front of it.
+pub async fn shop(payment_latency_ms: u64) -> Option<(App, Gateway)> {
+    let nginx = nginx()?;
+    let app = App::start(payment_latency_ms).await;
+    let gateway = Gateway::start(&nginx, &app.address).await;
+    Some((app, gateway))
+}
+
+/// Polls `read` until it contains `needle` (2 s at most), for logs written a
+/// moment after the answer.
+pub async fn until_logged(read: impl Fn() -> String, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let text = read();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,281 @@
+//! The production shape: two minimart instances on one Postgres behind nginx.
+//! Shoppers order through the gateway, with payment failures mixed in, and one
+//! instance is killed with SIGKILL part way. Afterwards, through the API, every
+//! accepted order has reached a terminal status (the survivor took over the dead
+//! one's sagas once their lease ran out), stock is conserved, and no order has
+//! more than one payment. Before the kill, the story also checks that an
+//! `Idempotency-Key` holds across instances and that a shopper watching an order
+//! on one instance is told the outcome of a saga that ran on the other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{App, Gateway, conf_for_pool, free_port, nginx};
+use crate::helpers::{ADMIN_TOKEN, wait_terminal};
+use crate::postgres::Cluster;
+
+const PRODUCTS: [(&str, i64); 3] = [("mi-kettle", 40), ("mi-mug", 30), ("mi-beans", 25)];
+const SHOPPERS: usize = 12;
+const ORDERS_EACH: usize = 20;
+
+async fn instance(database_url: &str) -> App {
+    App::start_on(
+        Some(database_url),
+        &[
+            ("MINIMART_PAYMENT_LATENCY_MS", "30"),
+            ("MINIMART_PAYMENT_FAILURE_RATE", "0.3"),
+            ("MINIMART_SAGA_LEASE_SECS", "2"),
+        ],
+    )
+    .await
+}
+
+/// Every order a shopper meant to place: its key and what it asked for, and the
+/// order id once an answer arrived.
+#[derive(Default)]
+struct Ledger {
+    intents: HashMap<String, (String, i64)>,
+    orders: HashMap<String, String>,
+}
+
+async fn place(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    product: &str,
+    quantity: i64,
+) -> Option<String> {
+    let response = client
+        .post(format!("{base}/api/orders"))
+        .header("Idempotency-Key", key)
+        .json(&json!({ "product_id": product, "quantity": quantity }))
+        .send()
+        .await
+        .ok()?;
+    if response.status() != StatusCode::ACCEPTED {
+        return None;
+    }
+    let body: Value = response.json().await.ok()?;
+    body["order_id"].as_str().map(str::to_owned)
+}
+
+async fn shop(base: String, ledger: Arc<Mutex<Ledger>>, shopper: usize) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+    for n in 0..ORDERS_EACH {
+        let key = format!("shopper-{shopper}-order-{n}");
+        let (product, _) = PRODUCTS[(shopper + n) % PRODUCTS.len()];
+        let quantity = 1 + (n % 3) as i64;
+        ledger
+            .lock()
+            .expect("ledger")
+            .intents
+            .insert(key.clone(), (product.to_owned(), quantity));
+        if let Some(order_id) = place(&client, &base, &key, product, quantity).await {
+            ledger.lock().expect("ledger").orders.insert(key, order_id);
+        }
+    }
+}
+
+/// The first `outcome` event of an order's stream, read from `base`.
+async fn outcome_seen_at(base: &str, order_id: &str) -> String {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+    let mut response = client
+        .get(format!("{base}/orders/{order_id}/events"))
+        .send()
+        .await
+        .expect("the event stream");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut text = String::new();
+    while !text.contains("event: outcome") {
+        match response.chunk().await {
+            Ok(Some(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the stream ended without an outcome ({other:?}): {text}"),
+        }
+    }
+    text
+}
+
+#[actix_web::test]
+async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_dies() {
+    let Some(nginx) = nginx() else { return };
+    let Some(cluster) = Cluster::dedicated() else {
+        return;
+    };
+    let database_url = cluster.fresh_database().await;
+    let first = instance(&database_url).await;
+    let mut second = instance(&database_url).await;
+
+    let port = free_port();
+    // The checked-in order limit (a few per second per address) would refuse a
+    // load from one test client: this copy raises it, and changes nothing else.
+    let conf = conf_for_pool(port, &[&first.address, &second.address])
+        .replace("rate=5r/s", "rate=100000r/s");
+    let gateway = Gateway::start_with(&nginx, port, &conf).await;
+    let client = &gateway.client;
+
+    for (id, stock) in PRODUCTS {
+        let response = client
+            .post(gateway.url(&format!("/api/products/{id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "product_name": id, "price": 450, "stock": stock }))
+            .send()
+            .await
+            .expect("POST product");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    // A product written through one instance is read at once through the other.
+    let on_second: Value = client
+        .get(format!("http://{}/api/products/mi-mug", second.address))
+        .send()
+        .await
+        .expect("GET product")
+        .json()
+        .await
+        .expect("a product");
+    assert_eq!(on_second["stock"], 30);
+
+    // One key, sent to each instance directly: one order.
+    let direct = reqwest::Client::new();
+    let a = place(
+        &direct,
+        &format!("http://{}", first.address),
+        "across-instances",
+        "mi-beans",
+        1,
+    )
+    .await;
+    let b = place(
+        &direct,
+        &format!("http://{}", second.address),
+        "across-instances",
+        "mi-beans",
+        1,
+    )
+    .await;
+    assert!(a.is_some() && a == b, "one order for one key: {a:?} {b:?}");
+
+    // Placed on the second instance, watched on the first: the first hears the
+    // outcome of a saga it did not run.
+    let watched = place(
+        &direct,
+        &format!("http://{}", second.address),
+        "watched",
+        "mi-kettle",
+        1,
+    )
+    .await
+    .expect("an order on the second instance");
+    let stream = outcome_seen_at(&format!("http://{}", first.address), &watched).await;
+    assert!(
+        stream.contains("Order confirmed") || stream.contains("declined"),
+        "an outcome notification: {stream}"
+    );
+
+    // Shoppers through the gateway; the second instance dies part way.
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    ledger.lock().expect("ledger").intents.extend([
+        ("across-instances".to_owned(), ("mi-beans".to_owned(), 1)),
+        ("watched".to_owned(), ("mi-kettle".to_owned(), 1)),
+    ]);
+    ledger.lock().expect("ledger").orders.extend([
+        ("across-instances".to_owned(), a.expect("an order")),
+        ("watched".to_owned(), watched),
+    ]);
+    let shoppers: Vec<_> = (0..SHOPPERS)
+        .map(|shopper| actix_rt::spawn(shop(gateway.base.clone(), Arc::clone(&ledger), shopper)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ledger.lock().expect("ledger").orders.len() < SHOPPERS * ORDERS_EACH / 3 {
+        assert!(Instant::now() < deadline, "orders are not being accepted");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    second.kill();
+    for shopper in shoppers {
+        shopper.await.expect("the shopper task ends");
+    }
+
+    // Answers lost with the dead instance are retried with the same key: the
+    // order it had accepted, or a new one.
+    let lost: Vec<(String, (String, i64))> = {
+        let ledger = ledger.lock().expect("ledger");
+        ledger
+            .intents
+            .iter()
+            .filter(|(key, _)| !ledger.orders.contains_key(*key))
+            .map(|(key, intent)| (key.clone(), intent.clone()))
+            .collect()
+    };
+    for (key, (product, quantity)) in lost {
+        // nginx may still try the dead instance first, and never replays a POST:
+        // the client retries, as a real one would.
+        let mut order_id = None;
+        for _ in 0..20 {
+            order_id = place(client, &gateway.base, &key, &product, quantity).await;
+            if order_id.is_some() {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        let order_id = order_id.unwrap_or_else(|| panic!("the survivor accepts {key}"));
+        ledger.lock().expect("ledger").orders.insert(key, order_id);
+    }
+
+    // Every order ends, including those whose saga died with the second instance.
+    let order_ids: Vec<String> = ledger
+        .lock()
+        .expect("ledger")
+        .orders
+        .values()
+        .cloned()
+        .collect();
+    let mut confirmed: HashMap<String, i64> = HashMap::new();
+    for order_id in &order_ids {
+        let order = wait_terminal(client, &gateway.base, order_id).await;
+        let payments: Value = client
+            .get(gateway.url(&format!("/api/payments?order_id={order_id}")))
+            .send()
+            .await
+            .expect("GET payments")
+            .json()
+            .await
+            .expect("payments");
+        let payments = payments["payments"].as_array().expect("a list");
+        assert!(payments.len() <= 1, "one payment at most: {payments:?}");
+        let succeeded = payments.iter().any(|p| p["status"] == "SUCCEEDED");
+        assert_eq!(order["status"] == "CONFIRMED", succeeded, "{order}");
+        if order["status"] == "CONFIRMED" {
+            *confirmed
+                .entry(order["product_id"].as_str().expect("a product").to_owned())
+                .or_default() += order["quantity"].as_i64().expect("a quantity");
+        }
+    }
+    for (id, initial) in PRODUCTS {
+        let product: Value = client
+            .get(gateway.url(&format!("/api/products/{id}")))
+            .send()
+            .await
+            .expect("GET product")
+            .json()
+            .await
+            .expect("a product");
+        let stock = product["stock"].as_i64().expect("stock");
+        let sold = confirmed.get(id).copied().unwrap_or(0);
+        assert_eq!(initial, stock + sold, "{id}: stock conserved");
+    }
+    assert!(
+        confirmed.values().sum::<i64>() > 0,
+        "some orders were confirmed"
+    );
+    drop(first);
+}
