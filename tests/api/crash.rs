@@ -4,7 +4,6 @@
 //! order charged twice. Clients retry with their `Idempotency-Key`, as a real client
 //! whose answer was lost would, so every order that exists is known.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +16,10 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestDatabase, test_database, wait_terminal};
+use crate::helpers::{
+    ADMIN_TOKEN, Ledger, TestDatabase, accepted_order_id, assert_invariants, place_keyed,
+    test_database,
+};
 
 /// The minimart binary on its own database, stopped (SIGKILL) when dropped.
 struct Server {
@@ -94,16 +96,7 @@ fn free_port() -> u16 {
 
 const PRODUCTS: [(&str, i64); 2] = [("crash-a", 60), ("crash-b", 35)];
 
-/// The client side: one idempotency key per intended order, and the order id once
-/// the server has answered for it.
-#[derive(Default)]
-struct Ledger {
-    /// key -> (product, quantity)
-    intents: HashMap<String, (String, i64)>,
-    /// key -> order id
-    accepted: HashMap<String, String>,
-}
-
+/// Places an order; `None` when the server died before answering.
 async fn place(
     client: &reqwest::Client,
     base: &str,
@@ -111,21 +104,13 @@ async fn place(
     product: &str,
     quantity: i64,
 ) -> Option<String> {
-    let response = client
-        .post(format!("{base}/api/orders"))
-        .header("Idempotency-Key", key)
-        .json(&json!({ "product_id": product, "quantity": quantity }))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    assert!(
-        response.status() == StatusCode::ACCEPTED,
-        "an order is refused only by a crash: {}",
-        response.status()
+    let response = place_keyed(client, base, key, product, quantity).await?;
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "an order is refused only by a crash"
     );
-    let body: Value = response.json().await.ok()?;
-    body["order_id"].as_str().map(str::to_owned)
+    accepted_order_id(response).await
 }
 
 /// Shoppers order as fast as they can until the server dies under them.
@@ -133,20 +118,13 @@ async fn shop_until_killed(base: String, ledger: Arc<Mutex<Ledger>>, shopper: us
     let client = reqwest::Client::new();
     for n in 0.. {
         let key = format!("r{round}-s{shopper}-{n}");
-        let (product, quantity) = (PRODUCTS[n % 2].0.to_owned(), (n % 3 + 1) as i64);
+        let (product, quantity) = (PRODUCTS[n % 2].0, (n % 3 + 1) as i64);
         ledger
             .lock()
             .expect("ledger")
-            .intents
-            .insert(key.clone(), (product.clone(), quantity));
-        match place(&client, &base, &key, &product, quantity).await {
-            Some(order_id) => {
-                ledger
-                    .lock()
-                    .expect("ledger")
-                    .accepted
-                    .insert(key, order_id);
-            }
+            .intend(&key, product, quantity);
+        match place(&client, &base, &key, product, quantity).await {
+            Some(order_id) => ledger.lock().expect("ledger").accept(&key, order_id),
             None => return, // the server is gone
         }
     }
@@ -195,81 +173,21 @@ async fn accepted_orders_survive_kill_9_and_finish_after_restart() {
     let server = server.unwrap_or_else(|| unreachable!());
 
     // Retry every order whose answer was lost; the key makes it the same order.
-    let lost: Vec<(String, (String, i64))> = {
-        let ledger = ledger.lock().expect("ledger");
-        ledger
-            .intents
-            .iter()
-            .filter(|(key, _)| !ledger.accepted.contains_key(*key))
-            .map(|(key, intent)| (key.clone(), intent.clone()))
-            .collect()
-    };
-    for (key, (product, quantity)) in lost {
+    let unanswered = ledger.lock().expect("ledger").unanswered();
+    for (key, product, quantity) in unanswered {
         let order_id = place(&client, &server.base, &key, &product, quantity)
             .await
             .expect("the retry is answered");
-        ledger
-            .lock()
-            .expect("ledger")
-            .accepted
-            .insert(key, order_id);
+        ledger.lock().expect("ledger").accept(&key, order_id);
     }
 
-    let order_ids: Vec<String> = ledger
-        .lock()
-        .expect("ledger")
-        .accepted
-        .values()
-        .cloned()
-        .collect();
+    let order_ids = ledger.lock().expect("ledger").order_ids();
     assert!(
         order_ids.len() > 20,
         "the shoppers placed orders: {}",
         order_ids.len()
     );
-    let mut sold: HashMap<String, i64> = HashMap::new();
-    for order_id in &order_ids {
-        let order = wait_terminal(&client, &server.base, order_id).await;
-        let payments: Value = client
-            .get(format!("{}/api/payments?order_id={order_id}", server.base))
-            .send()
-            .await
-            .expect("GET payments")
-            .json()
-            .await
-            .expect("JSON");
-        let payments = payments["payments"].as_array().expect("a list");
-        let succeeded = payments
-            .iter()
-            .filter(|p| p["status"] == "SUCCEEDED")
-            .count();
-        match order["status"].as_str() {
-            Some("CONFIRMED") => {
-                assert_eq!(succeeded, 1, "{order}");
-                *sold
-                    .entry(order["product_id"].as_str().expect("id").to_owned())
-                    .or_default() += order["quantity"].as_i64().expect("qty");
-            }
-            Some("PAYMENT_FAILED") | Some("REJECTED") => assert_eq!(succeeded, 0, "{order}"),
-            other => panic!("unexpected status {other:?}"),
-        }
-    }
-    for (id, initial) in PRODUCTS {
-        let product: Value = client
-            .get(format!("{}/api/products/{id}", server.base))
-            .send()
-            .await
-            .expect("GET product")
-            .json()
-            .await
-            .expect("JSON");
-        let now = product["stock"].as_i64().expect("stock");
-        assert_eq!(
-            initial,
-            now + sold.get(id).copied().unwrap_or(0),
-            "{id}: stock conserved"
-        );
-    }
+    assert_invariants(&client, &server.base, &PRODUCTS, &order_ids).await;
 }
 
 #[actix_web::test]

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use minimart::config::Config;
@@ -178,4 +179,109 @@ pub async fn assert_problem(response: Response, status: StatusCode, context: &st
         "{context}: a problem says what was wrong: {body}"
     );
     body
+}
+
+/// A careful client's book of orders: one idempotency key per intended order,
+/// and the order id once the shop has answered for it. A key without an answer
+/// (the server died, the answer was lost) is retried: the key makes it the same
+/// order if it exists.
+#[derive(Default)]
+pub struct Ledger {
+    /// key -> (product, quantity)
+    intents: HashMap<String, (String, i64)>,
+    /// key -> order id
+    accepted: HashMap<String, String>,
+}
+
+impl Ledger {
+    pub fn intend(&mut self, key: &str, product: &str, quantity: i64) {
+        self.intents
+            .insert(key.to_owned(), (product.to_owned(), quantity));
+    }
+
+    pub fn accept(&mut self, key: &str, order_id: String) {
+        self.accepted.insert(key.to_owned(), order_id);
+    }
+
+    /// The intended orders that got no answer: (key, product, quantity).
+    pub fn unanswered(&self) -> Vec<(String, String, i64)> {
+        self.intents
+            .iter()
+            .filter(|(key, _)| !self.accepted.contains_key(*key))
+            .map(|(key, (product, quantity))| (key.clone(), product.clone(), *quantity))
+            .collect()
+    }
+
+    pub fn order_ids(&self) -> Vec<String> {
+        self.accepted.values().cloned().collect()
+    }
+}
+
+/// POSTs an order with an idempotency key; `None` when no answer came (the
+/// server is gone).
+pub async fn place_keyed(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    product: &str,
+    quantity: i64,
+) -> Option<Response> {
+    client
+        .post(format!("{base}/api/orders"))
+        .header("Idempotency-Key", key)
+        .json(&json!({ "product_id": product, "quantity": quantity }))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()
+}
+
+/// The order id of an accepted order.
+pub async fn accepted_order_id(response: Response) -> Option<String> {
+    if response.status() != StatusCode::ACCEPTED {
+        return None;
+    }
+    let body: Value = response.json().await.ok()?;
+    body["order_id"].as_str().map(str::to_owned)
+}
+
+pub async fn fetch_json(client: &reqwest::Client, url: &str) -> Value {
+    let response = client.get(url).send().await.expect("GET");
+    assert_eq!(response.status(), StatusCode::OK, "GET {url}");
+    response.json().await.expect("a JSON body")
+}
+
+/// What must hold once the shoppers are done, checked through the API at `base`:
+/// every order reaches a terminal status, a CONFIRMED order has exactly one
+/// SUCCEEDED payment and any other none, no order has two payments, and each
+/// product's initial stock equals its stock now plus what CONFIRMED orders took.
+/// Answers how many units were sold.
+pub async fn assert_invariants(
+    client: &reqwest::Client,
+    base: &str,
+    products: &[(&str, i64)],
+    order_ids: &[String],
+) -> i64 {
+    let mut sold: HashMap<String, i64> = HashMap::new();
+    for order_id in order_ids {
+        let order = wait_terminal(client, base, order_id).await;
+        let payments =
+            fetch_json(client, &format!("{base}/api/payments?order_id={order_id}")).await;
+        let payments = payments["payments"].as_array().expect("a list");
+        assert!(payments.len() <= 1, "one payment at most: {payments:?}");
+        let succeeded = payments.iter().any(|p| p["status"] == "SUCCEEDED");
+        assert_eq!(order["status"] == "CONFIRMED", succeeded, "{order}");
+        if order["status"] == "CONFIRMED" {
+            *sold
+                .entry(order["product_id"].as_str().expect("a product").to_owned())
+                .or_default() += order["quantity"].as_i64().expect("a quantity");
+        }
+    }
+    for &(id, initial) in products {
+        let product = fetch_json(client, &format!("{base}/api/products/{id}")).await;
+        let now = product["stock"].as_i64().expect("stock");
+        let taken = sold.get(id).copied().unwrap_or(0);
+        assert_eq!(initial, now + taken, "{id}: stock conserved");
+    }
+    sold.values().sum()
 }

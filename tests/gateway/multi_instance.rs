@@ -7,15 +7,16 @@
 //! `Idempotency-Key` holds across instances and that a shopper watching an order
 //! on one instance is told the outcome of a saga that ran on the other.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::{App, Gateway, conf_for_pool, free_port, nginx};
-use crate::helpers::{ADMIN_TOKEN, wait_terminal};
+use crate::helpers::{
+    ADMIN_TOKEN, Ledger, accepted_order_id, assert_invariants, fetch_json, place_keyed,
+};
 use crate::postgres::Cluster;
 
 const PRODUCTS: [(&str, i64); 3] = [("mi-kettle", 40), ("mi-mug", 30), ("mi-beans", 25)];
@@ -34,14 +35,6 @@ async fn instance(database_url: &str) -> App {
     .await
 }
 
-/// Every order a shopper meant to place: its key and what it asked for, and the
-/// order id once an answer arrived.
-#[derive(Default)]
-struct Ledger {
-    intents: HashMap<String, (String, i64)>,
-    orders: HashMap<String, String>,
-}
-
 async fn place(
     client: &reqwest::Client,
     base: &str,
@@ -49,25 +42,11 @@ async fn place(
     product: &str,
     quantity: i64,
 ) -> Option<String> {
-    let response = client
-        .post(format!("{base}/api/orders"))
-        .header("Idempotency-Key", key)
-        .json(&json!({ "product_id": product, "quantity": quantity }))
-        .send()
-        .await
-        .ok()?;
-    if response.status() != StatusCode::ACCEPTED {
-        return None;
-    }
-    let body: Value = response.json().await.ok()?;
-    body["order_id"].as_str().map(str::to_owned)
+    accepted_order_id(place_keyed(client, base, key, product, quantity).await?).await
 }
 
 async fn shop(base: String, ledger: Arc<Mutex<Ledger>>, shopper: usize) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("a client");
+    let client = reqwest::Client::new();
     for n in 0..ORDERS_EACH {
         let key = format!("shopper-{shopper}-order-{n}");
         let (product, _) = PRODUCTS[(shopper + n) % PRODUCTS.len()];
@@ -75,10 +54,9 @@ async fn shop(base: String, ledger: Arc<Mutex<Ledger>>, shopper: usize) {
         ledger
             .lock()
             .expect("ledger")
-            .intents
-            .insert(key.clone(), (product.to_owned(), quantity));
+            .intend(&key, product, quantity);
         if let Some(order_id) = place(&client, &base, &key, product, quantity).await {
-            ledger.lock().expect("ledger").orders.insert(key, order_id);
+            ledger.lock().expect("ledger").accept(&key, order_id);
         }
     }
 }
@@ -135,14 +113,11 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
     }
 
     // A product written through one instance is read at once through the other.
-    let on_second: Value = client
-        .get(format!("http://{}/api/products/mi-mug", second.address))
-        .send()
-        .await
-        .expect("GET product")
-        .json()
-        .await
-        .expect("a product");
+    let on_second = fetch_json(
+        client,
+        &format!("http://{}/api/products/mi-mug", second.address),
+    )
+    .await;
     assert_eq!(on_second["stock"], 30);
 
     // One key, sent to each instance directly: one order.
@@ -184,19 +159,18 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
 
     // Shoppers through the gateway; the second instance dies part way.
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    ledger.lock().expect("ledger").intents.extend([
-        ("across-instances".to_owned(), ("mi-beans".to_owned(), 1)),
-        ("watched".to_owned(), ("mi-kettle".to_owned(), 1)),
-    ]);
-    ledger.lock().expect("ledger").orders.extend([
-        ("across-instances".to_owned(), a.expect("an order")),
-        ("watched".to_owned(), watched),
-    ]);
+    {
+        let mut ledger = ledger.lock().expect("ledger");
+        ledger.intend("across-instances", "mi-beans", 1);
+        ledger.accept("across-instances", a.expect("an order"));
+        ledger.intend("watched", "mi-kettle", 1);
+        ledger.accept("watched", watched);
+    }
     let shoppers: Vec<_> = (0..SHOPPERS)
         .map(|shopper| actix_rt::spawn(shop(gateway.base.clone(), Arc::clone(&ledger), shopper)))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while ledger.lock().expect("ledger").orders.len() < SHOPPERS * ORDERS_EACH / 3 {
+    while ledger.lock().expect("ledger").order_ids().len() < SHOPPERS * ORDERS_EACH / 3 {
         assert!(Instant::now() < deadline, "orders are not being accepted");
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
@@ -206,19 +180,10 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
     }
 
     // Answers lost with the dead instance are retried with the same key: the
-    // order it had accepted, or a new one.
-    let lost: Vec<(String, (String, i64))> = {
-        let ledger = ledger.lock().expect("ledger");
-        ledger
-            .intents
-            .iter()
-            .filter(|(key, _)| !ledger.orders.contains_key(*key))
-            .map(|(key, intent)| (key.clone(), intent.clone()))
-            .collect()
-    };
-    for (key, (product, quantity)) in lost {
-        // nginx may still try the dead instance first, and never replays a POST:
-        // the client retries, as a real one would.
+    // order it had accepted, or a new one. nginx may still try the dead instance
+    // first, and never replays a POST: the client retries, as a real one would.
+    let unanswered = ledger.lock().expect("ledger").unanswered();
+    for (key, product, quantity) in unanswered {
         let mut order_id = None;
         for _ in 0..20 {
             order_id = place(client, &gateway.base, &key, &product, quantity).await;
@@ -228,54 +193,13 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
             actix_rt::time::sleep(Duration::from_millis(100)).await;
         }
         let order_id = order_id.unwrap_or_else(|| panic!("the survivor accepts {key}"));
-        ledger.lock().expect("ledger").orders.insert(key, order_id);
+        ledger.lock().expect("ledger").accept(&key, order_id);
     }
 
-    // Every order ends, including those whose saga died with the second instance.
-    let order_ids: Vec<String> = ledger
-        .lock()
-        .expect("ledger")
-        .orders
-        .values()
-        .cloned()
-        .collect();
-    let mut confirmed: HashMap<String, i64> = HashMap::new();
-    for order_id in &order_ids {
-        let order = wait_terminal(client, &gateway.base, order_id).await;
-        let payments: Value = client
-            .get(gateway.url(&format!("/api/payments?order_id={order_id}")))
-            .send()
-            .await
-            .expect("GET payments")
-            .json()
-            .await
-            .expect("payments");
-        let payments = payments["payments"].as_array().expect("a list");
-        assert!(payments.len() <= 1, "one payment at most: {payments:?}");
-        let succeeded = payments.iter().any(|p| p["status"] == "SUCCEEDED");
-        assert_eq!(order["status"] == "CONFIRMED", succeeded, "{order}");
-        if order["status"] == "CONFIRMED" {
-            *confirmed
-                .entry(order["product_id"].as_str().expect("a product").to_owned())
-                .or_default() += order["quantity"].as_i64().expect("a quantity");
-        }
-    }
-    for (id, initial) in PRODUCTS {
-        let product: Value = client
-            .get(gateway.url(&format!("/api/products/{id}")))
-            .send()
-            .await
-            .expect("GET product")
-            .json()
-            .await
-            .expect("a product");
-        let stock = product["stock"].as_i64().expect("stock");
-        let sold = confirmed.get(id).copied().unwrap_or(0);
-        assert_eq!(initial, stock + sold, "{id}: stock conserved");
-    }
-    assert!(
-        confirmed.values().sum::<i64>() > 0,
-        "some orders were confirmed"
-    );
+    // Every order ends, including those whose saga died with the second instance,
+    // and every invariant holds.
+    let order_ids = ledger.lock().expect("ledger").order_ids();
+    let sold = assert_invariants(client, &gateway.base, &PRODUCTS, &order_ids).await;
+    assert!(sold > 0, "some orders were confirmed");
     drop(first);
 }
