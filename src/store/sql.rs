@@ -154,6 +154,10 @@ macro_rules! shared_sql {
         impl WriteOp<$db> for UpsertProduct {
             type Output = StockedProduct;
 
+            fn lock_key(&self) -> Option<&str> {
+                Some(self.0.product_id.as_str())
+            }
+
             fn apply<'c>(
                 &'c self,
                 conn: &'c mut $conn,
@@ -185,6 +189,10 @@ macro_rules! shared_sql {
 
         impl WriteOp<$db> for Reserve {
             type Output = ReserveOutcome;
+
+            fn lock_key(&self) -> Option<&str> {
+                Some(self.product_id.as_str())
+            }
 
             fn apply<'c>(
                 &'c self,

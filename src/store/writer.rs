@@ -25,6 +25,13 @@ use super::StoreError;
 pub(crate) trait WriteOp<DB: Database>: Send + 'static {
     type Output: Send + 'static;
 
+    /// The product row this write locks first, if it knows. A batch runs its
+    /// writes in the order of these keys, so two processes committing batches to
+    /// one Postgres take product locks in the same order and cannot deadlock.
+    fn lock_key(&self) -> Option<&str> {
+        None
+    }
+
     fn apply<'c>(
         &'c self,
         conn: &'c mut DB::Connection,
@@ -39,6 +46,8 @@ pub(crate) trait Job<DB: Database>: Send {
     /// Answers the caller: with the job's output if its transaction committed,
     /// with the error otherwise.
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+
+    fn lock_key(&self) -> Option<&str>;
 }
 
 struct Queued<DB: Database, W: WriteOp<DB>> {
@@ -57,6 +66,10 @@ impl<DB: Database, W: WriteOp<DB>> Job<DB> for Queued<DB, W> {
             self.output = Some(self.op.apply(conn).await?);
             Ok(())
         })
+    }
+
+    fn lock_key(&self) -> Option<&str> {
+        self.op.lock_key()
     }
 
     fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
@@ -119,6 +132,10 @@ async fn run<DB: Database>(
     let mut batch = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
         tracing::trace!(jobs = batch.len(), "group commit");
+        // Keyed writes first, by key; the order of concurrent writes is free.
+        batch.sort_by(|a, b| {
+            (a.lock_key().is_none(), a.lock_key()).cmp(&(b.lock_key().is_none(), b.lock_key()))
+        });
         match pool.acquire().await {
             Ok(mut conn) => commit(&mut *conn, &mut batch).await,
             Err(error) => {
@@ -171,4 +188,69 @@ where
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures_util::future::join_all;
+    use sqlx::Sqlite;
+    use sqlx::sqlite::{SqliteConnection, SqlitePoolOptions};
+
+    use super::*;
+
+    /// A write that only notes when it ran.
+    struct Note {
+        key: Option<&'static str>,
+        ran: Arc<Mutex<Vec<Option<&'static str>>>>,
+    }
+
+    impl WriteOp<Sqlite> for Note {
+        type Output = ();
+
+        fn lock_key(&self) -> Option<&str> {
+            self.key
+        }
+
+        fn apply<'c>(
+            &'c self,
+            _: &'c mut SqliteConnection,
+        ) -> BoxFuture<'c, Result<(), StoreError>> {
+            Box::pin(async move {
+                self.ran
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(self.key);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_its_locks_in_key_order() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("an in-memory database");
+        let writer = Writer::spawn(pool, 64);
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let keys = [Some("p3"), None, Some("p1"), Some("p2"), None, Some("p1")];
+        // Queued together, before the writer runs: one batch.
+        let writes = keys.map(|key| {
+            writer.write(Note {
+                key,
+                ran: Arc::clone(&ran),
+            })
+        });
+        for result in join_all(writes).await {
+            assert!(result.is_ok());
+        }
+        let ran = ran.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert_eq!(
+            ran,
+            [Some("p1"), Some("p1"), Some("p2"), Some("p3"), None, None]
+        );
+    }
 }
