@@ -3,6 +3,7 @@
 //! simulated payment) runs in its own task, never inside a handler, so no mailbox
 //! stalls on I/O.
 
+pub mod book;
 pub mod inventory;
 pub mod orders;
 pub mod payment;
@@ -10,6 +11,7 @@ mod saga;
 
 use actix::prelude::*;
 
+use book::OrderBook;
 use inventory::{Inventory, InventoryActor, InventoryError};
 use orders::OrdersActor;
 use payment::{PaymentActor, PaymentSettings};
@@ -20,6 +22,8 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct Actors {
     pub orders: Addr<OrdersActor>,
+    /// The orders whose saga runs here: read them without a message.
+    pub order_book: OrderBook,
     pub inventory: Inventory,
     pub payment: Addr<PaymentActor>,
 }
@@ -33,10 +37,16 @@ impl Actors {
         let orders_context = Context::<OrdersActor>::new();
         let payment =
             PaymentActor::new(store.clone(), orders_context.address().recipient(), payment).start();
-        let orders =
-            orders_context.run(OrdersActor::new(store, inventory.clone(), payment.clone()));
+        let order_book = OrderBook::default();
+        let orders = orders_context.run(OrdersActor::new(
+            store,
+            inventory.clone(),
+            payment.clone(),
+            order_book.clone(),
+        ));
         Ok(Actors {
             orders,
+            order_book,
             inventory,
             payment,
         })
