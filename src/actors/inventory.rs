@@ -177,6 +177,14 @@ pub struct Inventory {
 impl InventoryActor {
     /// Loads the catalog and starts the actor on the current arbiter.
     pub async fn start(store: Store) -> Result<Inventory, InventoryError> {
+        Self::start_in(store, &actix_rt::Arbiter::current()).await
+    }
+
+    /// Loads the catalog and starts the actor on `arbiter`.
+    pub async fn start_in(
+        store: Store,
+        arbiter: &actix_rt::ArbiterHandle,
+    ) -> Result<Inventory, InventoryError> {
         let listings: Listings = store
             .catalog()
             .await?
@@ -187,7 +195,8 @@ impl InventoryActor {
         let reader = CatalogReader {
             listings: Arc::clone(&catalog),
         };
-        let addr = InventoryActor { store, catalog }.start();
+        let addr =
+            InventoryActor::start_in_arbiter(arbiter, move |_| InventoryActor { store, catalog });
         Ok(Inventory {
             addr,
             catalog: reader,
