@@ -13,6 +13,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let options = load::Options::parse();
+    // The in-process server logs only when asked (RUST_LOG=minimart=debug, say):
+    // its per-order log lines would otherwise cost the run what it measures.
+    if std::env::var_os("RUST_LOG").is_some() {
+        minimart::telemetry::init();
+    }
     let results = match load::run(&options) {
         Ok(results) => results,
         Err(error) => {

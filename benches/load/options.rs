@@ -109,8 +109,9 @@ pub struct Options {
     #[arg(long, default_value_t = 5.0, value_parser = positive)]
     pub floor_duration: f64,
 
-    /// Milliseconds between two reads of a pending order.
-    #[arg(long, default_value_t = 2)]
+    /// Milliseconds between two reads of a pending order: the resolution of the
+    /// order-to-outcome latency, and the cost of following an order.
+    #[arg(long, default_value_t = 5)]
     pub poll_ms: u64,
 
     /// Share of journeys that end on the order's HTML page.

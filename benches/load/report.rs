@@ -115,6 +115,11 @@ pub struct Results {
     pub errors: BTreeMap<String, u64>,
     /// VmRSS of this process (in-process: server and client together).
     pub rss_start_kib: Option<u64>,
+    /// Once connections and caches are warm: at 5 s (or a quarter of a shorter run).
+    pub rss_warm_kib: Option<u64>,
+    /// The last sample inside the load window.
+    pub rss_window_end_kib: Option<u64>,
+    /// After the load, with the client's connections closed.
     pub rss_end_kib: Option<u64>,
     /// Memory the client itself keeps growing: one record per order placed.
     pub client_order_records_kib: u64,
@@ -254,6 +259,12 @@ pub fn results(measured: Measured<'_>) -> Results {
         },
         errors: load.errors.clone(),
         rss_start_kib: rss_start,
+        rss_warm_kib: rss_series.get(warm_second(window)).copied().flatten(),
+        rss_window_end_kib: rss_series
+            .iter()
+            .take(window.ceil() as usize)
+            .rev()
+            .find_map(|sample| *sample),
         rss_end_kib: rss_end,
         client_order_records_kib: (load.orders.capacity() * std::mem::size_of::<PlacedOrder>()
             / 1024) as u64,
@@ -263,6 +274,11 @@ pub fn results(measured: Measured<'_>) -> Results {
         latency_histogram: buckets(&histogram_source, 40),
         in_process,
     }
+}
+
+/// The second at which memory counts as warmed up.
+fn warm_second(window: f64) -> usize {
+    (window / 4.0).floor().clamp(0.0, 5.0) as usize
 }
 
 /// Log-spaced buckets from the smallest to the largest value recorded.
@@ -420,15 +436,24 @@ impl Results {
     }
 
     fn memory_line(&self) -> String {
-        match (self.in_process, self.rss_start_kib, self.rss_end_kib) {
-            (true, Some(start), Some(end)) => format!(
-                "memory: VmRSS of this process (server and client) {} at start, {} at end ({:+.1} MiB; the client's order records hold {})",
-                mib(start),
-                mib(end),
-                (end as f64 - start as f64) / 1024.0,
-                mib(self.client_order_records_kib)
+        let kib = |value: Option<u64>| value.map_or_else(|| "n/a".to_owned(), mib);
+        match (self.in_process, self.rss_warm_kib, self.rss_window_end_kib) {
+            (true, Some(warm), Some(last)) => format!(
+                "memory (VmRSS of this process: server and client): {} before the load, {} warm (at {} s), {} at the end of the load ({:+.1} MiB since warm; the client's list of orders holds {}), {} after",
+                kib(self.rss_start_kib),
+                mib(warm),
+                warm_second(self.duration_s),
+                mib(last),
+                (last as f64 - warm as f64) / 1024.0,
+                mib(self.client_order_records_kib),
+                kib(self.rss_end_kib),
             ),
-            _ => "memory: n/a (the server runs elsewhere)".to_owned(),
+            (true, ..) => format!(
+                "memory (VmRSS of this process: server and client): {} before the load, {} after",
+                kib(self.rss_start_kib),
+                kib(self.rss_end_kib)
+            ),
+            (false, ..) => "memory: n/a (the server runs elsewhere)".to_owned(),
         }
     }
 
@@ -677,15 +702,18 @@ fn frame(svg: &mut String, y_label: &str, x_max: f64, y_max: f64, x_label: &str)
             label = short(value)
         );
     }
-    for i in 0..=10 {
-        let value = x_max * f64::from(i) / 10.0;
-        let x = LEFT + plot_w * f64::from(i) / 10.0;
+    // Ticks at round numbers of seconds; `x_max` is a whole number of steps.
+    let step = x_step(x_max);
+    let mut value = 0.0;
+    while value <= x_max + 1e-9 {
+        let x = LEFT + plot_w * value / x_max;
         let _ = write!(
             svg,
             "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"middle\">{label}</text>",
             y = HEIGHT - BOTTOM + 16.0,
             label = short(value)
         );
+        value += step;
     }
     let _ = write!(
         svg,
@@ -699,12 +727,18 @@ fn frame(svg: &mut String, y_label: &str, x_max: f64, y_max: f64, x_label: &str)
     );
 }
 
+/// A round step for about ten ticks up to `max`.
+fn x_step(max: f64) -> f64 {
+    nice_ceiling(max / 10.0)
+}
+
 fn line_chart(y_label: &str, lines: &[Line<'_>]) -> String {
-    let x_max = lines
+    let widest = lines
         .iter()
         .flat_map(|line| line.points.iter().map(|p| p.0))
-        .fold(1.0, f64::max)
-        .ceil();
+        .fold(1.0, f64::max);
+    let step = x_step(widest);
+    let x_max = (widest / step).ceil() * step;
     let y_max = nice_ceiling(
         lines
             .iter()

@@ -188,6 +188,18 @@ pub async fn open(
             .acquire_owned()
             .await
             .map_err(|_| LoadError::Client("the in-flight limit closed".to_owned()))?;
+        if Instant::now() >= phase.end {
+            // The server fell so far behind that runs scheduled inside the window
+            // could not even start in it: count them, rather than start them late.
+            let late = (phase.end.saturating_duration_since(scheduled).as_secs_f64() * rate
+                / threads as f64)
+                .ceil() as u64;
+            local.recorder.borrow_mut().errors.insert(
+                "runs not started: --max-in-flight reached".to_owned(),
+                late.max(1),
+            );
+            break;
+        }
         let mut shopper = Shopper::new(Rc::clone(&local), arrival);
         tokio::task::spawn_local(async move {
             shopper.run(Some(scheduled)).await;
