@@ -403,7 +403,7 @@ impl Results {
         if self.rate.is_some() {
             let _ = writeln!(
                 out,
-                "  (open load: a run's first request and its order count from the scheduled start)"
+                "  (open load: a run's first request counts from its scheduled start, and so does the order in the orders scenario)"
             );
         }
 

@@ -251,7 +251,8 @@ struct Shopper {
     local: Rc<Local>,
     rng: SmallRng,
     id: u64,
-    runs: Cell<u64>,
+    /// Runs done, for unique idempotency keys.
+    runs: u64,
 }
 
 impl Shopper {
@@ -261,7 +262,7 @@ impl Shopper {
             local,
             rng: SmallRng::seed_from_u64(seed),
             id,
-            runs: Cell::new(0),
+            runs: 0,
         }
     }
 
@@ -292,7 +293,7 @@ impl Shopper {
                 }
             }
         }
-        self.runs.set(self.runs.get() + 1);
+        self.runs += 1;
     }
 
     fn pick(&mut self) -> usize {
@@ -337,10 +338,7 @@ impl Shopper {
         let plan = Arc::clone(&self.local.plan);
         let key = format!(
             "load-{}-{}-{}-{}",
-            plan.run_id,
-            self.local.thread,
-            self.id,
-            self.runs.get()
+            plan.run_id, self.local.thread, self.id, self.runs
         );
         let body = format!(
             r#"{{"product_id":"{}","quantity":{quantity}}}"#,
