@@ -18,7 +18,9 @@ use crate::store::{Store, StoreError};
 pub enum StartupError {
     #[error("could not open the database")]
     Store(#[from] StoreError),
-    #[error("could not start the inventory")]
+    #[error("could not start the actors")]
+    Actors(#[from] crate::actors::StartError),
+    #[error("could not seed the demo catalog")]
     Inventory(#[from] InventoryError),
     #[error("could not resume unfinished orders")]
     Orders(#[from] OrderError),

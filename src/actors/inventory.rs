@@ -211,6 +211,15 @@ pub struct Inventory {
 impl InventoryActor {
     /// Loads the catalog and starts the actor on the current arbiter.
     pub async fn start(store: Store) -> Result<Inventory, InventoryError> {
+        Self::start_in(store, &actix_rt::Arbiter::current()).await
+    }
+
+    /// Loads the catalog (unless readers read through to the database) and starts
+    /// the actor on `arbiter`.
+    pub async fn start_in(
+        store: Store,
+        arbiter: &actix_rt::ArbiterHandle,
+    ) -> Result<Inventory, InventoryError> {
         let (catalog, source) = if store.is_shared() {
             (None, CatalogSource::Database(store.clone()))
         } else {
@@ -224,7 +233,8 @@ impl InventoryActor {
             (Some(Arc::clone(&catalog)), CatalogSource::Snapshot(catalog))
         };
         let reader = CatalogReader { source };
-        let addr = InventoryActor { store, catalog }.start();
+        let addr =
+            InventoryActor::start_in_arbiter(arbiter, move |_| InventoryActor { store, catalog });
         Ok(Inventory {
             addr,
             catalog: reader,

@@ -3,42 +3,88 @@
 //! simulated payment) runs in its own task, never inside a handler, so no mailbox
 //! stalls on I/O.
 
+pub mod book;
 pub mod inventory;
 pub mod orders;
 pub mod payment;
 mod saga;
 
-use actix::prelude::*;
+use std::sync::Arc;
 
+use actix::prelude::*;
+use actix_rt::ArbiterHandle;
+
+use book::OrderBook;
 use inventory::{Inventory, InventoryActor, InventoryError};
 use orders::OrdersActor;
 use payment::{PaymentActor, PaymentSettings};
 
 use crate::store::Store;
 
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not start the actors' thread")]
+    Thread(#[source] std::io::Error),
+    #[error("could not start the inventory")]
+    Inventory(#[from] InventoryError),
+    #[error("the actors' thread stopped during start-up")]
+    Stopped,
+}
+
 /// The addresses of the running actors, handed to the HTTP layer as app data.
 #[derive(Clone)]
 pub struct Actors {
     pub orders: Addr<OrdersActor>,
+    /// The orders whose saga runs here: read them without a message.
+    pub order_book: OrderBook,
     pub inventory: Inventory,
     pub payment: Addr<PaymentActor>,
+    _thread: Arc<ActorThread>,
+}
+
+/// The arbiter the actors and their sagas run on; stopped once the last handle
+/// to the actors is gone (a test's app, say), so that it does not outlive them.
+struct ActorThread(ArbiterHandle);
+
+impl Drop for ActorThread {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 impl Actors {
-    /// Starts the actors on the current arbiter. Orders and Payment know each other
-    /// (the saga charges; a charge checks its order), so Orders' address is made
-    /// before either starts.
-    pub async fn start(store: Store, payment: PaymentSettings) -> Result<Actors, InventoryError> {
-        let inventory = InventoryActor::start(store.clone()).await?;
-        let orders_context = Context::<OrdersActor>::new();
-        let payment =
-            PaymentActor::new(store.clone(), orders_context.address().recipient(), payment).start();
-        let orders =
-            orders_context.run(OrdersActor::new(store, inventory.clone(), payment.clone()));
+    /// Starts the actors on an arbiter (a thread) of their own. The caller's
+    /// thread keeps what was started there before, such as the store's writer
+    /// task: each write is many round trips between that task and the database
+    /// connection's thread, and each would otherwise wait its turn behind every
+    /// saga ready to run on the same single-threaded runtime.
+    ///
+    /// Orders and Payment know each other (the saga charges; a charge checks its
+    /// order), so Payment is started from inside Orders' start-up, with its
+    /// address in hand.
+    pub async fn start(store: Store, payment: PaymentSettings) -> Result<Actors, StartError> {
+        let arbiter = Arbiter::try_new().map_err(StartError::Thread)?.handle();
+        let inventory = InventoryActor::start_in(store.clone(), &arbiter).await?;
+        // Another instance may finish a saga of ours: then memory is not the truth.
+        let order_book = OrderBook::new(!store.is_shared());
+        let (payment_tx, payment_rx) = tokio::sync::oneshot::channel();
+        let orders = {
+            let (inventory, order_book) = (inventory.clone(), order_book.clone());
+            OrdersActor::start_in_arbiter(&arbiter, move |ctx: &mut Context<OrdersActor>| {
+                // This runs on the actors' arbiter: Payment starts there too.
+                let payment =
+                    PaymentActor::new(store.clone(), ctx.address().recipient(), payment).start();
+                let _ = payment_tx.send(payment.clone());
+                OrdersActor::new(store, inventory, payment, order_book)
+            })
+        };
+        let payment = payment_rx.await.map_err(|_| StartError::Stopped)?;
         Ok(Actors {
             orders,
+            order_book,
             inventory,
             payment,
+            _thread: Arc::new(ActorThread(arbiter)),
         })
     }
 }

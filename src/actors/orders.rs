@@ -7,6 +7,7 @@
 use actix::prelude::*;
 use chrono::Utc;
 
+use super::book::OrderBook;
 use super::inventory::{Inventory, InventoryError};
 use super::payment::PaymentActor;
 use super::saga::Saga;
@@ -92,13 +93,20 @@ pub struct OrdersActor {
     inventory: Inventory,
     saga: Saga,
     events: broadcast::Sender<OrderEvent>,
+    /// The orders whose saga runs here, as last committed.
+    book: OrderBook,
 }
 
 /// How many committed events a live watcher may fall behind before it lags.
 const EVENT_BACKLOG: usize = 4096;
 
 impl OrdersActor {
-    pub fn new(store: Store, inventory: Inventory, payment: Addr<PaymentActor>) -> Self {
+    pub fn new(
+        store: Store,
+        inventory: Inventory,
+        payment: Addr<PaymentActor>,
+        book: OrderBook,
+    ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         OrdersActor {
             saga: Saga::new(
@@ -106,10 +114,12 @@ impl OrdersActor {
                 inventory.addr.clone(),
                 payment,
                 events.clone(),
+                book.clone(),
             ),
             store,
             inventory,
             events,
+            book,
         }
     }
 }
@@ -136,6 +146,7 @@ impl Handler<PlaceOrder> for OrdersActor {
         let catalog = self.inventory.catalog.clone();
         let store = self.store.clone();
         let saga = self.saga.clone();
+        let book = self.book.clone();
         Box::pin(async move {
             let product = catalog
                 .product(&msg.product_id)
@@ -160,6 +171,7 @@ impl Handler<PlaceOrder> for OrdersActor {
             match outcome {
                 CreateOrderOutcome::Created(order) => {
                     tracing::info!(order_id = %order.order_id, product_id = %order.product_id, quantity = order.quantity.units(), "order placed");
+                    book.track(order.clone());
                     actix_rt::spawn(saga.run(order.clone()));
                     Ok(Placed {
                         order,
@@ -184,6 +196,9 @@ impl Handler<GetOrder> for OrdersActor {
     type Result = ResponseFuture<Result<Option<Order>, OrderError>>;
 
     fn handle(&mut self, GetOrder(order_id): GetOrder, _: &mut Context<Self>) -> Self::Result {
+        if let Some(order) = self.book.get(order_id) {
+            return Box::pin(async move { Ok(Some(order)) });
+        }
         let store = self.store.clone();
         Box::pin(async move { Ok(store.order(order_id).await?) })
     }
@@ -225,6 +240,7 @@ impl Handler<ResumeUnfinished> for OrdersActor {
     fn handle(&mut self, _: ResumeUnfinished, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let saga = self.saga.clone();
+        let book = self.book.clone();
         Box::pin(async move {
             let unfinished = store
                 .claim_unfinished_orders()
@@ -234,6 +250,7 @@ impl Handler<ResumeUnfinished> for OrdersActor {
             let count = unfinished.len();
             for order in unfinished {
                 tracing::info!(order_id = %order.order_id, step = order.step.as_str(), "resuming saga");
+                book.track(order.clone());
                 actix_rt::spawn(saga.clone().run(order));
             }
             Ok(count)

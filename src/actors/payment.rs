@@ -201,15 +201,8 @@ async fn charge(
     order_id: OrderId,
     amount: Money,
 ) -> Result<Payment, ChargeError> {
-    if let Some(existing) = store.payments_for_order(order_id).await?.into_iter().next() {
-        if existing.total_amount != amount {
-            return Err(ChargeError::AmountMismatch {
-                expected: existing.total_amount,
-            });
-        }
-        return Ok(existing);
-    }
-
+    // The order first: while its saga runs here, it comes from memory, so the
+    // saga's own charge reads nothing from the database.
     let order = orders
         .send(GetOrder(order_id))
         .await??
@@ -220,8 +213,12 @@ async fn charge(
         });
     }
     // Only an order whose stock is held may be charged: charging earlier could take
-    // money for an order that is then rejected for want of stock.
+    // money for an order that is then rejected for want of stock. An order past
+    // that step may have been charged already: then that payment is the answer.
     if order.step != OrderStep::Reserved {
+        if let Some(existing) = store.payments_for_order(order_id).await?.into_iter().next() {
+            return Ok(existing);
+        }
         return Err(ChargeError::NotPayable {
             order_id,
             status: order.status(),
@@ -229,6 +226,8 @@ async fn charge(
         });
     }
 
+    // A payment recorded earlier for this order (a saga driven again after a
+    // crash) wins over this one: `record_payment` answers it instead.
     let status = if settings.declines(order_id) {
         PaymentStatus::Declined
     } else {

@@ -13,6 +13,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use tracing::Instrument;
 
+use super::book::OrderBook;
 use super::inventory::{
     CommitReservation, InventoryActor, InventoryError, ReleaseReservation, Reservation, Reserve,
 };
@@ -47,6 +48,8 @@ pub(crate) struct Saga {
     payment: Addr<PaymentActor>,
     /// Where committed order events are announced to live watchers.
     events: broadcast::Sender<OrderEvent>,
+    /// Where readers find the order's committed steps.
+    book: OrderBook,
 }
 
 impl Saga {
@@ -55,12 +58,14 @@ impl Saga {
         inventory: Addr<InventoryActor>,
         payment: Addr<PaymentActor>,
         events: broadcast::Sender<OrderEvent>,
+        book: OrderBook,
     ) -> Self {
         Saga {
             store,
             inventory,
             payment,
             events,
+            book,
         }
     }
 
@@ -146,18 +151,27 @@ impl Saga {
         step: OrderStep,
         reason: Option<String>,
     ) -> Result<OrderStep, SagaError> {
+        let at = Utc::now();
         let event = self
             .store
             .advance_order(OrderTransition {
                 order_id: order.order_id,
                 step,
-                reason,
-                at: Utc::now(),
+                reason: reason.clone(),
+                at,
             })
             .await?;
-        if let Some(event) = event {
-            // Nobody watching is fine: the event is recorded with the order.
-            let _ = self.events.send(event);
+        match event {
+            Some(event) => {
+                // The book first: whoever hears the event and reads the order
+                // must find it at this step.
+                self.book.advance(order.order_id, step, reason, at);
+                // Nobody watching is fine: the event is recorded with the order.
+                let _ = self.events.send(event);
+            }
+            // The order was already at this step or past it: the database knows
+            // where it stands better than the book does.
+            None => self.book.forget(order.order_id),
         }
         Ok(step)
     }

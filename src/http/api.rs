@@ -182,7 +182,12 @@ impl From<Order> for OrderView {
 
 pub async fn get_order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
     let order_id = OrderId::parse(&order_id)?;
-    match actors.orders.send(GetOrder(order_id)).await?? {
+    // An order being followed is answered from the book, without a message.
+    let order = match actors.order_book.get(order_id) {
+        Some(order) => Some(order),
+        None => actors.orders.send(GetOrder(order_id)).await??,
+    };
+    match order {
         Some(order) => Ok(HttpResponse::Ok().json(OrderView::from(order))),
         None => Err(ApiError::NotFound(format!(
             "order {order_id} does not exist"

@@ -247,11 +247,14 @@ fn product_name<'a>(products: &'a [(ProductId, Product)], order: &Order) -> Opti
 
 pub async fn order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
     let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
-    let order = actors
-        .orders
-        .send(GetOrder(order_id))
-        .await??
-        .ok_or_else(|| not_found("no such order"))?;
+    let order = match actors.order_book.get(order_id) {
+        Some(order) => order,
+        None => actors
+            .orders
+            .send(GetOrder(order_id))
+            .await??
+            .ok_or_else(|| not_found("no such order"))?,
+    };
     let product = actors.inventory.catalog.product(&order.product_id).await?;
     let view = OrderView {
         order: &order,

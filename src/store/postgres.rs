@@ -36,6 +36,9 @@ const CLAIM_LIMIT: i64 = 500;
 pub(super) struct PgStore {
     writer: Writer<Postgres>,
     reads: PgPool,
+    /// The one connection that LISTENs, apart from the read pool it would
+    /// otherwise hold a connection of for good.
+    listens: PgPool,
     lease: Duration,
 }
 
@@ -54,11 +57,17 @@ impl PgStore {
         let reads = PgPoolOptions::new()
             .max_connections(options.read_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
+        let listens = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(connect);
         Ok(PgStore {
             writer: Writer::spawn(writes, options.max_batch),
             reads,
+            listens,
             lease: options.lease,
         })
     }
@@ -82,7 +91,7 @@ impl PgStore {
     /// meanwhile is not replayed, but a watcher that reconnects reads it from the
     /// outbox.
     pub(super) fn forward_events(&self, events: broadcast::Sender<OrderEvent>) {
-        let pool = self.reads.clone();
+        let pool = self.listens.clone();
         tokio::spawn(async move {
             loop {
                 if let Err(error) = listen(&pool, &events).await {

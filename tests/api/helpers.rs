@@ -127,7 +127,7 @@ impl TestApp {
         body["order_id"].as_str().expect("an order id").to_owned()
     }
 
-    /// Polls the order until its status is terminal (10 s at most).
+    /// Polls the order until its status is terminal (30 s at most).
     pub async fn until_terminal(&self, order_id: &str) -> Value {
         wait_terminal(&self.client, &self.address, order_id).await
     }
@@ -141,7 +141,9 @@ impl TestApp {
 }
 
 pub async fn wait_terminal(client: &reqwest::Client, base: &str, order_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: a loaded machine (debug builds, Postgres, two test threads) is
+    // slow, and a saga that is really stuck stays stuck.
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let order: Value = client
             .get(format!("{base}/api/orders/{order_id}"))

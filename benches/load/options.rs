@@ -1,0 +1,211 @@
+//! The load generator's flags. `cargo bench --bench load -- --help` prints them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+
+/// What each virtual shopper does, over and over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// List the catalog, open a product, order it, follow the order to its outcome,
+    /// sometimes open the order's page.
+    Journey,
+    /// Only place an order and read it until it is decided.
+    Orders,
+    /// Only read single products (`GET /api/products/{id}`): the hottest read path.
+    Reads,
+}
+
+impl Scenario {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Journey => "journey",
+            Scenario::Orders => "orders",
+            Scenario::Reads => "reads",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "load",
+    about = "Drives virtual shoppers against minimart over HTTP and checks that nothing broke",
+    after_help = "Throughputs are reported beside the floor (GET /healthz at full speed, same \
+                  client, same concurrency, same run) as ratios: read the ratios, not the \
+                  absolute figures, on a shared machine."
+)]
+pub struct Options {
+    /// What each shopper does.
+    #[arg(long, value_enum, default_value = "journey")]
+    pub scenario: Scenario,
+
+    /// Seconds of load, after the floor phase.
+    #[arg(long, default_value_t = 20.0, value_parser = positive)]
+    pub duration: f64,
+
+    /// Concurrent shoppers (closed load), and the concurrency of the floor phase.
+    #[arg(long, default_value_t = 64)]
+    pub shoppers: usize,
+
+    /// Open load: scenario runs started per second (one order each), on a fixed
+    /// schedule whatever the server does; latency counts from the scheduled start.
+    /// Without it the load is closed: each shopper starts again as soon as it is done.
+    #[arg(long, value_parser = positive)]
+    pub rate: Option<f64>,
+
+    /// Products to seed.
+    #[arg(long, default_value_t = 100)]
+    pub products: usize,
+
+    /// Stock of each seeded product.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub stock: i64,
+
+    /// How many products are hot.
+    #[arg(long, default_value_t = 3)]
+    pub hot_products: usize,
+
+    /// Share of picks (product reads and orders) that go to the hot products; the
+    /// rest spread evenly over the others. 0.0 means no skew.
+    #[arg(long, default_value_t = 0.8, value_parser = share)]
+    pub hot_share: f64,
+
+    /// In-process server: share of payments declined.
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    pub payment_failure_rate: f64,
+
+    /// In-process server: simulated payment time in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub payment_latency_ms: u64,
+
+    /// In-process server: HTTP worker threads (default: one per core).
+    #[arg(long)]
+    pub server_workers: Option<usize>,
+
+    /// Target a running deployment instead of starting minimart in-process.
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Admin token of the deployment given by --url, to seed products.
+    #[arg(long, env = "MINIMART_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+
+    /// Write an HTML report with SVG charts into this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+
+    /// A few seconds in all, for smoke tests: short phases, few products.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Seconds of the floor phase (GET /healthz at full speed).
+    #[arg(long, default_value_t = 5.0, value_parser = positive)]
+    pub floor_duration: f64,
+
+    /// Milliseconds between two reads of a pending order: the resolution of the
+    /// order-to-outcome latency, and the cost of following an order.
+    #[arg(long, default_value_t = 5)]
+    pub poll_ms: u64,
+
+    /// Share of journeys that end on the order's HTML page.
+    #[arg(long, default_value_t = 0.2, value_parser = share)]
+    pub order_page_share: f64,
+
+    /// Client threads, each with its own runtime and connections.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+
+    /// Open load: most scenario runs in flight at once. Later arrivals wait for a
+    /// slot, and that wait counts in their latency.
+    #[arg(long, default_value_t = 2048)]
+    pub max_in_flight: usize,
+
+    /// Seconds to wait, after the load stops, for orders to reach a terminal status.
+    #[arg(long, default_value_t = 30.0, value_parser = positive)]
+    pub drain: f64,
+
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
+
+impl Options {
+    /// The options as run: `--quick` shortens the phases and shrinks the catalog.
+    pub fn effective(&self) -> Options {
+        let mut options = self.clone();
+        if options.quick {
+            options.duration = options.duration.min(2.0);
+            options.floor_duration = options.floor_duration.min(0.5);
+            options.products = options.products.min(10);
+            options.hot_products = options.hot_products.min(options.products);
+            options.shoppers = options.shoppers.min(16);
+            options.drain = options.drain.min(10.0);
+        }
+        options
+    }
+
+    /// Checks what clap cannot check flag by flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shoppers == 0 {
+            return Err("--shoppers must be at least 1".to_owned());
+        }
+        if self.products == 0 {
+            return Err("--products must be at least 1".to_owned());
+        }
+        if self.hot_products > self.products {
+            return Err("--hot-products cannot exceed --products".to_owned());
+        }
+        if self.client_threads == 0 || self.max_in_flight == 0 {
+            return Err("--client-threads and --max-in-flight must be at least 1".to_owned());
+        }
+        if !(0..=minimart::domain::Stock::MAX).contains(&self.stock) {
+            return Err(format!(
+                "--stock must be between 0 and {}",
+                minimart::domain::Stock::MAX
+            ));
+        }
+        if self.url.is_some() && self.admin_token.is_none() {
+            return Err(
+                "--url needs --admin-token (or MINIMART_ADMIN_TOKEN) to seed products".to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration)
+    }
+
+    pub fn floor_duration(&self) -> Duration {
+        Duration::from_secs_f64(self.floor_duration)
+    }
+
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs_f64(self.drain)
+    }
+}
+
+fn positive(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
+        _ => Err(format!("{raw:?} is not a positive number")),
+    }
+}
+
+fn share(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{raw:?} is not a share between 0.0 and 1.0")),
+    }
+}

@@ -1,0 +1,86 @@
+//! The load benchmark in `--quick` mode against the in-process server: it runs to
+//! the end, orders get decided, and every invariant holds. No timing assertions:
+//! CI runs this in debug mode on a shared machine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// The load generator's modules; the test uses only its entry point, so the rest
+// of its surface (report writers, flags) is unused here.
+#[allow(dead_code)]
+#[path = "../benches/load/lib.rs"]
+mod load;
+
+use clap::Parser;
+
+fn quick(scenario: &str) -> load::Results {
+    let options = load::Options::try_parse_from([
+        "load",
+        "--quick",
+        "--no-progress",
+        "--scenario",
+        scenario,
+        "--payment-failure-rate",
+        "0.2",
+    ])
+    .expect("valid flags");
+    load::run(&options).expect("the quick run completes")
+}
+
+#[test]
+fn a_quick_journey_run_keeps_every_invariant() {
+    let results = quick("journey");
+    assert!(
+        results.invariants_ok,
+        "invariants: {:#?}\n{}",
+        results.invariants,
+        results.table()
+    );
+    assert!(results.orders_per_s > 0.0, "{}", results.table());
+    assert!(results.floor_rps > 0.0);
+    assert!(results.invariants.orders_checked > 0);
+    // With a fifth of payments declined, both outcomes occur and are checked.
+    assert!(results.outcomes.confirmed > 0 && results.outcomes.payment_failed > 0);
+
+    let json = serde_json::to_value(&results).unwrap();
+    for key in [
+        "orders_per_s",
+        "floor_rps",
+        "scenario",
+        "orders_ratio",
+        "order_p99_ms",
+        "invariants_ok",
+    ] {
+        assert!(json.get(key).is_some(), "the JSON has {key}");
+    }
+    assert_eq!(json["scenario"], "journey");
+}
+
+#[test]
+fn a_quick_orders_run_that_sells_out_conserves_stock_and_writes_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = load::Options::try_parse_from([
+        "load",
+        "--quick",
+        "--no-progress",
+        "--scenario",
+        "orders",
+        "--stock",
+        "25",
+    ])
+    .expect("valid flags");
+    let results = load::run(&options).expect("the quick run completes");
+    assert!(
+        results.invariants_ok,
+        "invariants: {:#?}\n{}",
+        results.invariants,
+        results.table()
+    );
+    // 25 units per product sell out within the run: later orders are rejected.
+    assert!(results.outcomes.rejected > 0, "{}", results.table());
+    assert!(results.outcomes.confirmed > 0, "{}", results.table());
+
+    results.write_report(dir.path()).unwrap();
+    let page = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains("Latency over time"));
+    assert!(!page.contains("<script"), "the report is static");
+}
