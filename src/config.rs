@@ -15,6 +15,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_DATABASE_URL: &str = "sqlite://minimart.db";
 const DEFAULT_PAYMENT_LATENCY_MS: u64 = 300;
 const DEFAULT_READ_CONNECTIONS: u32 = 4;
+const DEFAULT_WRITE_CONNECTIONS: u32 = 4;
 const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 const DEFAULT_DB_ACQUIRE_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_DB_STATEMENT_TIMEOUT_MS: u64 = 5_000;
@@ -61,6 +62,10 @@ pub struct Config {
     #[arg(long, env = "MINIMART_DB_READ_CONNECTIONS", default_value_t = DEFAULT_READ_CONNECTIONS)]
     pub db_read_connections: u32,
 
+    /// Postgres: group commits in flight at once, each on a connection of its own.
+    #[arg(long, env = "MINIMART_DB_WRITE_CONNECTIONS", default_value_t = DEFAULT_WRITE_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_write_connections: u32,
+
     /// How long a database operation waits for a pooled connection before it
     /// fails (a request then answers 503), in milliseconds.
     #[arg(long, env = "MINIMART_DB_ACQUIRE_TIMEOUT_MS", default_value_t = DEFAULT_DB_ACQUIRE_TIMEOUT_MS)]
@@ -100,6 +105,7 @@ impl Default for Config {
             payment_seed: None,
             sqlite_synchronous: SqliteSynchronous::Normal,
             db_read_connections: DEFAULT_READ_CONNECTIONS,
+            db_write_connections: DEFAULT_WRITE_CONNECTIONS,
             db_acquire_timeout_ms: DEFAULT_DB_ACQUIRE_TIMEOUT_MS,
             db_statement_timeout_ms: DEFAULT_DB_STATEMENT_TIMEOUT_MS,
             saga_lease_secs: DEFAULT_SAGA_LEASE_SECS,
@@ -114,6 +120,7 @@ impl Config {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             read_connections: self.db_read_connections,
+            write_connections: self.db_write_connections,
             acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
             lease: Duration::from_secs(self.saga_lease_secs),

@@ -48,6 +48,9 @@ pub struct StoreOptions {
     pub url: String,
     /// Connections in the read pool.
     pub read_connections: u32,
+    /// Postgres: batches committing at once, each on its own connection (SQLite
+    /// has one writer whatever this says).
+    pub write_connections: u32,
     /// Most writes one commit may carry.
     pub max_batch: usize,
     /// How long a read waits for a pooled connection.
@@ -65,6 +68,7 @@ impl StoreOptions {
         StoreOptions {
             url: url.into(),
             read_connections: 4,
+            write_connections: 4,
             max_batch: 512,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),

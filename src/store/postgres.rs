@@ -49,7 +49,7 @@ impl PgStore {
             .application_name("minimart")
             .options([("statement_timeout", statement_timeout.as_str())]);
         let writes = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(options.write_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
@@ -65,7 +65,11 @@ impl PgStore {
             .idle_timeout(None)
             .connect_lazy_with(connect);
         Ok(PgStore {
-            writer: Writer::spawn(writes, options.max_batch),
+            writer: Writer::spawn(
+                writes,
+                options.max_batch,
+                options.write_connections as usize,
+            ),
             reads,
             listens,
             lease: options.lease,

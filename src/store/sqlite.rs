@@ -50,7 +50,7 @@ impl SqliteStore {
             .await?;
 
         Ok(SqliteStore {
-            writer: Writer::spawn(writes, options.max_batch),
+            writer: Writer::spawn(writes, options.max_batch, 1),
             reads,
         })
     }

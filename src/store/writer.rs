@@ -1,8 +1,10 @@
-//! Group commit. One task owns the only write connection (a pool of one, so that a
-//! connection lost with the database is replaced by a new one on the next batch);
-//! every write in the process is a job sent to it over a channel. The task takes whatever jobs have
-//! queued (up to a bound), runs them in one transaction, commits once and only then
-//! answers each job. Under low load a batch is a single job, so nothing waits for
+//! Group commit. Every write in the process is a job sent over a channel to the
+//! committer task, which owns the write connection (a pool, so that a connection
+//! lost with the database is replaced by a new one on the next batch). It takes
+//! whatever jobs have queued (up to a bound), runs them in one transaction,
+//! commits once and only then answers each job. SQLite has one committer;
+//! Postgres may have several, taking turns at the queue, each with its own
+//! connection. Under low load a batch is a single job, so nothing waits for
 //! company; under high load one commit serves hundreds of saga steps. An answer
 //! always follows the commit that holds the job's writes, so whatever a caller is
 //! told has happened survives `kill -9`.
@@ -16,7 +18,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use sqlx::{Connection, Database, Pool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::StoreError;
 
@@ -96,12 +98,20 @@ impl<DB: Database> Clone for Writer<DB> {
 impl<DB: Database> Writer<DB> {
     /// Starts the writer task on the current runtime. It ends once every `Writer`
     /// handle is dropped and the queue is drained.
-    pub(crate) fn spawn(pool: Pool<DB>, max_batch: usize) -> Writer<DB>
+    ///
+    /// `committers` batches may be committing at once, each on a connection of
+    /// its own (the pool should have as many): one for SQLite, whose file has one
+    /// writer; several for Postgres, where a commit is a network round trip and
+    /// row locks keep concurrent batches apart.
+    pub(crate) fn spawn(pool: Pool<DB>, max_batch: usize, committers: usize) -> Writer<DB>
     where
         DB::Connection: Connection<Database = DB>,
     {
         let (jobs, queue) = mpsc::channel(max_batch * 4);
-        tokio::spawn(run(pool, queue, max_batch));
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..committers.max(1) {
+            tokio::spawn(run(pool.clone(), Arc::clone(&queue), max_batch));
+        }
         Writer { jobs }
     }
 
@@ -124,13 +134,15 @@ impl<DB: Database> Writer<DB> {
 
 async fn run<DB: Database>(
     pool: Pool<DB>,
-    mut queue: mpsc::Receiver<Box<dyn Job<DB>>>,
+    queue: Arc<Mutex<mpsc::Receiver<Box<dyn Job<DB>>>>>,
     max_batch: usize,
 ) where
     DB::Connection: Connection<Database = DB>,
 {
     let mut batch = Vec::with_capacity(max_batch);
-    while queue.recv_many(&mut batch, max_batch).await > 0 {
+    // One committer at a time takes what has queued; it lets go of the queue
+    // before committing, so the next batch gathers meanwhile.
+    while queue.lock().await.recv_many(&mut batch, max_batch).await > 0 {
         tracing::trace!(jobs = batch.len(), "group commit");
         // Keyed writes first, by key; the order of concurrent writes is free.
         batch.sort_by(|a, b| {
@@ -234,7 +246,7 @@ mod tests {
             .connect("sqlite::memory:")
             .await
             .expect("an in-memory database");
-        let writer = Writer::spawn(pool, 64);
+        let writer = Writer::spawn(pool, 64, 1);
         let ran = Arc::new(Mutex::new(Vec::new()));
         let keys = [Some("p3"), None, Some("p1"), Some("p2"), None, Some("p1")];
         // Queued together, before the writer runs: one batch.
