@@ -40,6 +40,9 @@ pub(super) struct PgStore {
     /// otherwise hold a connection of for good.
     listens: PgPool,
     lease: Duration,
+    /// The runtime the store was opened on, which runs the event listener too:
+    /// it lives as long as the store, not as long as whoever asked for events.
+    runtime: tokio::runtime::Handle,
 }
 
 impl PgStore {
@@ -73,6 +76,7 @@ impl PgStore {
             reads,
             listens,
             lease: options.lease,
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -96,7 +100,7 @@ impl PgStore {
     /// outbox.
     pub(super) fn forward_events(&self, events: broadcast::Sender<OrderEvent>) {
         let pool = self.listens.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             loop {
                 if let Err(error) = listen(&pool, &events).await {
                     tracing::warn!(error = %error, "lost the order event feed; listening again shortly");
