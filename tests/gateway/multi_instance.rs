@@ -20,14 +20,15 @@ use crate::helpers::{
 use crate::postgres::Cluster;
 
 const PRODUCTS: [(&str, i64); 3] = [("mi-kettle", 40), ("mi-mug", 30), ("mi-beans", 25)];
-const SHOPPERS: usize = 12;
-const ORDERS_EACH: usize = 20;
+const SHOPPERS: usize = 16;
+const ORDERS_EACH: usize = 25;
 
 async fn instance(database_url: &str) -> App {
     App::start_on(
         Some(database_url),
         &[
-            ("MINIMART_PAYMENT_LATENCY_MS", "30"),
+            // Slow enough that the killed instance has sagas in flight.
+            ("MINIMART_PAYMENT_LATENCY_MS", "200"),
             ("MINIMART_PAYMENT_FAILURE_RATE", "0.3"),
             ("MINIMART_SAGA_LEASE_SECS", "2"),
         ],
@@ -201,5 +202,10 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
     let order_ids = ledger.lock().expect("ledger").order_ids();
     let sold = assert_invariants(client, &gateway.base, &PRODUCTS, &order_ids).await;
     assert!(sold > 0, "some orders were confirmed");
+    assert!(
+        first.log().contains("resuming saga"),
+        "the survivor took over the dead instance's sagas: {}",
+        first.log()
+    );
     drop(first);
 }
