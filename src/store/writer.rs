@@ -1,11 +1,14 @@
-//! Group commit. One task owns the only write connection (a pool of one, so that a
-//! connection lost with the database is replaced by a new one on the next batch);
-//! every write in the process is a job sent to it over a channel. The task takes whatever jobs have
-//! queued (up to a bound), runs them in one transaction, commits once and only then
-//! answers each job. Under low load a batch is a single job, so nothing waits for
-//! company; under high load one commit serves hundreds of saga steps. An answer
-//! always follows the commit that holds the job's writes, so whatever a caller is
-//! told has happened survives `kill -9`.
+//! Group commit on an async connection: Postgres' writer. (SQLite's is a thread
+//! of its own, `sqlite_writer`: sqlx-sqlite costs a thread hop per statement,
+//! which made this task the limit there; a Postgres statement is a network round
+//! trip either way.) One task owns the only write connection (a pool of one, so
+//! that a connection lost with the database is replaced by a new one on the next
+//! batch); every write of the store is a job sent to it over a channel. The task
+//! takes whatever jobs have queued (up to a bound), runs them in one transaction,
+//! commits once and only then answers each job. Under low load a batch is a
+//! single job, so nothing waits for company; under high load one commit serves
+//! hundreds of saga steps. An answer always follows the commit that holds the
+//! job's writes, so whatever a caller is told has happened survives `kill -9`.
 //!
 //! A job whose SQL fails must fail alone: when a batch fails it is rolled back and
 //! its jobs are retried one per transaction, so each gets its own outcome. Domain
