@@ -1,5 +1,6 @@
 //! The only code that knows SQL. The store offers the actors typed operations:
-//! writes go through the group-commit [`writer`], reads through a separate pool, so
+//! writes go through a group-commit writer (Postgres: the async [`writer`];
+//! SQLite: the thread of [`sqlite_writer`]), reads through a separate pool, so
 //! reads never wait behind writes. The backend is chosen by the `DATABASE_URL`
 //! scheme: `sqlite` (the default, one process) or `postgres` (production, and
 //! several instances on one database). Each is one module; the statements they
@@ -9,6 +10,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod sqlite_writer;
 mod writer;
 
 use std::str::FromStr;
@@ -28,6 +30,8 @@ pub use sqlite::SqliteSynchronous;
 pub enum StoreError {
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("the database is unreachable")]
     Unreachable(#[source] std::sync::Arc<sqlx::Error>),
     #[error("database migration failed")]
@@ -36,6 +40,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database writer has stopped")]
     WriterGone,
+    #[error("the database writer could not start")]
+    WriterStart(#[source] std::io::Error),
     #[error("a write was committed without producing its result")]
     NotApplied,
     #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://...")]

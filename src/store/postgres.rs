@@ -16,13 +16,16 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
-use super::StoreOptions;
-use super::writer::Writer;
+use super::rows::{OrderRow, convert};
+use super::writer::{WriteOp, Writer};
+use super::{StoreError, StoreOptions};
+use crate::domain::{Order, OrderEvent, OrderId};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -156,7 +159,8 @@ impl TryFrom<Announcement> for OrderEvent {
     }
 }
 
-super::sql::shared_sql!(db: Postgres, conn: PgConnection, store: PgStore);
+super::sql::shared_reads!(store: PgStore);
+super::sql::shared_writes!(db: sqlx::Postgres, conn: sqlx::postgres::PgConnection);
 
 /// Tells the other instances about the event. `NOTIFY` is transactional: it is
 /// delivered when the transaction that records the event commits, and never if it

@@ -1,19 +1,32 @@
-//! The SQLite backend, the default: one write connection owned by the group-commit
-//! writer, a read-only pool for everything else, WAL so that readers never block
-//! the writer. One process owns the file, so nothing here coordinates with others.
-//! `synchronous=NORMAL` (the default) survives a killed process but may lose the
-//! last commits on power loss; `FULL` survives both, at the cost of an fsync per
-//! commit.
+//! The SQLite backend, the default: one write connection, owned by the writer
+//! thread (`sqlite_writer`), a read-only sqlx pool for everything else, WAL so that
+//! readers never block the writer. One process owns the file, so nothing here
+//! coordinates with others. `synchronous=NORMAL` (the default) survives a killed
+//! process but may lose the last commits on power loss; `FULL` survives both, at
+//! the cost of an fsync per commit.
+//!
+//! The reads are the shared ones (`sql`). The writes are written out here for
+//! rusqlite, which the writer thread drives synchronously, one hop per batch
+//! rather than one per statement: they are the shared statements of `sql`,
+//! parameters numbered `?N` (rusqlite's `$N` would be a named parameter), values
+//! bound as sqlx-sqlite stores them, so that the reads decode them: UUIDs as
+//! 16-byte blobs, times as RFC 3339 text ([`time`]).
 
 use std::str::FromStr;
 
-use sqlx::Sqlite;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{OptionalExtension, Transaction, params};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use uuid::Uuid;
 
-use super::StoreOptions;
-use super::writer::Writer;
+use super::rows::{OrderRow, PaymentRow, ReleasedRow, StockRow};
+use super::sqlite_writer::{SqliteWrite, SqliteWriter, WriterOptions};
+use super::{
+    CommitReservation, CreateOrderOutcome, NewOrder, OrderTransition, RecordPayment,
+    ReleaseReservation, ReservationState, Reserve, ReserveOutcome, StockLevel, StockedProduct,
+    StoreError, StoreOptions, UpsertProduct,
+};
+use crate::domain::{Order, OrderEvent, OrderId, OrderStep, Payment, Stock};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -28,7 +41,7 @@ pub enum SqliteSynchronous {
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
-    writer: Writer<Sqlite>,
+    writer: SqliteWriter,
     reads: SqlitePool,
 }
 
@@ -36,12 +49,25 @@ impl SqliteStore {
     pub(super) async fn open(options: &StoreOptions) -> Result<SqliteStore, StoreError> {
         let connect = connect_options(options)?;
 
-        let writes = SqlitePoolOptions::new()
+        // sqlx migrates (and creates) the database, then leaves it to the writer.
+        let migrates = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        MIGRATOR.run(&writes).await?;
+        MIGRATOR.run(&migrates).await?;
+        migrates.close().await;
+
+        let writer = SqliteWriter::spawn(WriterOptions {
+            path: connect.get_filename().to_owned(),
+            synchronous: match options.sqlite_synchronous {
+                SqliteSynchronous::Normal => "NORMAL",
+                SqliteSynchronous::Full => "FULL",
+            },
+            busy_timeout: options.acquire_timeout,
+            max_batch: options.max_batch,
+        })
+        .await?;
 
         let reads = SqlitePoolOptions::new()
             .max_connections(options.read_connections)
@@ -49,13 +75,10 @@ impl SqliteStore {
             .connect_with(connect.read_only(true))
             .await?;
 
-        Ok(SqliteStore {
-            writer: Writer::spawn(writes, options.max_batch, 1),
-            reads,
-        })
+        Ok(SqliteStore { writer, reads })
     }
 
-    pub(super) async fn write<W: WriteOp<Sqlite>>(&self, op: W) -> Result<W::Output, StoreError> {
+    pub(super) async fn write<W: SqliteWrite>(&self, op: W) -> Result<W::Output, StoreError> {
         self.writer.write(op).await
     }
 }
@@ -82,10 +105,307 @@ fn connect_options(options: &StoreOptions) -> Result<SqliteConnectOptions, Store
         .busy_timeout(options.acquire_timeout))
 }
 
-super::sql::shared_sql!(db: Sqlite, conn: SqliteConnection, store: SqliteStore);
+super::sql::shared_reads!(store: SqliteStore);
 
-/// One process owns a SQLite file: its in-process broadcast reaches every watcher,
-/// so there is no one else to tell.
-async fn announce_event(_: &mut SqliteConnection, _: &OrderEvent) -> Result<(), StoreError> {
-    Ok(())
+/// A time as sqlx-sqlite encodes a `DateTime<Utc>`, so that it reads it back.
+fn time(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// A UUID as sqlx-sqlite encodes it: its 16 bytes.
+fn blob(id: Uuid) -> [u8; 16] {
+    id.into_bytes()
+}
+
+impl SqliteWrite for UpsertProduct {
+    type Output = StockedProduct;
+
+    fn apply(&self, tx: &Transaction<'_>) -> Result<StockedProduct, StoreError> {
+        let product = &self.0;
+        let version: i64 = tx
+            .prepare_cached(
+                "INSERT INTO product (product_id, product_name, price, stock, version, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5) \
+                 ON CONFLICT (product_id) DO UPDATE SET product_name = excluded.product_name, \
+                 price = excluded.price, stock = excluded.stock, version = product.version + 1, \
+                 updated_at = excluded.updated_at \
+                 RETURNING version",
+            )?
+            .query_row(
+                params![
+                    product.product_id.as_str(),
+                    product.product_name.as_str(),
+                    product.price.money().cents(),
+                    product.stock.units(),
+                    time(&Utc::now()),
+                ],
+                |row| row.get(0),
+            )?;
+        Ok(StockedProduct {
+            product: product.clone(),
+            version,
+        })
+    }
+}
+
+impl SqliteWrite for Reserve {
+    type Output = ReserveOutcome;
+
+    fn apply(&self, tx: &Transaction<'_>) -> Result<ReserveOutcome, StoreError> {
+        let existing: Option<String> = tx
+            .prepare_cached("SELECT state FROM reservation WHERE order_id = ?1")?
+            .query_row([blob(self.order_id.as_uuid())], |row| row.get(0))
+            .optional()?;
+        if let Some(state) = existing {
+            return Ok(ReserveOutcome::AlreadyReserved(state.parse()?));
+        }
+
+        // The condition is the guard against overselling: the row changes only if
+        // enough stock is there.
+        let taken = tx
+            .prepare_cached(
+                "UPDATE product SET stock = stock - ?1, version = version + 1, updated_at = ?3 \
+                 WHERE product_id = ?2 AND stock >= ?1 RETURNING stock, version",
+            )?
+            .query_row(
+                params![
+                    i64::from(self.quantity),
+                    self.product_id.as_str(),
+                    time(&self.at)
+                ],
+                StockRow::from_sqlite,
+            )
+            .optional()?;
+        let Some(taken) = taken else {
+            let available: Option<i64> = tx
+                .prepare_cached("SELECT stock FROM product WHERE product_id = ?1")?
+                .query_row([self.product_id.as_str()], |row| row.get(0))
+                .optional()?;
+            return Ok(match available {
+                Some(units) => ReserveOutcome::Insufficient {
+                    available: Stock::saturating(units),
+                },
+                None => ReserveOutcome::UnknownProduct,
+            });
+        };
+
+        // The primary key on the order id is the backstop: a second reservation for
+        // the order fails here, and its transaction, with the stock it took, is
+        // rolled back.
+        tx.prepare_cached(
+            "INSERT INTO reservation (order_id, product_id, quantity, state, updated_at) \
+             VALUES (?1, ?2, ?3, 'RESERVED', ?4)",
+        )?
+        .execute(params![
+            blob(self.order_id.as_uuid()),
+            self.product_id.as_str(),
+            i64::from(self.quantity),
+            time(&self.at),
+        ])?;
+        Ok(ReserveOutcome::Reserved(
+            taken.level(self.product_id.clone()),
+        ))
+    }
+}
+
+impl SqliteWrite for CommitReservation {
+    type Output = bool;
+
+    fn apply(&self, tx: &Transaction<'_>) -> Result<bool, StoreError> {
+        let done = tx
+            .prepare_cached(
+                "UPDATE reservation SET state = ?1, updated_at = ?2 \
+                 WHERE order_id = ?3 AND state = ?4",
+            )?
+            .execute(params![
+                ReservationState::Committed.as_str(),
+                time(&self.at),
+                blob(self.order_id.as_uuid()),
+                ReservationState::Reserved.as_str(),
+            ])?;
+        Ok(done == 1)
+    }
+}
+
+impl SqliteWrite for ReleaseReservation {
+    type Output = Option<StockLevel>;
+
+    fn apply(&self, tx: &Transaction<'_>) -> Result<Option<StockLevel>, StoreError> {
+        let released = tx
+            .prepare_cached(
+                "UPDATE reservation SET state = ?1, updated_at = ?2 \
+                 WHERE order_id = ?3 AND state = ?4 RETURNING product_id, quantity",
+            )?
+            .query_row(
+                params![
+                    ReservationState::Released.as_str(),
+                    time(&self.at),
+                    blob(self.order_id.as_uuid()),
+                    ReservationState::Reserved.as_str(),
+                ],
+                ReleasedRow::from_sqlite,
+            )
+            .optional()?;
+        let Some(released) = released else {
+            return Ok(None);
+        };
+        let product_id = released.product_id()?;
+        let row = tx
+            .prepare_cached(
+                "UPDATE product SET stock = stock + ?1, version = version + 1, updated_at = ?2 \
+                 WHERE product_id = ?3 RETURNING stock, version",
+            )?
+            .query_row(
+                params![released.quantity, time(&self.at), product_id.as_str()],
+                StockRow::from_sqlite,
+            )?;
+        Ok(Some(row.level(product_id)))
+    }
+}
+
+impl SqliteWrite for NewOrder {
+    type Output = CreateOrderOutcome;
+
+    fn apply(&self, tx: &Transaction<'_>) -> Result<CreateOrderOutcome, StoreError> {
+        let key = self.idempotency_key.as_ref().map(|key| key.as_str());
+        // An order with the same key makes this one do nothing; the order it made
+        // is then read back below.
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO shop_order (order_id, product_id, quantity, total_amount, step, \
+                 status, reason, idempotency_key, shopper_id, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9, ?9) \
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            )?
+            .execute(params![
+                blob(self.order_id.as_uuid()),
+                self.product_id.as_str(),
+                i64::from(self.quantity),
+                self.total_amount.cents(),
+                OrderStep::Placed.as_str(),
+                OrderStep::Placed.status().as_str(),
+                key,
+                self.shopper_id.map(|shopper| blob(shopper.as_uuid())),
+                time(&self.at),
+            ])?;
+
+        if inserted == 0 {
+            let row = tx
+                .prepare_cached(
+                    "SELECT order_id, product_id, quantity, total_amount, step, reason, \
+                     created_at, updated_at FROM shop_order WHERE idempotency_key = ?1",
+                )?
+                .query_row([key], OrderRow::from_sqlite)?;
+            return Ok(CreateOrderOutcome::Existing(Order::try_from(row)?));
+        }
+
+        let order = Order {
+            order_id: self.order_id,
+            product_id: self.product_id.clone(),
+            quantity: self.quantity,
+            total_amount: self.total_amount,
+            step: OrderStep::Placed,
+            reason: None,
+            created_at: self.at,
+            updated_at: self.at,
+        };
+        record_event(tx, self.order_id, OrderStep::Placed, None, self.at)?;
+        Ok(CreateOrderOutcome::Created(order))
+    }
+}
+
+impl SqliteWrite for OrderTransition {
+    type Output = Option<OrderEvent>;
+
+    fn apply(&self, tx: &Transaction<'_>) -> Result<Option<OrderEvent>, StoreError> {
+        // Only a pending order moves, and never to the step it is already at:
+        // re-driving a saga after a crash writes nothing twice.
+        let moved = tx
+            .prepare_cached(
+                "UPDATE shop_order SET step = ?1, status = ?2, reason = ?3, updated_at = ?4 \
+                 WHERE order_id = ?5 AND status = 'PENDING' AND step <> ?1",
+            )?
+            .execute(params![
+                self.step.as_str(),
+                self.step.status().as_str(),
+                self.reason.as_deref(),
+                time(&self.at),
+                blob(self.order_id.as_uuid()),
+            ])?;
+        if moved == 0 {
+            return Ok(None);
+        }
+        let event = record_event(
+            tx,
+            self.order_id,
+            self.step,
+            self.reason.as_deref(),
+            self.at,
+        )?;
+        Ok(Some(event))
+    }
+}
+
+/// Appends the order's next event to its outbox. One process owns the file, so
+/// its in-process broadcast reaches every watcher: there is no one else to tell.
+fn record_event(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    step: OrderStep,
+    reason: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<OrderEvent, StoreError> {
+    let seq: i64 = tx
+        .prepare_cached(
+            "INSERT INTO order_event (order_id, seq, step, status, reason, at) \
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM order_event WHERE order_id = ?1), \
+             ?2, ?3, ?4, ?5) RETURNING seq",
+        )?
+        .query_row(
+            params![
+                blob(order_id.as_uuid()),
+                step.as_str(),
+                step.status().as_str(),
+                reason,
+                time(&at),
+            ],
+            |row| row.get(0),
+        )?;
+    Ok(OrderEvent {
+        order_id,
+        seq: u32::try_from(seq).map_err(|e| super::corrupt("seq", e))?,
+        step,
+        reason: reason.map(str::to_owned),
+        at,
+    })
+}
+
+impl SqliteWrite for RecordPayment {
+    type Output = Payment;
+
+    fn apply(&self, tx: &Transaction<'_>) -> Result<Payment, StoreError> {
+        let payment = &self.0;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO payment (payment_id, order_id, total_amount, status, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (order_id) DO NOTHING",
+            )?
+            .execute(params![
+                blob(payment.payment_id.as_uuid()),
+                blob(payment.order_id.as_uuid()),
+                payment.total_amount.cents(),
+                payment.status.as_str(),
+                time(&payment.created_at),
+            ])?;
+        if inserted == 1 {
+            return Ok(payment.clone());
+        }
+        let existing = tx
+            .prepare_cached(
+                "SELECT payment_id, order_id, total_amount, status, created_at FROM payment \
+                 WHERE order_id = ?1",
+            )?
+            .query_row([blob(payment.order_id.as_uuid())], PaymentRow::from_sqlite)?;
+        Payment::try_from(existing)
+    }
 }

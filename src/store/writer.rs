@@ -1,10 +1,12 @@
-//! Group commit. Every write in the process is a job sent over a channel to the
-//! committer task, which owns the write connection (a pool, so that a connection
-//! lost with the database is replaced by a new one on the next batch). It takes
-//! whatever jobs have queued (up to a bound), runs them in one transaction,
-//! commits once and only then answers each job. SQLite has one committer;
-//! Postgres may have several, taking turns at the queue, each with its own
-//! connection. Under low load a batch is a single job, so nothing waits for
+//! Group commit on async connections: Postgres' writer. (SQLite's is a thread of
+//! its own, `sqlite_writer`: sqlx-sqlite costs a thread hop per statement, which
+//! made this task the limit there; a Postgres statement is a network round trip
+//! either way.) Every write of the store is a job sent over a channel to the
+//! committer tasks, each owning a write connection (from a pool, so that a
+//! connection lost with the database is replaced by a new one on the next batch),
+//! taking turns at the queue. A committer takes whatever jobs have queued (up to
+//! a bound), runs them in one transaction, commits once and only then answers
+//! each job. Under low load a batch is a single job, so nothing waits for
 //! company; under high load one commit serves hundreds of saga steps. An answer
 //! always follows the commit that holds the job's writes, so whatever a caller is
 //! told has happened survives `kill -9`.
