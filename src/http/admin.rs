@@ -157,20 +157,23 @@ pub async fn create_product(
     let session = authorize(&req, &token, &form.csrf)?;
     let fields = form.into_inner();
     match parse_product(&fields) {
-        Ok(product) => {
-            let saved = actors
-                .inventory
-                .addr
-                .send(UpsertProduct(product))
-                .await?
-                .map_err(ApiError::from)?;
-            Ok(see_other(&format!("/admin?saved={}", saved.product_id)))
-        }
+        Ok(product) => save(&actors, product).await,
         Err(form) => Ok(html(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             dashboard_view(&actors, &form, &session, None).await?,
         )),
     }
+}
+
+/// Creates or replaces the product, then back to the dashboard, which says so.
+async fn save(actors: &Actors, product: Product) -> Page {
+    let saved = actors
+        .inventory
+        .addr
+        .send(UpsertProduct(product))
+        .await?
+        .map_err(ApiError::from)?;
+    Ok(see_other(&format!("/admin?saved={}", saved.product_id)))
 }
 
 pub async fn edit_product(
@@ -203,15 +206,7 @@ pub async fn update_product(
     // The product edited is the one in the URL, whatever the form says.
     fields.product_id = product_id.into_inner();
     match parse_product(&fields) {
-        Ok(product) => {
-            let saved = actors
-                .inventory
-                .addr
-                .send(UpsertProduct(product))
-                .await?
-                .map_err(ApiError::from)?;
-            Ok(see_other(&format!("/admin?saved={}", saved.product_id)))
-        }
+        Ok(product) => save(&actors, product).await,
         Err(form) => Ok(html(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             view::edit_page(&form, &session.csrf),
