@@ -4,6 +4,9 @@ use minimart::config::Config;
 use minimart::startup::Application;
 use minimart::telemetry;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();

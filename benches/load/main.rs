@@ -11,6 +11,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The allocator `minimart` itself runs on: the server here is in-process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let options = load::Options::parse();
     // The in-process server logs only when asked (RUST_LOG=minimart=debug, say):
