@@ -7,10 +7,12 @@
 //!
 //! The reads are the shared ones (`sql`). The writes are written out here for
 //! rusqlite, which the writer thread drives synchronously, one hop per batch
-//! rather than one per statement: they are the shared statements of `sql`,
-//! parameters numbered `?N` (rusqlite's `$N` would be a named parameter), values
-//! bound as sqlx-sqlite stores them, so that the reads decode them: UUIDs as
-//! 16-byte blobs, times as RFC 3339 text ([`time`]).
+//! rather than one per statement. They write what Postgres' writes in `sql` write,
+//! with two differences of form: parameters are numbered `?N` (rusqlite's `$N`
+//! would be a named parameter), and the hot path has no `RETURNING`, which SQLite
+//! runs through a temporary table: a row is read back instead. Values are bound
+//! as sqlx-sqlite stores them, so that the reads decode them: UUIDs as 16-byte
+//! blobs, times as RFC 3339 text ([`time`]).
 
 use std::str::FromStr;
 
@@ -161,21 +163,23 @@ impl SqliteWrite for Reserve {
         }
 
         // The condition is the guard against overselling: the row changes only if
-        // enough stock is there.
-        let taken = tx
+        // enough stock is there. (No RETURNING: SQLite runs it through a temporary
+        // table, which costs more than reading the row again.)
+        let changed = tx
             .prepare_cached(
                 "UPDATE product SET stock = stock - ?1, version = version + 1, updated_at = ?3 \
-                 WHERE product_id = ?2 AND stock >= ?1 RETURNING stock, version",
+                 WHERE product_id = ?2 AND stock >= ?1",
             )?
-            .query_row(
-                params![
-                    i64::from(self.quantity),
-                    self.product_id.as_str(),
-                    time(&self.at)
-                ],
-                StockRow::from_sqlite,
-            )
-            .optional()?;
+            .execute(params![
+                i64::from(self.quantity),
+                self.product_id.as_str(),
+                time(&self.at)
+            ])?;
+        let taken = if changed == 1 {
+            Some(stock_row(tx, self.product_id.as_str())?)
+        } else {
+            None
+        };
         let Some(taken) = taken else {
             let available: Option<i64> = tx
                 .prepare_cached("SELECT stock FROM product WHERE product_id = ?1")?
@@ -233,13 +237,10 @@ impl SqliteWrite for ReleaseReservation {
     fn apply(&self, tx: &Transaction<'_>) -> Result<Option<StockLevel>, StoreError> {
         let released = tx
             .prepare_cached(
-                "UPDATE reservation SET state = ?1, updated_at = ?2 \
-                 WHERE order_id = ?3 AND state = ?4 RETURNING product_id, quantity",
+                "SELECT product_id, quantity FROM reservation WHERE order_id = ?1 AND state = ?2",
             )?
             .query_row(
                 params![
-                    ReservationState::Released.as_str(),
-                    time(&self.at),
                     blob(self.order_id.as_uuid()),
                     ReservationState::Reserved.as_str(),
                 ],
@@ -249,18 +250,34 @@ impl SqliteWrite for ReleaseReservation {
         let Some(released) = released else {
             return Ok(None);
         };
+        tx.prepare_cached(
+            "UPDATE reservation SET state = ?1, updated_at = ?2 WHERE order_id = ?3",
+        )?
+        .execute(params![
+            ReservationState::Released.as_str(),
+            time(&self.at),
+            blob(self.order_id.as_uuid()),
+        ])?;
         let product_id = released.product_id()?;
-        let row = tx
-            .prepare_cached(
-                "UPDATE product SET stock = stock + ?1, version = version + 1, updated_at = ?2 \
-                 WHERE product_id = ?3 RETURNING stock, version",
-            )?
-            .query_row(
-                params![released.quantity, time(&self.at), product_id.as_str()],
-                StockRow::from_sqlite,
-            )?;
+        tx.prepare_cached(
+            "UPDATE product SET stock = stock + ?1, version = version + 1, updated_at = ?2 \
+             WHERE product_id = ?3",
+        )?
+        .execute(params![
+            released.quantity,
+            time(&self.at),
+            product_id.as_str()
+        ])?;
+        let row = stock_row(tx, product_id.as_str())?;
         Ok(Some(row.level(product_id)))
     }
+}
+
+/// A product's stock and version as this transaction sees them.
+fn stock_row(tx: &Transaction<'_>, product_id: &str) -> Result<StockRow, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT stock, version FROM product WHERE product_id = ?1")?
+        .query_row([product_id], StockRow::from_sqlite)?)
 }
 
 impl SqliteWrite for NewOrder {
@@ -309,7 +326,7 @@ impl SqliteWrite for NewOrder {
             created_at: self.at,
             updated_at: self.at,
         };
-        record_event(tx, self.order_id, OrderStep::Placed, None, self.at)?;
+        record_event(tx, self.order_id, 1, OrderStep::Placed, None, self.at)?;
         Ok(CreateOrderOutcome::Created(order))
     }
 }
@@ -338,6 +355,7 @@ impl SqliteWrite for OrderTransition {
         let event = record_event(
             tx,
             self.order_id,
+            next_event_seq(tx, self.order_id)?,
             self.step,
             self.reason.as_deref(),
             self.at,
@@ -346,31 +364,37 @@ impl SqliteWrite for OrderTransition {
     }
 }
 
-/// Appends the order's next event to its outbox. One process owns the file, so
-/// its in-process broadcast reaches every watcher: there is no one else to tell.
+/// The number of the order's next event: a new order's first is 1. Read apart
+/// from the insert because an `INSERT … RETURNING` goes through a temporary table
+/// in SQLite, which costs more than this lookup.
+fn next_event_seq(tx: &Transaction<'_>, order_id: OrderId) -> Result<i64, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM order_event WHERE order_id = ?1")?
+        .query_row([blob(order_id.as_uuid())], |row| row.get(0))?)
+}
+
+/// Appends event number `seq` to the order's outbox. One process owns the file,
+/// so its in-process broadcast reaches every watcher: there is no one else to tell.
 fn record_event(
     tx: &Transaction<'_>,
     order_id: OrderId,
+    seq: i64,
     step: OrderStep,
     reason: Option<&str>,
     at: DateTime<Utc>,
 ) -> Result<OrderEvent, StoreError> {
-    let seq: i64 = tx
-        .prepare_cached(
-            "INSERT INTO order_event (order_id, seq, step, status, reason, at) \
-             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM order_event WHERE order_id = ?1), \
-             ?2, ?3, ?4, ?5) RETURNING seq",
-        )?
-        .query_row(
-            params![
-                blob(order_id.as_uuid()),
-                step.as_str(),
-                step.status().as_str(),
-                reason,
-                time(&at),
-            ],
-            |row| row.get(0),
-        )?;
+    tx.prepare_cached(
+        "INSERT INTO order_event (order_id, seq, step, status, reason, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        blob(order_id.as_uuid()),
+        seq,
+        step.as_str(),
+        step.status().as_str(),
+        reason,
+        time(&at),
+    ])?;
     Ok(OrderEvent {
         order_id,
         seq: u32::try_from(seq).map_err(|e| super::corrupt("seq", e))?,
