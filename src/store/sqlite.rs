@@ -68,6 +68,8 @@ impl SqliteStore {
             },
             busy_timeout: options.acquire_timeout,
             max_batch: options.max_batch,
+            checkpoint_every: WriterOptions::CHECKPOINT_EVERY,
+            wal_limit_pages: WriterOptions::WAL_LIMIT_PAGES,
         })
         .await?;
 
