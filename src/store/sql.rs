@@ -1,6 +1,6 @@
-//! The SQL both backends share. SQLite and Postgres accept the same statements
-//! here (`$N` parameters, `ON CONFLICT`, `RETURNING`), and the column types are
-//! chosen so that the same Rust values bind and decode in both (see `rows`).
+//! The reads both backends share, and Postgres' writes. SQLite and Postgres
+//! accept the same read statements here (`$N` parameters), and the column types
+//! are chosen so that the same Rust values bind and decode in both (see `rows`).
 //!
 //! sqlx's executors are generic only through a thicket of higher-ranked bounds, so
 //! the shared code is macros that each backend expands with its own types: the
@@ -11,8 +11,9 @@
 //! - `shared_reads!`, the reads from the read pool, which both backends expand.
 //! - `shared_writes!`, the writes as [`WriteOp`]s for the async group-commit
 //!   writer, which only Postgres expands. SQLite runs its writes on a thread of
-//!   its own through rusqlite (`sqlite_writer`), with the same statements written
-//!   out in `sqlite`: whatever changes here must change there too. The backend
+//!   its own through rusqlite (`sqlite_writer`), written out in `sqlite` to write
+//!   the same rows (with `?N` parameters, and without `RETURNING` on the order
+//!   path): whatever changes here must change there too. The backend
 //!   that expands them supplies `announce_event`, which Postgres uses to tell the
 //!   other instances about an event in the same transaction that records it.
 //!

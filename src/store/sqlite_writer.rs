@@ -22,16 +22,19 @@
 //! thread with a connection of its own. SQLite would otherwise run one inside a
 //! commit every 1,000 pages, with its two fsyncs: 15-40 ms on this kind of disk,
 //! several times a second under load, while every queued write waits. SQLite
-//! starts the WAL over only once a checkpoint has copied all of it, which a
-//! background checkpoint never quite does while writes keep coming: when the WAL
-//! has grown past a limit, the writer checkpoints the little that is left itself,
-//! and its next commit starts the WAL afresh.
+//! starts the WAL over only when a write begins with all of it copied. Past a
+//! limit, the background thread therefore checkpoints back to back until one
+//! finds it all copied, which happens in any pause between commits; when writes
+//! leave no such pause and the WAL reaches eight times the limit, the writer
+//! asks for its turn (SQLite runs one checkpoint at a time), copies what is left
+//! itself, and its next commit starts the WAL afresh. Should a reader still be on
+//! old pages, the WAL goes on a while longer and the writer tries again.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -86,32 +89,51 @@ pub(crate) struct WriterOptions {
     pub(crate) max_batch: usize,
     /// How often the background checkpoint runs.
     pub(crate) checkpoint_every: Duration,
-    /// WAL pages past which the writer checkpoints itself.
+    /// WAL pages past which the background checkpoints run back to back; past
+    /// eight times this, the writer checkpoints itself.
     pub(crate) wal_limit_pages: i64,
 }
 
 impl WriterOptions {
-    /// A checkpoint every 20 ms, so that each has little to sync; the writer
-    /// steps in past 4,096 pages (16 MB). Chosen with the load benchmark at 2,000
-    /// orders/s: the order POST's p99 was 12-13 ms with limits of 4 to 32 MB, 18 ms
-    /// with checkpoints 100 ms apart, 24 ms with a 64 MB limit and 80 ms with
-    /// 256 MB (the more unsynced WAL, the longer each sync).
+    /// A checkpoint every 20 ms, so that each has little to sync, and back to
+    /// back past 4,096 pages (16 MB); the writer steps in past 128 MB. Chosen with
+    /// the load benchmark at 2,000 orders/s: the order POST's p99 was 12-13 ms
+    /// with limits of 4 to 32 MB, 18 ms with checkpoints 100 ms apart, 24 ms with
+    /// a 64 MB limit, and 50 ms when the writer stepped in at 16 MB (each time it
+    /// does, its queue waits for two fsyncs).
     pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
     pub(crate) const WAL_LIMIT_PAGES: i64 = 4_096;
 }
 
-/// The WAL as the last background checkpoint found it, for the writer.
+/// The WAL as the last background checkpoint found it, and whose turn it is.
 #[derive(Default)]
 struct WalState {
     /// Pages in the WAL.
     pages: AtomicI64,
-    /// Pages that checkpoint left to copy: those written while it ran.
-    behind: AtomicI64,
+    /// The writer wants the next checkpoint: the background thread stands aside,
+    /// as SQLite turns a second checkpoint away while one runs.
+    writer_turn: AtomicBool,
 }
 
-/// At most this many pages left for the writer to copy: its checkpoint then
-/// costs little more than its two fsyncs.
-const CATCH_UP_PAGES: i64 = 2_048;
+/// How many times the limit the WAL may reach before the writer steps in.
+const WRITER_STEPS_IN: i64 = 8;
+
+/// What `PRAGMA wal_checkpoint` answered.
+struct Checkpoint {
+    /// Another checkpoint was running: this one did nothing.
+    busy: bool,
+    /// Pages in the WAL.
+    pages: i64,
+    /// Pages of it now in the database file.
+    copied: i64,
+}
+
+impl Checkpoint {
+    /// Everything copied: the next write transaction may start the WAL over.
+    fn complete(&self) -> bool {
+        !self.busy && self.copied == self.pages
+    }
+}
 
 /// The sending side, held by the store.
 #[derive(Clone)]
@@ -137,7 +159,14 @@ impl SqliteWriter {
                 match started {
                     Ok((conn, checkpointer)) => {
                         let _ = opened.send(Ok(()));
-                        run(conn, queue, max_batch, &wal, options.wal_limit_pages);
+                        run(
+                            conn,
+                            queue,
+                            max_batch,
+                            &wal,
+                            options.wal_limit_pages,
+                            options.checkpoint_every,
+                        );
                         // The background checkpoints stop with the writer.
                         drop(checkpointer);
                     }
@@ -199,11 +228,14 @@ fn connect(options: &WriterOptions) -> Result<Connection, StoreError> {
 }
 
 /// Copies the WAL into the database file as far as readers allow, without
-/// blocking the writer. Answers how many pages the WAL holds, and how many of
-/// them are copied.
-fn checkpoint(conn: &Connection) -> Result<(i64, i64), StoreError> {
+/// blocking the writer, unless another checkpoint is running.
+fn checkpoint(conn: &Connection) -> Result<Checkpoint, StoreError> {
     Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-        Ok((row.get(1)?, row.get(2)?))
+        Ok(Checkpoint {
+            busy: row.get::<_, i64>(0)? != 0,
+            pages: row.get(1)?,
+            copied: row.get(2)?,
+        })
     })?)
 }
 
@@ -214,8 +246,7 @@ struct Checkpointer {
 
 impl Checkpointer {
     /// Opens its connection and starts the thread, which publishes what it found
-    /// in `wal` after each checkpoint. Once the WAL is past the writer's limit, it
-    /// checkpoints back to back, so that the writer finds little left to copy.
+    /// in `wal` after each checkpoint, and skips its turn while the writer wants it.
     fn start(options: &WriterOptions, wal: Arc<WalState>) -> Result<Checkpointer, StoreError> {
         let conn = connect(options)?;
         let (every, limit) = (options.checkpoint_every, options.wal_limit_pages);
@@ -225,12 +256,23 @@ impl Checkpointer {
             .spawn(move || {
                 let mut pause = every;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(pause) {
+                    pause = every;
+                    if wal.writer_turn.load(Ordering::Acquire) {
+                        continue;
+                    }
                     match checkpoint(&conn) {
-                        Ok((pages, copied)) => {
-                            wal.pages.store(pages, Ordering::Relaxed);
-                            wal.behind.store(pages - copied, Ordering::Relaxed);
-                            pause = if pages > limit { Duration::ZERO } else { every };
+                        Ok(done) if !done.busy => {
+                            wal.pages.store(done.pages, Ordering::Relaxed);
+                            // Past the limit, go again at once until one finds
+                            // everything copied; the next write then starts the
+                            // WAL over. (Only a reader on old pages holds a
+                            // checkpoint back, and reads here are short.)
+                            if done.pages > limit && !done.complete() {
+                                pause = Duration::ZERO;
+                            }
                         }
+                        // The writer's own checkpoint was running.
+                        Ok(_) => {}
                         Err(error) => tracing::warn!(error = %error, "WAL checkpoint failed"),
                     }
                 }
@@ -246,23 +288,45 @@ fn run(
     max_batch: usize,
     wal: &WalState,
     wal_limit_pages: i64,
+    checkpoint_every: Duration,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut last_try: Option<Instant> = None;
     while queue.blocking_recv_many(&mut batch, max_batch) > 0 {
         tracing::trace!(jobs = batch.len(), "group commit");
         commit(&mut conn, &mut batch);
+        // At most one try per interval: a try that a reader holds back still syncs.
+        if last_try.is_some_and(|at| at.elapsed() < checkpoint_every) {
+            continue;
+        }
         let pages = wal.pages.load(Ordering::Relaxed);
-        let nearly_copied = wal.behind.load(Ordering::Relaxed) <= CATCH_UP_PAGES;
-        if pages > wal_limit_pages && (nearly_copied || pages > 2 * wal_limit_pages) {
-            // The background checkpoints have copied all but the latest pages:
-            // copy those, so that the next commit starts the WAL over.
-            match checkpoint(&conn) {
-                Ok(_) => wal.pages.store(0, Ordering::Relaxed),
-                Err(error) => tracing::warn!(error = %error, "WAL checkpoint failed"),
-            }
+        let wants = wal.writer_turn.load(Ordering::Relaxed)
+            || pages > wal_limit_pages.saturating_mul(WRITER_STEPS_IN);
+        if wants {
+            last_try = Some(Instant::now());
+            catch_up(&conn, wal);
         }
     }
     tracing::debug!("sqlite writer stopped: every store handle is gone");
+}
+
+/// The writer's own checkpoint: it copies what the background ones have not, so
+/// that its next commit starts the WAL over. Until it has copied everything, the
+/// background thread stands aside and the writer tries again after a later commit.
+fn catch_up(conn: &Connection, wal: &WalState) {
+    wal.writer_turn.store(true, Ordering::Release);
+    match checkpoint(conn) {
+        Ok(done) if done.complete() => {
+            wal.pages.store(0, Ordering::Relaxed);
+            wal.writer_turn.store(false, Ordering::Release);
+        }
+        // A background checkpoint was still running, or a reader holds pages back.
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(error = %error, "WAL checkpoint failed");
+            wal.writer_turn.store(false, Ordering::Release);
+        }
+    }
 }
 
 /// Commits the batch in one transaction, or, when that fails, each job in its own.
@@ -426,11 +490,12 @@ mod tests {
             .expect("a table");
     }
 
-    /// Pages in the WAL, as another connection finds them.
-    fn wal_pages(path: &Path) -> i64 {
-        Connection::open(path)
-            .and_then(|conn| conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1)))
-            .expect("a checkpoint")
+    /// The WAL file's length: it grows, and is never cut back here, so this is
+    /// the most the WAL has held.
+    fn wal_bytes(path: &Path) -> u64 {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
     }
 
     #[tokio::test]
@@ -468,12 +533,14 @@ mod tests {
         let writer = SqliteWriter::spawn(options.clone())
             .await
             .expect("a writer");
-        // Some 2,000 pages in all: a WAL that never started over would hold them.
-        for _ in 0..500 {
+        // Some 6,000 pages in all: a WAL that never started over would hold them
+        // all, one that does stays near the writer's 8 x 64 pages.
+        for _ in 0..1_500 {
             writer.write(Blob(12 * 1024)).await.expect("committed");
         }
-        let pages = wal_pages(&options.path);
-        assert!(pages < 1_000, "the WAL holds {pages} pages");
+        let frame = 4096 + 24;
+        let bytes = wal_bytes(&options.path);
+        assert!(bytes < 3_000 * frame, "the WAL reached {bytes} bytes");
     }
 
     #[tokio::test]
