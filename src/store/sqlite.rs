@@ -177,12 +177,7 @@ impl SqliteWrite for Reserve {
                 self.product_id.as_str(),
                 time(&self.at)
             ])?;
-        let taken = if changed == 1 {
-            Some(stock_row(tx, self.product_id.as_str())?)
-        } else {
-            None
-        };
-        let Some(taken) = taken else {
+        if changed == 0 {
             let available: Option<i64> = tx
                 .prepare_cached("SELECT stock FROM product WHERE product_id = ?1")?
                 .query_row([self.product_id.as_str()], |row| row.get(0))
@@ -193,7 +188,7 @@ impl SqliteWrite for Reserve {
                 },
                 None => ReserveOutcome::UnknownProduct,
             });
-        };
+        }
 
         // The primary key on the order id is the backstop: a second reservation for
         // the order fails here, and its transaction, with the stock it took, is
@@ -208,6 +203,7 @@ impl SqliteWrite for Reserve {
             i64::from(self.quantity),
             time(&self.at),
         ])?;
+        let taken = stock_row(tx, self.product_id.as_str())?;
         Ok(ReserveOutcome::Reserved(
             taken.level(self.product_id.clone()),
         ))

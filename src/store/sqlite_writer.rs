@@ -159,14 +159,7 @@ impl SqliteWriter {
                 match started {
                     Ok((conn, checkpointer)) => {
                         let _ = opened.send(Ok(()));
-                        run(
-                            conn,
-                            queue,
-                            max_batch,
-                            &wal,
-                            options.wal_limit_pages,
-                            options.checkpoint_every,
-                        );
+                        run(conn, queue, max_batch, CatchUp::new(&options, wal));
                         // The background checkpoints stop with the writer.
                         drop(checkpointer);
                     }
@@ -286,26 +279,13 @@ fn run(
     mut conn: Connection,
     mut queue: mpsc::Receiver<Box<dyn Job>>,
     max_batch: usize,
-    wal: &WalState,
-    wal_limit_pages: i64,
-    checkpoint_every: Duration,
+    mut catch_up: CatchUp,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    let mut last_try: Option<Instant> = None;
     while queue.blocking_recv_many(&mut batch, max_batch) > 0 {
         tracing::trace!(jobs = batch.len(), "group commit");
         commit(&mut conn, &mut batch);
-        // At most one try per interval: a try that a reader holds back still syncs.
-        if last_try.is_some_and(|at| at.elapsed() < checkpoint_every) {
-            continue;
-        }
-        let pages = wal.pages.load(Ordering::Relaxed);
-        let wants = wal.writer_turn.load(Ordering::Relaxed)
-            || pages > wal_limit_pages.saturating_mul(WRITER_STEPS_IN);
-        if wants {
-            last_try = Some(Instant::now());
-            catch_up(&conn, wal);
-        }
+        catch_up.after_commit(&conn);
     }
     tracing::debug!("sqlite writer stopped: every store handle is gone");
 }
@@ -313,18 +293,48 @@ fn run(
 /// The writer's own checkpoint: it copies what the background ones have not, so
 /// that its next commit starts the WAL over. Until it has copied everything, the
 /// background thread stands aside and the writer tries again after a later commit.
-fn catch_up(conn: &Connection, wal: &WalState) {
-    wal.writer_turn.store(true, Ordering::Release);
-    match checkpoint(conn) {
-        Ok(done) if done.complete() => {
-            wal.pages.store(0, Ordering::Relaxed);
-            wal.writer_turn.store(false, Ordering::Release);
+struct CatchUp {
+    wal: Arc<WalState>,
+    /// WAL pages past which the writer steps in.
+    past_pages: i64,
+    /// At most one try per interval: a try that a reader holds back still syncs.
+    every: Duration,
+    last_try: Option<Instant>,
+}
+
+impl CatchUp {
+    fn new(options: &WriterOptions, wal: Arc<WalState>) -> CatchUp {
+        CatchUp {
+            wal,
+            past_pages: options.wal_limit_pages.saturating_mul(WRITER_STEPS_IN),
+            every: options.checkpoint_every,
+            last_try: None,
         }
-        // A background checkpoint was still running, or a reader holds pages back.
-        Ok(_) => {}
-        Err(error) => {
-            tracing::warn!(error = %error, "WAL checkpoint failed");
-            wal.writer_turn.store(false, Ordering::Release);
+    }
+
+    fn after_commit(&mut self, conn: &Connection) {
+        if self.last_try.is_some_and(|at| at.elapsed() < self.every) {
+            return;
+        }
+        let wal = &self.wal;
+        if !wal.writer_turn.load(Ordering::Relaxed)
+            && wal.pages.load(Ordering::Relaxed) <= self.past_pages
+        {
+            return;
+        }
+        self.last_try = Some(Instant::now());
+        wal.writer_turn.store(true, Ordering::Release);
+        match checkpoint(conn) {
+            Ok(done) if done.complete() => {
+                wal.pages.store(0, Ordering::Relaxed);
+                wal.writer_turn.store(false, Ordering::Release);
+            }
+            // A background checkpoint was still running, or a reader holds pages back.
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "WAL checkpoint failed");
+                wal.writer_turn.store(false, Ordering::Release);
+            }
         }
     }
 }
