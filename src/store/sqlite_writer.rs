@@ -544,9 +544,15 @@ mod tests {
             .await
             .expect("a writer");
         // Some 6,000 pages in all: a WAL that never started over would hold them
-        // all, one that does stays near the writer's 8 x 64 pages.
-        for _ in 0..1_500 {
+        // all, one that does stays near the writer's 8 x 64 pages. The short
+        // pauses let the checkpoint thread run however busy the machine is (the
+        // writer steps in on what that thread last found); without them, the
+        // whole run could pass while it waits for a core.
+        for written in 1..=1_500 {
             writer.write(Blob(12 * 1024)).await.expect("committed");
+            if written % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         let frame = 4096 + 24;
         let bytes = wal_bytes(&options.path);
