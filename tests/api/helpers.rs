@@ -87,13 +87,7 @@ impl TestApp {
     }
 
     pub async fn put_product(&self, id: &str, name: &str, price: i64, stock: i64) -> Response {
-        self.client
-            .post(self.url(&format!("/api/products/{id}")))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "product_name": name, "price": price, "stock": stock }))
-            .send()
-            .await
-            .expect("POST product")
+        put_product_at(&self.client, &self.address, id, name, price, stock).await
     }
 
     /// Creates a product and checks that it was accepted.
@@ -223,6 +217,24 @@ impl Ledger {
     pub fn order_ids(&self) -> Vec<String> {
         self.accepted.values().cloned().collect()
     }
+}
+
+/// Creates or replaces a product through the admin API of the shop at `base`.
+pub async fn put_product_at(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    name: &str,
+    price: i64,
+    stock: i64,
+) -> Response {
+    client
+        .post(format!("{base}/api/products/{id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "product_name": name, "price": price, "stock": stock }))
+        .send()
+        .await
+        .expect("POST product")
 }
 
 /// POSTs an order with an idempotency key; `None` when no answer came (the

@@ -7,7 +7,6 @@ use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::harness::shop;
-use crate::helpers::ADMIN_TOKEN;
 
 const PAYMENT_LATENCY: Duration = Duration::from_millis(800);
 
@@ -17,14 +16,7 @@ async fn order_events_arrive_as_they_happen() {
         return;
     };
     let client = &gateway.client;
-    let created = client
-        .post(gateway.url("/api/products/tea"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "product_name": "Tea", "price": 300, "stock": 5 }))
-        .send()
-        .await
-        .expect("POST product");
-    assert_eq!(created.status(), StatusCode::OK);
+    gateway.stock_product("tea", "Tea", 300, 5).await;
     let placed = client
         .post(gateway.url("/api/orders"))
         .json(&json!({ "product_id": "tea", "quantity": 1 }))

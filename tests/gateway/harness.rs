@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
-use crate::helpers::ADMIN_TOKEN;
+use crate::helpers::{ADMIN_TOKEN, put_product_at};
 
 /// The checked-in configuration, exactly as `nginx -p "$PWD" -c gateway.conf` runs it.
 pub const GATEWAY_CONF: &str = include_str!("../../gateway.conf");
@@ -160,6 +160,12 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// Creates a product through the gateway and checks that it was accepted.
+    pub async fn stock_product(&self, id: &str, name: &str, price: i64, stock: i64) {
+        let response = put_product_at(&self.client, &self.base, id, name, price, stock).await;
+        assert_eq!(response.status(), StatusCode::OK, "creating {id}");
     }
 
     pub fn access_log(&self) -> String {

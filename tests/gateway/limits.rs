@@ -9,7 +9,7 @@ use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::harness::{Gateway, shop};
-use crate::helpers::{ADMIN_TOKEN, assert_problem};
+use crate::helpers::assert_problem;
 
 /// More than the configured burst (20), sent at once.
 const BURST: usize = 60;
@@ -41,15 +41,7 @@ async fn a_burst_of_orders_is_limited_but_reading_is_not() {
     let Some((_app, gateway)) = shop(0).await else {
         return;
     };
-    let created = gateway
-        .client
-        .post(gateway.url("/api/products/tea"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "product_name": "Tea", "price": 300, "stock": 1000 }))
-        .send()
-        .await
-        .expect("POST product");
-    assert_eq!(created.status(), StatusCode::OK);
+    gateway.stock_product("tea", "Tea", 300, 1000).await;
 
     let answers = join_all((0..BURST).map(|_| place_order(&gateway))).await;
 

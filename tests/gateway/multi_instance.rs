@@ -11,12 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::json;
 
 use crate::harness::{App, Gateway, conf_for_pool, free_port, nginx};
-use crate::helpers::{
-    ADMIN_TOKEN, Ledger, accepted_order_id, assert_invariants, fetch_json, place_keyed,
-};
+use crate::helpers::{Ledger, accepted_order_id, assert_invariants, fetch_json, place_keyed};
 use crate::postgres::Cluster;
 
 const PRODUCTS: [(&str, i64); 3] = [("mi-kettle", 40), ("mi-mug", 30), ("mi-beans", 25)];
@@ -103,14 +100,7 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
     let client = &gateway.client;
 
     for (id, stock) in PRODUCTS {
-        let response = client
-            .post(gateway.url(&format!("/api/products/{id}")))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "product_name": id, "price": 450, "stock": stock }))
-            .send()
-            .await
-            .expect("POST product");
-        assert_eq!(response.status(), StatusCode::OK);
+        gateway.stock_product(id, id, 450, stock).await;
     }
 
     // A product written through one instance is read at once through the other.

@@ -67,14 +67,9 @@ async fn every_route_answers_through_the_gateway() {
     };
     let client = &gateway.client;
 
-    let created = client
-        .post(gateway.url("/api/products/green-tea"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "product_name": "Green tea", "price": 350, "stock": 10 }))
-        .send()
-        .await
-        .expect("POST product");
-    assert_eq!(created.status(), StatusCode::OK);
+    gateway
+        .stock_product("green-tea", "Green tea", 350, 10)
+        .await;
     let products = ok_json(&gateway, "/api/products").await;
     assert_eq!(products["products"][0]["product_id"], "green-tea");
     assert_eq!(
