@@ -272,21 +272,20 @@ impl Progress {
     }
 
     fn phase(&self, name: &str, length: Duration) {
-        self.bar.set_length(length.as_millis() as u64);
-        self.bar.set_position(0);
-        self.bar.set_style(
-            ProgressStyle::with_template("{prefix:>28} [{bar:30}] {elapsed:>4} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        self.bar.set_prefix(name.to_owned());
+        let template = "{prefix:>28} [{bar:30}] {elapsed:>4} {msg}";
+        self.restart(name, length.as_millis() as u64, template);
     }
 
     fn counting(&self, name: &str, total: u64) {
-        self.bar.set_length(total);
+        self.restart(name, total, "{prefix:>28} [{bar:30}] {pos}/{len} orders");
+    }
+
+    /// The bar back at zero, `length` long, drawn with `template`.
+    fn restart(&self, name: &str, length: u64, template: &str) {
+        self.bar.set_length(length);
         self.bar.set_position(0);
         self.bar.set_style(
-            ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} orders")
+            ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
