@@ -34,6 +34,8 @@ enum SagaError {
     Store(#[from] StoreError),
     #[error("an actor did not answer")]
     Mailbox(#[from] MailboxError),
+    #[error("the order is no longer in the store")]
+    OrderGone,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(50);
@@ -92,7 +94,23 @@ impl Saga {
         .await
     }
 
+    /// Drives the order from the step it is at, one arrow of the state machine at
+    /// a time, until it is decided.
     async fn drive(&self, order: &Order) -> Result<OrderStep, SagaError> {
+        let mut step = order.step;
+        loop {
+            step = match step {
+                OrderStep::Placed => self.reserve(order).await?,
+                OrderStep::Reserved => self.charge(order).await?,
+                decided @ (OrderStep::Confirmed
+                | OrderStep::Rejected
+                | OrderStep::PaymentFailed) => return Ok(decided),
+            };
+        }
+    }
+
+    /// PLACED: hold the stock, or reject the order for want of it.
+    async fn reserve(&self, order: &Order) -> Result<OrderStep, SagaError> {
         let reservation = self
             .inventory
             .send(Reserve {
@@ -102,22 +120,24 @@ impl Saga {
             })
             .await??;
         match reservation {
-            Reservation::Held => {}
+            Reservation::Held => self.advance(order, OrderStep::Reserved, None).await,
             Reservation::OutOfStock { available } => {
                 let reason = format!(
                     "not enough stock: {} requested, {} available",
                     order.quantity.units(),
                     available.units()
                 );
-                return self.advance(order, OrderStep::Rejected, Some(reason)).await;
+                self.advance(order, OrderStep::Rejected, Some(reason)).await
             }
             Reservation::UnknownProduct => {
                 let reason = "the product is no longer sold".to_owned();
-                return self.advance(order, OrderStep::Rejected, Some(reason)).await;
+                self.advance(order, OrderStep::Rejected, Some(reason)).await
             }
         }
-        self.advance(order, OrderStep::Reserved, None).await?;
+    }
 
+    /// RESERVED: charge, then take the stock for good or give it back.
+    async fn charge(&self, order: &Order) -> Result<OrderStep, SagaError> {
         let payment = self
             .payment
             .send(Charge {
@@ -145,6 +165,8 @@ impl Saga {
         }
     }
 
+    /// Moves the order to `step`, and answers the step it is at now: `step`, or,
+    /// when the order was not at the step before it, wherever it stands.
     async fn advance(
         &self,
         order: &Order,
@@ -161,18 +183,33 @@ impl Saga {
                 at,
             })
             .await?;
-        match event {
-            Some(event) => {
-                // The book first: whoever hears the event and reads the order
-                // must find it at this step.
-                self.book.advance(order.order_id, step, reason, at);
-                // Nobody watching is fine: the event is recorded with the order.
-                let _ = self.events.send(event);
-            }
-            // The order was already at this step or past it: the database knows
-            // where it stands better than the book does.
-            None => self.book.forget(order.order_id),
+        if let Some(event) = event {
+            // The book first: whoever hears the event and reads the order
+            // must find it at this step.
+            self.book.advance(order.order_id, step, reason, at);
+            // Nobody watching is fine: the event is recorded with the order.
+            let _ = self.events.send(event);
+            return Ok(step);
         }
-        Ok(step)
+        // Driven again after a crash, the order may be at this step already; or
+        // another run of its saga (an instance that took over a stalled one) moved
+        // it first. The database knows where it stands better than the book does.
+        self.book.forget(order.order_id);
+        let now = self
+            .store
+            .order(order.order_id)
+            .await?
+            .ok_or(SagaError::OrderGone)?
+            .step;
+        if matches!(now, OrderStep::Rejected | OrderStep::PaymentFailed) {
+            // The other run decided against the order, perhaps before this run
+            // reserved stock for it: what this run holds goes back. (Releasing is
+            // a no-op when nothing is held, and a reservation, once released, is
+            // never taken again.)
+            self.inventory
+                .send(ReleaseReservation(order.order_id))
+                .await??;
+        }
+        Ok(now)
     }
 }

@@ -134,6 +134,16 @@ impl OrderStep {
         }
     }
 
+    /// The step an order must be at to move to this one: each step has one arrow
+    /// into it, and PLACED, where every order starts, has none.
+    pub fn previous(self) -> Option<OrderStep> {
+        match self {
+            OrderStep::Placed => None,
+            OrderStep::Reserved | OrderStep::Rejected => Some(OrderStep::Placed),
+            OrderStep::Confirmed | OrderStep::PaymentFailed => Some(OrderStep::Reserved),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStep::Placed => "PLACED",

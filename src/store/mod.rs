@@ -184,9 +184,10 @@ impl Store {
         on_backend!(self, db => db.write(order).await)
     }
 
-    /// Moves a pending order to `step` and records the event, which it answers.
-    /// `None` when the order had already reached that step or a terminal one: a
-    /// no-op.
+    /// Moves an order to `step` from the step before it (see
+    /// [`OrderStep::previous`]) and records the event, which it answers. `None`,
+    /// writing nothing, when the order is anywhere else: already at `step`, past
+    /// it, or moved another way.
     pub async fn advance_order(
         &self,
         transition: OrderTransition,

@@ -393,17 +393,22 @@ macro_rules! shared_writes {
                     conn: &'c mut $conn,
                 ) -> BoxFuture<'c, Result<Option<OrderEvent>, StoreError>> {
                     Box::pin(async move {
-                        // Only a pending order moves, and never to the step it is already
-                        // at: re-driving a saga after a crash writes nothing twice.
+                        // An order moves only along an arrow of the saga, from the step
+                        // before this one: re-driving a saga writes nothing twice, and of
+                        // two runs of one saga that disagree, only the first moves it.
+                        let Some(from) = self.step.previous() else {
+                            return Ok(None);
+                        };
                         let moved = sqlx::query(
                             "UPDATE shop_order SET step = $1, status = $2, reason = $3, updated_at = $4 \
-                             WHERE order_id = $5 AND status = 'PENDING' AND step <> $1",
+                             WHERE order_id = $5 AND step = $6",
                         )
                         .bind(self.step.as_str())
                         .bind(self.step.status().as_str())
                         .bind(self.reason.as_deref())
                         .bind(self.at)
                         .bind(self.order_id.as_uuid())
+                        .bind(from.as_str())
                         .execute(&mut *conn)
                         .await?;
                         if moved.rows_affected() == 0 {

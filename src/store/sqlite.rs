@@ -333,12 +333,16 @@ impl SqliteWrite for OrderTransition {
     type Output = Option<OrderEvent>;
 
     fn apply(&self, tx: &Transaction<'_>) -> Result<Option<OrderEvent>, StoreError> {
-        // Only a pending order moves, and never to the step it is already at:
-        // re-driving a saga after a crash writes nothing twice.
+        // An order moves only along an arrow of the saga, from the step before
+        // this one: re-driving a saga writes nothing twice, and of two runs of one
+        // saga that disagree (one found stock, one did not), only the first moves it.
+        let Some(from) = self.step.previous() else {
+            return Ok(None);
+        };
         let moved = tx
             .prepare_cached(
                 "UPDATE shop_order SET step = ?1, status = ?2, reason = ?3, updated_at = ?4 \
-                 WHERE order_id = ?5 AND status = 'PENDING' AND step <> ?1",
+                 WHERE order_id = ?5 AND step = ?6",
             )?
             .execute(params![
                 self.step.as_str(),
@@ -346,6 +350,7 @@ impl SqliteWrite for OrderTransition {
                 self.reason.as_deref(),
                 time(&self.at),
                 blob(self.order_id.as_uuid()),
+                from.as_str(),
             ])?;
         if moved == 0 {
             return Ok(None);

@@ -428,3 +428,86 @@ async fn resume_unfinished_leaves_finished_orders_alone() {
 
     assert_eq!(resumed, 0);
 }
+
+/// Moves the order straight in the store, as another run of its saga would.
+async fn moved_elsewhere(store: &Store, order_id: OrderId, step: OrderStep) -> bool {
+    store
+        .advance_order(OrderTransition {
+            order_id,
+            step,
+            reason: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[actix_rt::test]
+async fn an_order_moves_only_along_the_arrows_of_its_saga() {
+    let (_dir, store, _actors) = shop(0.0, 10).await;
+    let order = order_behind_the_actors_back(&store, 1).await;
+    let step =
+        |store: Store| async move { store.order(order.order_id).await.unwrap().unwrap().step };
+
+    for skipped in [
+        OrderStep::Confirmed,
+        OrderStep::PaymentFailed,
+        OrderStep::Placed,
+    ] {
+        assert!(
+            !moved_elsewhere(&store, order.order_id, skipped).await,
+            "{skipped:?}"
+        );
+    }
+    assert!(moved_elsewhere(&store, order.order_id, OrderStep::Reserved).await);
+    // A run of the saga that found no stock before this one reserved it comes
+    // too late: the order is no longer PLACED.
+    assert!(!moved_elsewhere(&store, order.order_id, OrderStep::Rejected).await);
+    assert!(!moved_elsewhere(&store, order.order_id, OrderStep::Reserved).await);
+    assert_eq!(step(store.clone()).await, OrderStep::Reserved);
+    assert!(moved_elsewhere(&store, order.order_id, OrderStep::Confirmed).await);
+    assert!(!moved_elsewhere(&store, order.order_id, OrderStep::PaymentFailed).await);
+    assert_eq!(step(store.clone()).await, OrderStep::Confirmed);
+    let events = store.order_events(order.order_id, 0).await.unwrap();
+    let steps: Vec<_> = events.iter().map(|event| event.step).collect();
+    assert_eq!(
+        steps,
+        [OrderStep::Placed, OrderStep::Reserved, OrderStep::Confirmed]
+    );
+}
+
+#[actix_rt::test]
+async fn a_late_run_of_a_saga_gives_back_what_it_took_for_a_rejected_order() {
+    // Two runs of one order's saga at once (an instance took over a saga that
+    // seemed stalled but was not): the first found no stock and rejected the
+    // order; stock came back, and the second, starting from PLACED as it saw
+    // the order, reserves some.
+    let (_dir, store, actors) = shop(0.0, 10).await;
+    let order = order_behind_the_actors_back(&store, 4).await;
+    assert!(moved_elsewhere(&store, order.order_id, OrderStep::Rejected).await);
+
+    let (events, _) = broadcast::channel(16);
+    let late = Saga::new(
+        store.clone(),
+        actors.inventory.addr.clone(),
+        actors.payment.clone(),
+        events,
+        OrderBook::default(),
+    );
+    actix_rt::time::timeout(Duration::from_secs(5), late.run(order.clone()))
+        .await
+        .expect("the late run ends");
+
+    let done = store.order(order.order_id).await.unwrap().unwrap();
+    assert_eq!(done.step, OrderStep::Rejected);
+    assert_eq!(stored_stock(&store).await, 10);
+    assert_eq!(shown_stock(&actors).await, 10);
+    assert!(
+        store
+            .payments_for_order(order.order_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
