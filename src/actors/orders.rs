@@ -82,8 +82,9 @@ pub struct ListShopperOrders {
 }
 
 /// Resume the sagas of the unfinished orders this process should drive (every one
-/// with SQLite; the stalled ones with Postgres, see `Store::claim_unfinished_orders`).
-/// Answers how many were resumed.
+/// with SQLite; the stalled ones with Postgres, see `Store::claim_unfinished_orders`,
+/// which also keeps the lease of the sagas running here). Answers how many were
+/// resumed.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<usize, OrderError>")]
 pub struct ResumeUnfinished;
@@ -243,7 +244,7 @@ impl Handler<ResumeUnfinished> for OrdersActor {
         let book = self.book.clone();
         Box::pin(async move {
             let unfinished = store
-                .claim_unfinished_orders()
+                .claim_unfinished_orders(&saga.running())
                 .await
                 // A periodic claim has nobody to answer to: say it here.
                 .inspect_err(|error| tracing::warn!(error = %error_chain(error), "could not claim unfinished orders"))?;

@@ -2,11 +2,20 @@
 //!
 //! Every step is idempotent and keyed by the order id (a second `Reserve` finds the
 //! reservation, a second `Charge` finds the payment, commit and release are no-ops
-//! once done, and an order never moves twice to the same step), so a saga can be
-//! driven again from the start after a crash, or after a failed step, and lands in
-//! the same place. A step that fails for a passing reason (a busy database) is
-//! retried with backoff until the order reaches a terminal status.
+//! once done, and an order moves only from the step before the one it moves to),
+//! so a saga can be driven again after a crash, or after a failed step, from the
+//! step the order is at, and lands in the same place. A step that fails for a
+//! passing reason (a busy database) is retried with backoff until the order
+//! reaches a terminal status.
+//!
+//! One process runs at most one saga per order. With several instances, two may
+//! run at once for a while (an instance stalled past its lease, and another took
+//! the order over): the first to move the order decides, and the other follows
+//! where the order stands, giving back any stock it reserved for an order that
+//! was decided against.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -20,7 +29,7 @@ use super::inventory::{
 use super::payment::{Charge, ChargeError, PaymentActor};
 use tokio::sync::broadcast;
 
-use crate::domain::{Order, OrderEvent, OrderStep, PaymentStatus};
+use crate::domain::{Order, OrderEvent, OrderId, OrderStep, PaymentStatus};
 use crate::store::{OrderTransition, Store, StoreError};
 use crate::telemetry::error_chain;
 
@@ -52,6 +61,38 @@ pub(crate) struct Saga {
     events: broadcast::Sender<OrderEvent>,
     /// Where readers find the order's committed steps.
     book: OrderBook,
+    running: Running,
+}
+
+/// The orders whose saga runs in this process.
+#[derive(Clone, Default)]
+struct Running(Arc<Mutex<HashSet<OrderId>>>);
+
+impl Running {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<OrderId>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that the order's saga runs here until the answer is dropped; `None`
+    /// when it already does.
+    fn enter(&self, order_id: OrderId) -> Option<RunningSaga> {
+        self.set().insert(order_id).then(|| RunningSaga {
+            running: self.clone(),
+            order_id,
+        })
+    }
+}
+
+/// One entry of [`Running`], removed when the saga ends (or its task is dropped).
+struct RunningSaga {
+    running: Running,
+    order_id: OrderId,
+}
+
+impl Drop for RunningSaga {
+    fn drop(&mut self) {
+        self.running.set().remove(&self.order_id);
+    }
 }
 
 impl Saga {
@@ -68,13 +109,24 @@ impl Saga {
             payment,
             events,
             book,
+            running: Running::default(),
         }
     }
 
-    /// Drives the order to a terminal status, retrying failed steps.
+    /// The orders whose saga runs in this process now.
+    pub(crate) fn running(&self) -> Vec<OrderId> {
+        self.running.set().iter().copied().collect()
+    }
+
+    /// Drives the order to a terminal status, retrying failed steps. Does nothing
+    /// when the order's saga already runs in this process.
     pub(crate) async fn run(self, order: Order) {
         let span = tracing::info_span!("saga", order_id = %order.order_id);
         async move {
+            let Some(_running) = self.running.enter(order.order_id) else {
+                tracing::debug!("the saga already runs here");
+                return;
+            };
             let mut wait = FIRST_RETRY;
             loop {
                 match self.drive(&order).await {

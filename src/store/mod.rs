@@ -222,14 +222,22 @@ impl Store {
         on_backend!(self, db => db.unfinished_orders().await)
     }
 
-    /// The unfinished orders whose sagas this process should drive now. SQLite:
-    /// every one, since one process owns the file (called at start). Postgres: the
-    /// ones whose lease ran out, now leased to this process; another live
-    /// instance's orders are left to it.
-    pub async fn claim_unfinished_orders(&self) -> Result<Vec<Order>, StoreError> {
+    /// The unfinished orders whose sagas this process should drive now, apart
+    /// from `running`, whose sagas run here already. SQLite: every one, since one
+    /// process owns the file (called at start). Postgres: the ones whose lease ran
+    /// out, now leased to this process, after renewing the lease of `running`;
+    /// another live instance's orders are left to it.
+    pub async fn claim_unfinished_orders(
+        &self,
+        running: &[OrderId],
+    ) -> Result<Vec<Order>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.unfinished_orders().await,
-            Backend::Postgres(db) => db.claim_unfinished_orders().await,
+            Backend::Sqlite(db) => {
+                let mut unfinished = db.unfinished_orders().await?;
+                unfinished.retain(|order| !running.contains(&order.order_id));
+                Ok(unfinished)
+            }
+            Backend::Postgres(db) => db.claim_unfinished_orders(running).await,
         }
     }
 

@@ -7,7 +7,9 @@
 //!   the unique idempotency key), as it does on SQLite; a batch that loses a race
 //!   on one of them is rolled back and its writes retried one by one.
 //! - Saga ownership is a lease: an order belongs to the instance that placed it
-//!   until `created_at + lease`, and after that to whoever claims it
+//!   for `lease` from its creation, renewed at every claim round (half a lease)
+//!   for as long as its saga runs there. Once a lease runs out (the instance
+//!   died, or stalled), whoever claims the order first takes it over
 //!   (`FOR UPDATE SKIP LOCKED`, so two claimers never take the same order).
 //! - Every order event is also announced with `NOTIFY` in the transaction that
 //!   records it, so the other instances' watchers hear of it once it commits.
@@ -91,10 +93,18 @@ impl PgStore {
         self.lease
     }
 
-    /// Takes the pending orders whose lease has run out (their instance died, or
-    /// their saga is stuck), leasing them to this instance for another term.
-    pub(super) async fn claim_unfinished_orders(&self) -> Result<Vec<Order>, StoreError> {
-        self.write(ClaimStalled { lease: self.lease }).await
+    /// Renews the lease of the orders whose saga runs here, then takes the
+    /// pending orders whose lease has run out (their instance died, or stalled),
+    /// leasing them to this instance for another term.
+    pub(super) async fn claim_unfinished_orders(
+        &self,
+        running: &[OrderId],
+    ) -> Result<Vec<Order>, StoreError> {
+        self.write(ClaimStalled {
+            lease: self.lease,
+            running: running.iter().map(|order_id| order_id.as_uuid()).collect(),
+        })
+        .await
     }
 
     /// Feeds the events that any instance commits into `events`, for as long as
@@ -182,9 +192,11 @@ async fn announce_event(conn: &mut PgConnection, event: &OrderEvent) -> Result<(
     Ok(())
 }
 
-/// Lease the pending orders whose lease ran out to this instance.
+/// Renew the lease of the orders whose saga runs here, and lease the pending
+/// orders whose lease ran out to this instance.
 struct ClaimStalled {
     lease: Duration,
+    running: Vec<uuid::Uuid>,
 }
 
 impl WriteOp<Postgres> for ClaimStalled {
@@ -196,6 +208,16 @@ impl WriteOp<Postgres> for ClaimStalled {
     ) -> BoxFuture<'c, Result<Vec<Order>, StoreError>> {
         Box::pin(async move {
             // The database's clock decides, so instances with skewed clocks agree.
+            if !self.running.is_empty() {
+                sqlx::query(
+                    "UPDATE shop_order SET lease_until = now() + make_interval(secs => $1) \
+                     WHERE order_id = ANY($2) AND status = 'PENDING'",
+                )
+                .bind(self.lease.as_secs_f64())
+                .bind(&self.running)
+                .execute(&mut *conn)
+                .await?;
+            }
             // SKIP LOCKED: an order another instance is claiming right now is its.
             let rows: Vec<OrderRow> = sqlx::query_as(
                 "UPDATE shop_order SET lease_until = now() + make_interval(secs => $1) \
@@ -203,11 +225,13 @@ impl WriteOp<Postgres> for ClaimStalled {
                      SELECT order_id FROM shop_order \
                      WHERE status = 'PENDING' \
                        AND COALESCE(lease_until, created_at + make_interval(secs => $1)) < now() \
+                       AND order_id <> ALL($3) \
                      ORDER BY order_id LIMIT $2 FOR UPDATE SKIP LOCKED) \
                  RETURNING order_id, product_id, quantity, total_amount, step, reason, created_at, updated_at",
             )
             .bind(self.lease.as_secs_f64())
             .bind(CLAIM_LIMIT)
+            .bind(&self.running)
             .fetch_all(&mut *conn)
             .await?;
             convert(rows)

@@ -6,6 +6,9 @@
 //! more than one payment. Before the kill, the story also checks that an
 //! `Idempotency-Key` holds across instances and that a shopper watching an order
 //! on one instance is told the outcome of a saga that ran on the other.
+//!
+//! A second story: a saga slower than the lease stays with the live instance that
+//! runs it, because that instance keeps renewing the lease.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +16,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::harness::{App, Gateway, conf_for_pool, free_port, nginx};
-use crate::helpers::{Ledger, accepted_order_id, assert_invariants, fetch_json, place_keyed};
+use crate::helpers::{
+    Ledger, accepted_order_id, assert_invariants, fetch_json, place_keyed, put_product_at,
+    wait_terminal,
+};
 use crate::postgres::Cluster;
 
 const PRODUCTS: [(&str, i64); 3] = [("mi-kettle", 40), ("mi-mug", 30), ("mi-beans", 25)];
@@ -198,4 +204,40 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
         first.log()
     );
     drop(first);
+}
+
+#[actix_web::test]
+async fn a_saga_slower_than_its_lease_stays_with_the_instance_that_runs_it() {
+    let Some(cluster) = Cluster::dedicated() else {
+        return;
+    };
+    let database_url = cluster.fresh_database().await;
+    // A payment that takes three leases: without renewal, the other instance,
+    // and this one too, would claim the order as stalled while it runs.
+    let env = [
+        ("MINIMART_PAYMENT_LATENCY_MS", "3000"),
+        ("MINIMART_SAGA_LEASE_SECS", "1"),
+    ];
+    let first = App::start_on(Some(&database_url), &env).await;
+    let second = App::start_on(Some(&database_url), &env).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", first.address);
+    let created = put_product_at(&client, &base, "slow-tea", "Slow tea", 450, 5).await;
+    assert_eq!(created.status(), StatusCode::OK);
+
+    let order_id = place(&client, &base, "slow", "slow-tea", 1)
+        .await
+        .expect("an accepted order");
+    let done = wait_terminal(&client, &base, &order_id).await;
+
+    assert_eq!(done["status"], "CONFIRMED", "{done}");
+    for (name, app) in [("first", &first), ("second", &second)] {
+        let log = app.log();
+        assert!(
+            !log.contains("resuming saga"),
+            "the {name} instance took the running saga over: {log}"
+        );
+    }
+    let payments = fetch_json(&client, &format!("{base}/api/payments?order_id={order_id}")).await;
+    assert_eq!(payments["payments"].as_array().map(Vec::len), Some(1));
 }
