@@ -75,8 +75,9 @@ pub struct Config {
     #[arg(long, env = "MINIMART_DB_STATEMENT_TIMEOUT_MS", default_value_t = DEFAULT_DB_STATEMENT_TIMEOUT_MS)]
     pub db_statement_timeout_ms: u64,
 
-    /// Postgres: how long an instance owns the sagas of its orders before another
-    /// live instance may take over those still unfinished, in seconds.
+    /// Postgres: how long an instance keeps the sagas it runs without renewing
+    /// their lease (it renews every half lease) before another live instance may
+    /// take over those still unfinished, in seconds.
     #[arg(long, env = "MINIMART_SAGA_LEASE_SECS", default_value_t = DEFAULT_SAGA_LEASE_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub saga_lease_secs: u64,
 

@@ -20,7 +20,9 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 
 use crate::domain::{OrderId, Product, ProductId, Quantity, Stock};
-use crate::store::{self, ReserveOutcome, StockLevel, StockedProduct, Store, StoreError};
+use crate::store::{
+    self, ReservationState, ReserveOutcome, StockLevel, StockedProduct, Store, StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -48,8 +50,11 @@ pub enum Reservation {
     /// (which may since have committed or released it; the saga's later steps are
     /// idempotent and find out).
     Held,
-    /// Not enough stock: nothing is held.
+    /// Not enough stock: nothing is held, now or ever, for this order.
     OutOfStock { available: Stock },
+    /// An earlier run of the order's saga was refused for want of stock: that
+    /// stands, even if stock has come back since.
+    RefusedBefore,
     /// The product does not exist.
     UnknownProduct,
 }
@@ -331,7 +336,10 @@ impl Handler<Reserve> for InventoryActor {
                     publish.stock(level);
                     Reservation::Held
                 }
-                ReserveOutcome::AlreadyReserved(_) => Reservation::Held,
+                ReserveOutcome::AlreadyDecided(ReservationState::Refused) => {
+                    Reservation::RefusedBefore
+                }
+                ReserveOutcome::AlreadyDecided(_) => Reservation::Held,
                 ReserveOutcome::Insufficient { available } => Reservation::OutOfStock { available },
                 ReserveOutcome::UnknownProduct => Reservation::UnknownProduct,
             })

@@ -10,9 +10,10 @@
 //!
 //! One process runs at most one saga per order. With several instances, two may
 //! run at once for a while (an instance stalled past its lease, and another took
-//! the order over): the first to move the order decides, and the other follows
-//! where the order stands, giving back any stock it reserved for an order that
-//! was decided against.
+//! the order over). They cannot disagree: Inventory decides once per order whether
+//! it gets stock (a refusal is recorded too, and stands even if stock comes back),
+//! Payment decides once per order whether it is paid, and the first run to move
+//! the order moves it; the other follows from where the order stands.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -181,6 +182,10 @@ impl Saga {
                 );
                 self.advance(order, OrderStep::Rejected, Some(reason)).await
             }
+            Reservation::RefusedBefore => {
+                let reason = format!("not enough stock: {} requested", order.quantity.units());
+                self.advance(order, OrderStep::Rejected, Some(reason)).await
+            }
             Reservation::UnknownProduct => {
                 let reason = "the product is no longer sold".to_owned();
                 self.advance(order, OrderStep::Rejected, Some(reason)).await
@@ -245,23 +250,15 @@ impl Saga {
         }
         // Driven again after a crash, the order may be at this step already; or
         // another run of its saga (an instance that took over a stalled one) moved
-        // it first. The database knows where it stands better than the book does.
+        // it first. The two runs agree on the outcome, because stock and payment
+        // are each decided once per order; the database knows where the order
+        // stands better than the book does.
         self.book.forget(order.order_id);
         let now = self
             .store
             .order(order.order_id)
             .await?
-            .ok_or(SagaError::OrderGone)?
-            .step;
-        if matches!(now, OrderStep::Rejected | OrderStep::PaymentFailed) {
-            // The other run decided against the order, perhaps before this run
-            // reserved stock for it: what this run holds goes back. (Releasing is
-            // a no-op when nothing is held, and a reservation, once released, is
-            // never taken again.)
-            self.inventory
-                .send(ReleaseReservation(order.order_id))
-                .await??;
-        }
-        Ok(now)
+            .ok_or(SagaError::OrderGone)?;
+        Ok(now.step)
     }
 }

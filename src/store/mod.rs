@@ -301,9 +301,15 @@ pub struct Reserve {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReservationState {
+    /// Holds stock back for the order.
     Reserved,
+    /// The order took the stock for good.
     Committed,
+    /// The stock went back.
     Released,
+    /// There was not enough stock: the order never holds any, whichever run of
+    /// its saga asks again.
+    Refused,
 }
 
 impl ReservationState {
@@ -312,6 +318,7 @@ impl ReservationState {
             ReservationState::Reserved => "RESERVED",
             ReservationState::Committed => "COMMITTED",
             ReservationState::Released => "RELEASED",
+            ReservationState::Refused => "REFUSED",
         }
     }
 }
@@ -323,6 +330,7 @@ impl FromStr for ReservationState {
             "RESERVED" => Ok(ReservationState::Reserved),
             "COMMITTED" => Ok(ReservationState::Committed),
             "RELEASED" => Ok(ReservationState::Released),
+            "REFUSED" => Ok(ReservationState::Refused),
             other => Err(StoreError::Corrupt(format!("reservation state {other:?}"))),
         }
     }
@@ -332,9 +340,12 @@ impl FromStr for ReservationState {
 pub enum ReserveOutcome {
     /// Stock was taken now.
     Reserved(StockLevel),
-    /// The order already had a reservation (its saga is being driven again).
-    AlreadyReserved(ReservationState),
-    /// Not enough stock; nothing was written.
+    /// The order asked before (its saga is being driven again): nothing changed,
+    /// and this is what was decided then, or has become of it since.
+    AlreadyDecided(ReservationState),
+    /// Not enough stock: nothing is taken, and the refusal is recorded, so that
+    /// the order stays refused even if stock comes back before another run of its
+    /// saga asks again.
     Insufficient {
         available: Stock,
     },

@@ -225,7 +225,7 @@ macro_rules! shared_writes {
                                 .fetch_optional(&mut *conn)
                                 .await?;
                         if let Some(state) = existing {
-                            return Ok(ReserveOutcome::AlreadyReserved(state.parse()?));
+                            return Ok(ReserveOutcome::AlreadyDecided(state.parse()?));
                         }
 
                         // The condition is the guard against overselling: the row changes
@@ -241,35 +241,48 @@ macro_rules! shared_writes {
                         .fetch_optional(&mut *conn)
                         .await?;
                         let Some(taken) = taken else {
-                            let available: Option<i64> =
-                                sqlx::query_scalar("SELECT stock FROM product WHERE product_id = $1")
-                                    .bind(self.product_id.as_str())
-                                    .fetch_optional(&mut *conn)
-                                    .await?;
-                            return Ok(match available {
-                                Some(units) => ReserveOutcome::Insufficient {
-                                    available: Stock::saturating(units),
-                                },
-                                None => ReserveOutcome::UnknownProduct,
+                            let Some(units) = available(conn, self).await? else {
+                                return Ok(ReserveOutcome::UnknownProduct);
+                            };
+                            record_reservation(conn, self, ReservationState::Refused).await?;
+                            return Ok(ReserveOutcome::Insufficient {
+                                available: Stock::saturating(units),
                             });
                         };
-
-                        // The primary key on the order id is the backstop: a second
-                        // reservation for the order fails here, and its transaction, with
-                        // the stock it took, is rolled back.
-                        sqlx::query(
-                            "INSERT INTO reservation (order_id, product_id, quantity, state, updated_at) \
-                             VALUES ($1, $2, $3, 'RESERVED', $4)",
-                        )
-                        .bind(self.order_id.as_uuid())
-                        .bind(self.product_id.as_str())
-                        .bind(i64::from(self.quantity))
-                        .bind(self.at)
-                        .execute(&mut *conn)
-                        .await?;
+                        record_reservation(conn, self, ReservationState::Reserved).await?;
                         Ok(ReserveOutcome::Reserved(taken.level(self.product_id.clone())))
                     })
                 }
+            }
+
+            /// The product's stock, `None` for an unknown product.
+            async fn available(conn: &mut $conn, reserve: &Reserve) -> Result<Option<i64>, StoreError> {
+                Ok(sqlx::query_scalar("SELECT stock FROM product WHERE product_id = $1")
+                    .bind(reserve.product_id.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?)
+            }
+
+            /// Records the order's reservation, reserved or refused. The primary key
+            /// on the order id is the backstop: a second one for the order fails
+            /// here, and its transaction, with any stock it took, is rolled back.
+            async fn record_reservation(
+                conn: &mut $conn,
+                reserve: &Reserve,
+                state: ReservationState,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO reservation (order_id, product_id, quantity, state, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(reserve.order_id.as_uuid())
+                .bind(reserve.product_id.as_str())
+                .bind(i64::from(reserve.quantity))
+                .bind(state.as_str())
+                .bind(reserve.at)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
             }
 
             impl WriteOp<$db> for CommitReservation {

@@ -161,7 +161,7 @@ impl SqliteWrite for Reserve {
             .query_row([blob(self.order_id.as_uuid())], |row| row.get(0))
             .optional()?;
         if let Some(state) = existing {
-            return Ok(ReserveOutcome::AlreadyReserved(state.parse()?));
+            return Ok(ReserveOutcome::AlreadyDecided(state.parse()?));
         }
 
         // The condition is the guard against overselling: the row changes only if
@@ -178,35 +178,47 @@ impl SqliteWrite for Reserve {
                 time(&self.at)
             ])?;
         if changed == 0 {
-            let available: Option<i64> = tx
-                .prepare_cached("SELECT stock FROM product WHERE product_id = ?1")?
-                .query_row([self.product_id.as_str()], |row| row.get(0))
-                .optional()?;
-            return Ok(match available {
-                Some(units) => ReserveOutcome::Insufficient {
-                    available: Stock::saturating(units),
-                },
-                None => ReserveOutcome::UnknownProduct,
+            let Some(units) = self.available(tx)? else {
+                return Ok(ReserveOutcome::UnknownProduct);
+            };
+            self.record(tx, ReservationState::Refused)?;
+            return Ok(ReserveOutcome::Insufficient {
+                available: Stock::saturating(units),
             });
         }
+        self.record(tx, ReservationState::Reserved)?;
+        let taken = stock_row(tx, self.product_id.as_str())?;
+        Ok(ReserveOutcome::Reserved(
+            taken.level(self.product_id.clone()),
+        ))
+    }
+}
 
-        // The primary key on the order id is the backstop: a second reservation for
-        // the order fails here, and its transaction, with the stock it took, is
-        // rolled back.
+impl Reserve {
+    /// The product's stock, `None` for an unknown product.
+    fn available(&self, tx: &Transaction<'_>) -> Result<Option<i64>, StoreError> {
+        Ok(tx
+            .prepare_cached("SELECT stock FROM product WHERE product_id = ?1")?
+            .query_row([self.product_id.as_str()], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Records the order's reservation, reserved or refused. The primary key on
+    /// the order id is the backstop: a second one for the order fails here, and
+    /// its transaction, with any stock it took, is rolled back.
+    fn record(&self, tx: &Transaction<'_>, state: ReservationState) -> Result<(), StoreError> {
         tx.prepare_cached(
             "INSERT INTO reservation (order_id, product_id, quantity, state, updated_at) \
-             VALUES (?1, ?2, ?3, 'RESERVED', ?4)",
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![
             blob(self.order_id.as_uuid()),
             self.product_id.as_str(),
             i64::from(self.quantity),
+            state.as_str(),
             time(&self.at),
         ])?;
-        let taken = stock_row(tx, self.product_id.as_str())?;
-        Ok(ReserveOutcome::Reserved(
-            taken.level(self.product_id.clone()),
-        ))
+        Ok(())
     }
 }
 

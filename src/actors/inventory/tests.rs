@@ -177,12 +177,32 @@ async fn reserve_never_takes_more_than_is_in_stock() {
     );
     assert_eq!(shown_stock(&inventory, "tea").await, 3);
     assert_eq!(stored_stock(&store, "tea").await, 3);
-    // Nothing was recorded for the order: it can still reserve what is there.
-    assert_eq!(
-        reserve(&inventory, order_id, "tea", 3).await,
-        Reservation::Held
-    );
-    assert_eq!(shown_stock(&inventory, "tea").await, 0);
+}
+
+#[actix_rt::test]
+async fn a_refusal_stands_when_stock_comes_back() {
+    // Another run of the order's saga may have rejected the order on the first
+    // answer: a later one must not hold stock for it.
+    let (_dir, store, inventory) = inventory_with(&[product("tea", "Tea", 350, 3)]).await;
+    let order_id = OrderId::generate();
+    let first = reserve(&inventory, order_id, "tea", 4).await;
+    assert!(matches!(first, Reservation::OutOfStock { .. }), "{first:?}");
+
+    inventory
+        .addr
+        .send(UpsertProduct(product("tea", "Tea", 350, 10)))
+        .await
+        .unwrap()
+        .unwrap();
+    let again = reserve(&inventory, order_id, "tea", 4).await;
+
+    assert_eq!(again, Reservation::RefusedBefore);
+    assert_eq!(shown_stock(&inventory, "tea").await, 10);
+    assert_eq!(stored_stock(&store, "tea").await, 10);
+    // Another order gets the stock.
+    let other = reserve(&inventory, OrderId::generate(), "tea", 4).await;
+    assert_eq!(other, Reservation::Held);
+    assert_eq!(stored_stock(&store, "tea").await, 6);
 }
 
 #[actix_rt::test]
