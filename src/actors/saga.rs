@@ -70,14 +70,14 @@ pub(crate) struct Saga {
 struct Running(Arc<Mutex<HashSet<OrderId>>>);
 
 impl Running {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<OrderId>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<OrderId>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Notes that the order's saga runs here until the answer is dropped; `None`
     /// when it already does.
     fn enter(&self, order_id: OrderId) -> Option<RunningSaga> {
-        self.set().insert(order_id).then(|| RunningSaga {
+        self.lock().insert(order_id).then(|| RunningSaga {
             running: self.clone(),
             order_id,
         })
@@ -92,7 +92,7 @@ struct RunningSaga {
 
 impl Drop for RunningSaga {
     fn drop(&mut self) {
-        self.running.set().remove(&self.order_id);
+        self.running.lock().remove(&self.order_id);
     }
 }
 
@@ -116,7 +116,7 @@ impl Saga {
 
     /// The orders whose saga runs in this process now.
     pub(crate) fn running(&self) -> Vec<OrderId> {
-        self.running.set().iter().copied().collect()
+        self.running.lock().iter().copied().collect()
     }
 
     /// Drives the order to a terminal status, retrying failed steps. Does nothing
@@ -129,9 +129,12 @@ impl Saga {
                 return;
             };
             let mut wait = FIRST_RETRY;
+            // Where the order stands as far as this run knows: a retry goes on
+            // from the last step that was committed.
+            let mut step = order.step;
             loop {
-                match self.drive(&order).await {
-                    Ok(step) => {
+                match self.drive(&order, &mut step).await {
+                    Ok(()) => {
                         tracing::info!(outcome = step.as_str(), "order decided");
                         return;
                     }
@@ -147,17 +150,16 @@ impl Saga {
         .await
     }
 
-    /// Drives the order from the step it is at, one arrow of the state machine at
-    /// a time, until it is decided.
-    async fn drive(&self, order: &Order) -> Result<OrderStep, SagaError> {
-        let mut step = order.step;
+    /// Drives the order from `step`, one arrow of the state machine at a time,
+    /// until it is decided; `step` follows it.
+    async fn drive(&self, order: &Order, step: &mut OrderStep) -> Result<(), SagaError> {
         loop {
-            step = match step {
+            *step = match *step {
                 OrderStep::Placed => self.reserve(order).await?,
                 OrderStep::Reserved => self.charge(order).await?,
-                decided @ (OrderStep::Confirmed
-                | OrderStep::Rejected
-                | OrderStep::PaymentFailed) => return Ok(decided),
+                OrderStep::Confirmed | OrderStep::Rejected | OrderStep::PaymentFailed => {
+                    return Ok(());
+                }
             };
         }
     }

@@ -8,9 +8,9 @@
 //!   on one of them is rolled back and its writes retried one by one.
 //! - Saga ownership is a lease: an order belongs to the instance that placed it
 //!   for `lease` from its creation, renewed at every claim round (half a lease)
-//!   for as long as its saga runs there. Once a lease runs out (the instance
-//!   died, or stalled), whoever claims the order first takes it over
-//!   (`FOR UPDATE SKIP LOCKED`, so two claimers never take the same order).
+//!   for as long as its saga runs there, retrying or not. Once a lease runs out
+//!   (the instance died, or stalled), whoever claims the order first takes it
+//!   over (`FOR UPDATE SKIP LOCKED`, so two claimers never take the same order).
 //! - Every order event is also announced with `NOTIFY` in the transaction that
 //!   records it, so the other instances' watchers hear of it once it commits.
 //! - Migrations run under sqlx's advisory lock, so instances may start together.
@@ -208,10 +208,16 @@ impl WriteOp<Postgres> for ClaimStalled {
     ) -> BoxFuture<'c, Result<Vec<Order>, StoreError>> {
         Box::pin(async move {
             // The database's clock decides, so instances with skewed clocks agree.
+            // SKIP LOCKED: renewing waits for no one, so it cannot deadlock with
+            // another instance's writes to the same orders; an order skipped now
+            // is renewed at the next round, well before its lease runs out.
             if !self.running.is_empty() {
                 sqlx::query(
                     "UPDATE shop_order SET lease_until = now() + make_interval(secs => $1) \
-                     WHERE order_id = ANY($2) AND status = 'PENDING'",
+                     WHERE order_id IN ( \
+                         SELECT order_id FROM shop_order \
+                         WHERE order_id = ANY($2) AND status = 'PENDING' \
+                         FOR UPDATE SKIP LOCKED)",
                 )
                 .bind(self.lease.as_secs_f64())
                 .bind(&self.running)

@@ -407,8 +407,8 @@ macro_rules! shared_writes {
                 ) -> BoxFuture<'c, Result<Option<OrderEvent>, StoreError>> {
                     Box::pin(async move {
                         // An order moves only along an arrow of the saga, from the step
-                        // before this one: re-driving a saga writes nothing twice, and of
-                        // two runs of one saga that disagree, only the first moves it.
+                        // before this one: a repeated or late transition (a saga driven
+                        // again, or two runs of one saga) moves nothing.
                         let Some(from) = self.step.previous() else {
                             return Ok(None);
                         };

@@ -346,8 +346,8 @@ impl SqliteWrite for OrderTransition {
 
     fn apply(&self, tx: &Transaction<'_>) -> Result<Option<OrderEvent>, StoreError> {
         // An order moves only along an arrow of the saga, from the step before
-        // this one: re-driving a saga writes nothing twice, and of two runs of one
-        // saga that disagree (one found stock, one did not), only the first moves it.
+        // this one: a repeated or late transition (a saga driven again, or two
+        // runs of one saga) moves nothing.
         let Some(from) = self.step.previous() else {
             return Ok(None);
         };

@@ -212,11 +212,12 @@ async fn a_saga_slower_than_its_lease_stays_with_the_instance_that_runs_it() {
         return;
     };
     let database_url = cluster.fresh_database().await;
-    // A payment that takes three leases: without renewal, the other instance,
-    // and this one too, would claim the order as stalled while it runs.
+    // A payment that takes two leases: without renewal, the other instance, and
+    // this one too, would claim the order as stalled while it runs. (A renewal
+    // every second leaves a second to spare on a loaded machine.)
     let env = [
-        ("MINIMART_PAYMENT_LATENCY_MS", "3000"),
-        ("MINIMART_SAGA_LEASE_SECS", "1"),
+        ("MINIMART_PAYMENT_LATENCY_MS", "4000"),
+        ("MINIMART_SAGA_LEASE_SECS", "2"),
     ];
     let first = App::start_on(Some(&database_url), &env).await;
     let second = App::start_on(Some(&database_url), &env).await;
