@@ -241,7 +241,12 @@ macro_rules! shared_writes {
                         .fetch_optional(&mut *conn)
                         .await?;
                         let Some(taken) = taken else {
-                            let Some(units) = available(conn, self).await? else {
+                            let available: Option<i64> =
+                                sqlx::query_scalar("SELECT stock FROM product WHERE product_id = $1")
+                                    .bind(self.product_id.as_str())
+                                    .fetch_optional(&mut *conn)
+                                    .await?;
+                            let Some(units) = available else {
                                 return Ok(ReserveOutcome::UnknownProduct);
                             };
                             record_reservation(conn, self, ReservationState::Refused).await?;
@@ -253,14 +258,6 @@ macro_rules! shared_writes {
                         Ok(ReserveOutcome::Reserved(taken.level(self.product_id.clone())))
                     })
                 }
-            }
-
-            /// The product's stock, `None` for an unknown product.
-            async fn available(conn: &mut $conn, reserve: &Reserve) -> Result<Option<i64>, StoreError> {
-                Ok(sqlx::query_scalar("SELECT stock FROM product WHERE product_id = $1")
-                    .bind(reserve.product_id.as_str())
-                    .fetch_optional(&mut *conn)
-                    .await?)
             }
 
             /// Records the order's reservation, reserved or refused. The primary key

@@ -178,7 +178,11 @@ impl SqliteWrite for Reserve {
                 time(&self.at)
             ])?;
         if changed == 0 {
-            let Some(units) = self.available(tx)? else {
+            let available: Option<i64> = tx
+                .prepare_cached("SELECT stock FROM product WHERE product_id = ?1")?
+                .query_row([self.product_id.as_str()], |row| row.get(0))
+                .optional()?;
+            let Some(units) = available else {
                 return Ok(ReserveOutcome::UnknownProduct);
             };
             self.record(tx, ReservationState::Refused)?;
@@ -195,14 +199,6 @@ impl SqliteWrite for Reserve {
 }
 
 impl Reserve {
-    /// The product's stock, `None` for an unknown product.
-    fn available(&self, tx: &Transaction<'_>) -> Result<Option<i64>, StoreError> {
-        Ok(tx
-            .prepare_cached("SELECT stock FROM product WHERE product_id = ?1")?
-            .query_row([self.product_id.as_str()], |row| row.get(0))
-            .optional()?)
-    }
-
     /// Records the order's reservation, reserved or refused. The primary key on
     /// the order id is the backstop: a second one for the order fails here, and
     /// its transaction, with any stock it took, is rolled back.
