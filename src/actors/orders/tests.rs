@@ -148,6 +148,33 @@ async fn order_behind_the_actors_back(store: &Store, quantity: i64) -> Order {
     order
 }
 
+/// Asks the store for the order's stock straight, as a run of its saga would.
+async fn reserved_behind_the_actors_back(store: &Store, order: &Order) -> store::ReserveOutcome {
+    store
+        .reserve(store::Reserve {
+            order_id: order.order_id,
+            product_id: order.product_id.clone(),
+            quantity: order.quantity,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap()
+}
+
+/// Moves the order straight in the store, as a run of its saga would.
+async fn moved_elsewhere(store: &Store, order_id: OrderId, step: OrderStep) -> bool {
+    store
+        .advance_order(OrderTransition {
+            order_id,
+            step,
+            reason: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap()
+        .is_some()
+}
+
 #[actix_rt::test]
 async fn an_order_for_an_unknown_product_is_refused_and_stores_nothing() {
     let (_dir, store, actors) = shop(0.0, 10).await;
@@ -380,24 +407,8 @@ async fn a_resumed_saga_keeps_the_payment_already_made() {
     // been charged once and must end as that charge decided.
     let (_dir, store, actors) = shop(0.0, 10).await;
     let order = order_behind_the_actors_back(&store, 4).await;
-    store
-        .reserve(store::Reserve {
-            order_id: order.order_id,
-            product_id: tea(),
-            quantity: order.quantity,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap();
-    store
-        .advance_order(OrderTransition {
-            order_id: order.order_id,
-            step: OrderStep::Reserved,
-            reason: None,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap();
+    reserved_behind_the_actors_back(&store, &order).await;
+    assert!(moved_elsewhere(&store, order.order_id, OrderStep::Reserved).await);
     let declined = store
         .record_payment(Payment {
             payment_id: PaymentId::generate(),
@@ -434,26 +445,10 @@ async fn resume_unfinished_leaves_finished_orders_alone() {
     assert_eq!(resumed, 0);
 }
 
-/// Moves the order straight in the store, as another run of its saga would.
-async fn moved_elsewhere(store: &Store, order_id: OrderId, step: OrderStep) -> bool {
-    store
-        .advance_order(OrderTransition {
-            order_id,
-            step,
-            reason: None,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap()
-        .is_some()
-}
-
 #[actix_rt::test]
 async fn an_order_moves_only_along_the_arrows_of_its_saga() {
     let (_dir, store, _actors) = shop(0.0, 10).await;
     let order = order_behind_the_actors_back(&store, 1).await;
-    let step =
-        |store: Store| async move { store.order(order.order_id).await.unwrap().unwrap().step };
 
     for skipped in [
         OrderStep::Confirmed,
@@ -470,10 +465,12 @@ async fn an_order_moves_only_along_the_arrows_of_its_saga() {
     // too late: the order is no longer PLACED.
     assert!(!moved_elsewhere(&store, order.order_id, OrderStep::Rejected).await);
     assert!(!moved_elsewhere(&store, order.order_id, OrderStep::Reserved).await);
-    assert_eq!(step(store.clone()).await, OrderStep::Reserved);
+    let now = store.order(order.order_id).await.unwrap().unwrap();
+    assert_eq!(now.step, OrderStep::Reserved);
     assert!(moved_elsewhere(&store, order.order_id, OrderStep::Confirmed).await);
     assert!(!moved_elsewhere(&store, order.order_id, OrderStep::PaymentFailed).await);
-    assert_eq!(step(store.clone()).await, OrderStep::Confirmed);
+    let now = store.order(order.order_id).await.unwrap().unwrap();
+    assert_eq!(now.step, OrderStep::Confirmed);
     let events = store.order_events(order.order_id, 0).await.unwrap();
     let steps: Vec<_> = events.iter().map(|event| event.step).collect();
     assert_eq!(
@@ -490,15 +487,7 @@ async fn a_late_run_of_a_saga_agrees_with_the_first_even_when_stock_came_back() 
     // asks for stock only now.
     let (_dir, store, actors) = shop(0.0, 2).await;
     let order = order_behind_the_actors_back(&store, 4).await;
-    let first_run = store
-        .reserve(store::Reserve {
-            order_id: order.order_id,
-            product_id: tea(),
-            quantity: order.quantity,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap();
+    let first_run = reserved_behind_the_actors_back(&store, &order).await;
     assert!(matches!(
         first_run,
         store::ReserveOutcome::Insufficient { .. }
