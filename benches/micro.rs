@@ -16,6 +16,7 @@ use minimart::actors::inventory::{InventoryActor, Reserve, UpsertProduct};
 use minimart::domain::{
     IdempotencyKey, OrderId, Price, Product, ProductId, ProductName, Quantity, Stock,
 };
+use minimart::store::Line;
 use minimart::store::{Store, StoreOptions};
 use minimart::views::catalog::{CatalogView, catalog_page};
 
@@ -75,8 +76,11 @@ fn saga_step(c: &mut Criterion) {
             system
                 .block_on(inventory.addr.send(Reserve {
                     order_id: OrderId::generate(),
-                    product_id: product_id.clone(),
-                    quantity: Quantity::parse(1).unwrap(),
+                    lines: vec![Line {
+                        product_id: product_id.clone(),
+                        quantity: Quantity::parse(1).unwrap(),
+                    }],
+                    advance_order: false,
                 }))
                 .unwrap()
                 .unwrap()

@@ -7,9 +7,11 @@
 //! browsing. The snapshot keeps, for each product, the row with the highest
 //! version it has seen, so answers that arrive out of order cannot roll it back.
 //!
-//! On a database shared with other instances (Postgres), this actor sees only its
-//! own process's changes, so a snapshot would go stale: there the reader reads
-//! through to the database instead, and sees every acknowledged write.
+//! On a database shared with other instances (Postgres), the store feeds the
+//! snapshot the changes the other instances announce once they commit, and the
+//! whole catalog again after the feed was away; a product this process has not
+//! heard of yet (just created elsewhere) is read from the database. This
+//! process's own changes are in the snapshot before the write is acknowledged.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -19,9 +21,10 @@ use actix::prelude::*;
 use arc_swap::ArcSwap;
 use chrono::Utc;
 
-use crate::domain::{OrderId, Product, ProductId, Quantity, Stock};
+use crate::domain::{OrderEvent, OrderId, Product, ProductId, Stock};
 use crate::store::{
-    self, ReservationState, ReserveOutcome, StockLevel, StockedProduct, Store, StoreError,
+    self, Line, OrderMove, ProductChange, ReservationState, ReserveOutcome, Settle, StockLevel,
+    StockedProduct, Store, StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,13 +38,24 @@ pub enum InventoryError {
 #[rtype(result = "Result<Product, InventoryError>")]
 pub struct UpsertProduct(pub Product);
 
-/// Hold `quantity` units of a product for an order. Idempotent per order.
+/// Hold every line's units for an order, or none. Idempotent per order: asked
+/// again, it answers the first decision.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Reservation, InventoryError>")]
+#[rtype(result = "Result<Reserved, InventoryError>")]
 pub struct Reserve {
     pub order_id: OrderId,
-    pub product_id: ProductId,
-    pub quantity: Quantity,
+    pub lines: Vec<Line>,
+    /// Also move the order out of PLACED by the decision, in the same commit (the
+    /// saga's own reservation; the order's move is the Orders actor's, carried
+    /// through).
+    pub advance_order: bool,
+}
+
+/// What a reservation decided, and the order's event if it moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub reservation: Reservation,
+    pub moved: Option<OrderEvent>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,20 +73,28 @@ pub enum Reservation {
     UnknownProduct,
 }
 
-/// The order took its reserved units for good. A no-op when already done.
+/// The order took its reserved units for good (a no-op when already done), and
+/// moves as `then` says in the same commit. Answers the order's event if it moved.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), InventoryError>")]
-pub struct CommitReservation(pub OrderId);
+#[rtype(result = "Result<Option<OrderEvent>, InventoryError>")]
+pub struct CommitReservation {
+    pub order_id: OrderId,
+    pub then: Option<OrderMove>,
+}
 
-/// Give an order's reserved units back. A no-op when already done.
+/// Give an order's reserved units back (a no-op when already done), and move the
+/// order as `then` says in the same commit. Answers the order's event if it moved.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), InventoryError>")]
-pub struct ReleaseReservation(pub OrderId);
+#[rtype(result = "Result<Option<OrderEvent>, InventoryError>")]
+pub struct ReleaseReservation {
+    pub order_id: OrderId,
+    pub then: Option<OrderMove>,
+}
 
 pub struct InventoryActor {
     store: Store,
-    /// The snapshot it publishes to, unless readers read through to the database.
-    catalog: Option<Arc<ArcSwap<Listings>>>,
+    /// The snapshot it publishes to.
+    catalog: Arc<ArcSwap<Listings>>,
 }
 
 type Listings = BTreeMap<ProductId, Arc<Listing>>;
@@ -133,15 +155,10 @@ impl Listing {
 /// A cheap, cloneable view of the catalog as last committed.
 #[derive(Clone)]
 pub struct CatalogReader {
-    source: CatalogSource,
-}
-
-#[derive(Clone)]
-enum CatalogSource {
-    /// This process is the only writer: its snapshot is the truth.
-    Snapshot(Arc<ArcSwap<Listings>>),
-    /// Other instances write too: ask the database.
-    Database(Store),
+    listings: Arc<ArcSwap<Listings>>,
+    /// Other instances write too: a product missing from the snapshot may have
+    /// been created by one of them a moment ago.
+    shared: Option<Store>,
 }
 
 /// One page of the catalog, in product id order.
@@ -154,15 +171,18 @@ pub struct CatalogPage {
 
 impl CatalogReader {
     pub async fn product(&self, product_id: &ProductId) -> Result<Option<Product>, InventoryError> {
-        Ok(match &self.source {
-            CatalogSource::Snapshot(listings) => listings
-                .load()
-                .get(product_id)
-                .map(|listing| listing.read()),
-            CatalogSource::Database(store) => {
-                store.product(product_id).await?.map(|row| row.product)
-            }
-        })
+        if let Some(listing) = self.listings.load().get(product_id) {
+            return Ok(Some(listing.read()));
+        }
+        let Some(store) = &self.shared else {
+            return Ok(None);
+        };
+        let Some(row) = store.product(product_id).await? else {
+            return Ok(None);
+        };
+        let product = row.product.clone();
+        Publisher(Arc::clone(&self.listings)).product(row);
+        Ok(Some(product))
     }
 
     pub async fn page(
@@ -172,23 +192,14 @@ impl CatalogReader {
     ) -> Result<CatalogPage, InventoryError> {
         // One more than asked for tells whether there is a next page.
         let wanted = limit.saturating_add(1);
-        let mut products: Vec<Product> = match &self.source {
-            CatalogSource::Snapshot(listings) => {
-                let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-                listings
-                    .load()
-                    .range((start, Bound::Unbounded))
-                    .take(wanted)
-                    .map(|(_, listing)| listing.read())
-                    .collect()
-            }
-            CatalogSource::Database(store) => store
-                .catalog_page(after, u32::try_from(wanted).unwrap_or(u32::MAX))
-                .await?
-                .into_iter()
-                .map(|row| row.product)
-                .collect(),
-        };
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut products: Vec<Product> = self
+            .listings
+            .load()
+            .range((start, Bound::Unbounded))
+            .take(wanted)
+            .map(|(_, listing)| listing.read())
+            .collect();
         let next_after = if products.len() > limit {
             products.truncate(limit);
             products.last().map(|p| p.product_id.clone())
@@ -219,25 +230,27 @@ impl InventoryActor {
         Self::start_in(store, &actix_rt::Arbiter::current()).await
     }
 
-    /// Loads the catalog (unless readers read through to the database) and starts
-    /// the actor on `arbiter`.
+    /// Loads the catalog and starts the actor on `arbiter`; with other instances
+    /// on the database, the store feeds the snapshot their changes from then on.
     pub async fn start_in(
         store: Store,
         arbiter: &actix_rt::ArbiterHandle,
     ) -> Result<Inventory, InventoryError> {
-        let (catalog, source) = if store.is_shared() {
-            (None, CatalogSource::Database(store.clone()))
-        } else {
-            let listings: Listings = store
-                .catalog()
-                .await?
-                .into_iter()
-                .map(|row| (row.product.product_id.clone(), Arc::new(Listing::new(row))))
-                .collect();
-            let catalog = Arc::new(ArcSwap::from_pointee(listings));
-            (Some(Arc::clone(&catalog)), CatalogSource::Snapshot(catalog))
+        let listings: Listings = store
+            .catalog()
+            .await?
+            .into_iter()
+            .map(|row| (row.product.product_id.clone(), Arc::new(Listing::new(row))))
+            .collect();
+        let catalog = Arc::new(ArcSwap::from_pointee(listings));
+        if store.is_shared() {
+            let publish = Publisher(Arc::clone(&catalog));
+            store.feed_products(Arc::new(move |change| publish.change(change)));
+        }
+        let reader = CatalogReader {
+            listings: Arc::clone(&catalog),
+            shared: store.is_shared().then(|| store.clone()),
         };
-        let reader = CatalogReader { source };
         let addr =
             InventoryActor::start_in_arbiter(arbiter, move |_| InventoryActor { store, catalog });
         Ok(Inventory {
@@ -255,19 +268,17 @@ impl Actor for InventoryActor {
     }
 }
 
-/// Applies committed changes to the snapshot, if there is one. Cloned into each
-/// write's future, so the actor's mailbox is free while the write waits for its
-/// commit.
+/// Applies committed changes to the snapshot. Cloned into each write's future,
+/// so the actor's mailbox is free while the write waits for its commit.
 #[derive(Clone)]
-struct Publisher(Option<Arc<ArcSwap<Listings>>>);
+struct Publisher(Arc<ArcSwap<Listings>>);
 
 impl Publisher {
     fn product(&self, row: StockedProduct) {
-        let Some(snapshot) = &self.0 else { return };
         let product_id = row.product.product_id.clone();
-        if !snapshot.load().contains_key(&product_id) {
+        if !self.0.load().contains_key(&product_id) {
             // A new product: the only change that replaces the map itself.
-            snapshot.rcu(|listings| {
+            self.0.rcu(|listings| {
                 let mut listings = Listings::clone(listings);
                 listings
                     .entry(product_id.clone())
@@ -275,25 +286,33 @@ impl Publisher {
                 listings
             });
         }
-        if let Some(listing) = snapshot.load().get(&product_id) {
+        if let Some(listing) = self.0.load().get(&product_id) {
             listing.apply_row(row);
         }
     }
 
-    /// A stock change for a product the snapshot does not hold yet is dropped: it
-    /// cannot happen, because an order is only placed for a product the snapshot
-    /// shows, and so after its creation was published.
+    /// A stock change for a product the snapshot does not hold yet is dropped: an
+    /// order is only placed for a product the snapshot shows, and so after its
+    /// creation was published; another instance's product is read whole when
+    /// first asked for.
     fn stock(&self, level: StockLevel) {
-        let Some(snapshot) = &self.0 else { return };
-        if let Some(listing) = snapshot.load().get(&level.product_id) {
+        if let Some(listing) = self.0.load().get(&level.product_id) {
             listing.apply_stock(level);
+        }
+    }
+
+    fn change(&self, change: ProductChange) {
+        match change {
+            ProductChange::Product(row) => self.product(row),
+            ProductChange::Stock(level) => self.stock(level),
+            ProductChange::Everything(rows) => rows.into_iter().for_each(|row| self.product(row)),
         }
     }
 }
 
 impl InventoryActor {
     fn publisher(&self) -> Publisher {
-        Publisher(self.catalog.clone())
+        Publisher(Arc::clone(&self.catalog))
     }
 }
 
@@ -317,68 +336,83 @@ impl Handler<UpsertProduct> for InventoryActor {
 }
 
 impl Handler<Reserve> for InventoryActor {
-    type Result = ResponseFuture<Result<Reservation, InventoryError>>;
+    type Result = ResponseFuture<Result<Reserved, InventoryError>>;
 
     fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let publish = self.publisher();
         Box::pin(async move {
-            let outcome = store
+            let reserved = store
                 .reserve(store::Reserve {
                     order_id: msg.order_id,
-                    product_id: msg.product_id,
-                    quantity: msg.quantity,
+                    lines: msg.lines,
+                    advance_order: msg.advance_order,
                     at: Utc::now(),
                 })
                 .await?;
-            Ok(match outcome {
-                ReserveOutcome::Reserved(level) => {
-                    publish.stock(level);
+            let reservation = match reserved.outcome {
+                ReserveOutcome::Reserved(levels) => {
+                    levels.into_iter().for_each(|level| publish.stock(level));
                     Reservation::Held
                 }
                 ReserveOutcome::AlreadyDecided(ReservationState::Refused) => {
                     Reservation::RefusedBefore
                 }
                 ReserveOutcome::AlreadyDecided(_) => Reservation::Held,
-                ReserveOutcome::Insufficient { available } => Reservation::OutOfStock { available },
-                ReserveOutcome::UnknownProduct => Reservation::UnknownProduct,
+                ReserveOutcome::Insufficient { available, .. } => {
+                    Reservation::OutOfStock { available }
+                }
+                ReserveOutcome::UnknownProduct(_) => Reservation::UnknownProduct,
+            };
+            Ok(Reserved {
+                reservation,
+                moved: reserved.moved,
             })
         })
     }
 }
 
-impl Handler<CommitReservation> for InventoryActor {
-    type Result = ResponseFuture<Result<(), InventoryError>>;
-
-    fn handle(
-        &mut self,
-        CommitReservation(order_id): CommitReservation,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+impl InventoryActor {
+    /// Takes or gives back the order's reserved stock, and moves the order.
+    fn settle(
+        &self,
+        order_id: OrderId,
+        paid: bool,
+        then: Option<OrderMove>,
+    ) -> ResponseFuture<Result<Option<OrderEvent>, InventoryError>> {
         let store = self.store.clone();
+        let publish = self.publisher();
         Box::pin(async move {
-            store.commit_reservation(order_id).await?;
-            Ok(())
+            let settled = store
+                .settle(Settle {
+                    order_id,
+                    paid,
+                    then,
+                    at: Utc::now(),
+                })
+                .await?;
+            settled
+                .released
+                .into_iter()
+                .for_each(|level| publish.stock(level));
+            Ok(settled.moved)
         })
     }
 }
 
-impl Handler<ReleaseReservation> for InventoryActor {
-    type Result = ResponseFuture<Result<(), InventoryError>>;
+impl Handler<CommitReservation> for InventoryActor {
+    type Result = ResponseFuture<Result<Option<OrderEvent>, InventoryError>>;
 
-    fn handle(
-        &mut self,
-        ReleaseReservation(order_id): ReleaseReservation,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        let store = self.store.clone();
-        let publish = self.publisher();
-        Box::pin(async move {
-            if let Some(level) = store.release_reservation(order_id).await? {
-                publish.stock(level);
-            }
-            Ok(())
-        })
+    fn handle(&mut self, msg: CommitReservation, _: &mut Context<Self>) -> Self::Result {
+        self.settle(msg.order_id, true, msg.then)
+    }
+}
+
+impl Handler<ReleaseReservation> for InventoryActor {
+    type Result = ResponseFuture<Result<Option<OrderEvent>, InventoryError>>;
+
+    fn handle(&mut self, msg: ReleaseReservation, _: &mut Context<Self>) -> Self::Result {
+        self.settle(msg.order_id, false, msg.then)
     }
 }
 

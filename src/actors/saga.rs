@@ -20,18 +20,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
 use tracing::Instrument;
 
 use super::book::OrderBook;
 use super::inventory::{
-    CommitReservation, InventoryActor, InventoryError, ReleaseReservation, Reservation, Reserve,
+    CommitReservation, InventoryActor, InventoryError, ReleaseReservation, Reserve,
 };
 use super::payment::{Charge, ChargeError, PaymentActor};
 use tokio::sync::broadcast;
 
 use crate::domain::{Order, OrderEvent, OrderId, OrderStep, PaymentStatus};
-use crate::store::{OrderTransition, Store, StoreError};
+use crate::store::{Line, OrderMove, Store, StoreError};
 use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -164,38 +163,25 @@ impl Saga {
         }
     }
 
-    /// PLACED: hold the stock, or reject the order for want of it.
+    /// PLACED: hold the stock, or reject the order for want of it. Inventory
+    /// moves the order in the commit that decides its stock.
     async fn reserve(&self, order: &Order) -> Result<OrderStep, SagaError> {
-        let reservation = self
+        let reserved = self
             .inventory
             .send(Reserve {
                 order_id: order.order_id,
-                product_id: order.product_id.clone(),
-                quantity: order.quantity,
+                lines: vec![Line {
+                    product_id: order.product_id.clone(),
+                    quantity: order.quantity,
+                }],
+                advance_order: true,
             })
             .await??;
-        match reservation {
-            Reservation::Held => self.advance(order, OrderStep::Reserved, None).await,
-            Reservation::OutOfStock { available } => {
-                let reason = format!(
-                    "not enough stock: {} requested, {} available",
-                    order.quantity.units(),
-                    available.units()
-                );
-                self.advance(order, OrderStep::Rejected, Some(reason)).await
-            }
-            Reservation::RefusedBefore => {
-                let reason = format!("not enough stock: {} requested", order.quantity.units());
-                self.advance(order, OrderStep::Rejected, Some(reason)).await
-            }
-            Reservation::UnknownProduct => {
-                let reason = "the product is no longer sold".to_owned();
-                self.advance(order, OrderStep::Rejected, Some(reason)).await
-            }
-        }
+        self.moved(order, reserved.moved).await
     }
 
-    /// RESERVED: charge, then take the stock for good or give it back.
+    /// RESERVED: charge, then take the stock for good or give it back, moving
+    /// the order in the same commit.
     async fn charge(&self, order: &Order) -> Result<OrderStep, SagaError> {
         let payment = self
             .payment
@@ -204,48 +190,50 @@ impl Saga {
                 amount: order.total_amount,
             })
             .await??;
-        match payment.status {
+        let moved = match payment.status {
             PaymentStatus::Succeeded => {
+                let then = Some(OrderMove {
+                    step: OrderStep::Confirmed,
+                    reason: None,
+                });
                 self.inventory
-                    .send(CommitReservation(order.order_id))
-                    .await??;
-                self.advance(order, OrderStep::Confirmed, None).await
+                    .send(CommitReservation {
+                        order_id: order.order_id,
+                        then,
+                    })
+                    .await??
             }
             PaymentStatus::Declined => {
-                // Stock goes back before the order is final: a crash in between
-                // leaves a pending order that is driven again, never lost stock.
+                // Stock goes back in the commit that makes the order final: a
+                // crash before it leaves a pending order that is driven again.
+                let then = Some(OrderMove {
+                    step: OrderStep::PaymentFailed,
+                    reason: Some("the payment was declined".to_owned()),
+                });
                 self.inventory
-                    .send(ReleaseReservation(order.order_id))
-                    .await??;
-                let reason = "the payment was declined".to_owned();
-                self.advance(order, OrderStep::PaymentFailed, Some(reason))
-                    .await
+                    .send(ReleaseReservation {
+                        order_id: order.order_id,
+                        then,
+                    })
+                    .await??
             }
-        }
+        };
+        self.moved(order, moved).await
     }
 
-    /// Moves the order to `step`, and answers the step it is at now: `step`, or,
-    /// when the order was not at the step before it, wherever it stands.
-    async fn advance(
+    /// Answers the step the order is at now: the one it moved to, or, when it was
+    /// not at the step before (the move did not apply), wherever it stands.
+    async fn moved(
         &self,
         order: &Order,
-        step: OrderStep,
-        reason: Option<String>,
+        moved: Option<OrderEvent>,
     ) -> Result<OrderStep, SagaError> {
-        let at = Utc::now();
-        let event = self
-            .store
-            .advance_order(OrderTransition {
-                order_id: order.order_id,
-                step,
-                reason: reason.clone(),
-                at,
-            })
-            .await?;
-        if let Some(event) = event {
+        if let Some(event) = moved {
             // The book first: whoever hears the event and reads the order
             // must find it at this step.
-            self.book.advance(order.order_id, step, reason, at);
+            self.book
+                .advance(order.order_id, event.step, event.reason.clone(), event.at);
+            let step = event.step;
             // Nobody watching is fine: the event is recorded with the order.
             let _ = self.events.send(event);
             return Ok(step);

@@ -11,6 +11,7 @@ mod product;
 pub use money::Money;
 pub use order::{
     IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, OrderStep, Quantity, ShopperId,
+    StockDecision,
 };
 pub use payment::{Payment, PaymentId, PaymentStatus};
 pub use product::{Price, Product, ProductId, ProductName, Stock};

@@ -155,6 +155,51 @@ impl OrderStep {
     }
 }
 
+/// What Inventory decided about an order's stock, in the saga's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockDecision {
+    /// Every line's stock is held for the order.
+    Held,
+    /// A line lacked stock (`available`, when known): nothing is held.
+    Short {
+        requested: Quantity,
+        available: Option<i64>,
+    },
+    /// A line's product does not exist.
+    UnknownProduct,
+}
+
+impl StockDecision {
+    /// The arrow a PLACED order takes once its stock is decided, and the reason
+    /// a rejected order gives the shopper.
+    pub fn next_step(self) -> (OrderStep, Option<String>) {
+        match self {
+            StockDecision::Held => (OrderStep::Reserved, None),
+            StockDecision::Short {
+                requested,
+                available: Some(available),
+            } => (
+                OrderStep::Rejected,
+                Some(format!(
+                    "not enough stock: {} requested, {available} available",
+                    requested.units()
+                )),
+            ),
+            StockDecision::Short {
+                requested,
+                available: None,
+            } => (
+                OrderStep::Rejected,
+                Some(format!("not enough stock: {} requested", requested.units())),
+            ),
+            StockDecision::UnknownProduct => (
+                OrderStep::Rejected,
+                Some("the product is no longer sold".to_owned()),
+            ),
+        }
+    }
+}
+
 impl FromStr for OrderStep {
     type Err = ParseError;
     fn from_str(raw: &str) -> Result<Self, Self::Err> {

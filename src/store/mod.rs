@@ -1,16 +1,16 @@
 //! The only code that knows SQL. The store offers the actors typed operations:
-//! writes go through a group-commit writer (Postgres: the async [`writer`];
-//! SQLite: the thread of [`sqlite_writer`]), reads through a separate pool, so
-//! reads never wait behind writes. The backend is chosen by the `DATABASE_URL`
-//! scheme: `sqlite` (the default, one process) or `postgres` (production, and
-//! several instances on one database). Each is one module; the statements they
-//! share are in `sql`.
+//! writes go through one group-commit writer ([`writer`]) that applies a batch
+//! set-based ([`batch`]), reads through a separate pool, so reads never wait
+//! behind writes. The backend is chosen by the `DATABASE_URL` scheme: `sqlite`
+//! (the default, one process) or `postgres` (production, and several instances
+//! on one database). Each is one module; every statement is written once, and
+//! [`dialect`] renders it for the backend.
 
+mod dialect;
 mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
-mod sqlite_writer;
 mod writer;
 
 use std::str::FromStr;
@@ -30,8 +30,6 @@ pub use sqlite::SqliteSynchronous;
 pub enum StoreError {
     #[error("database error")]
     Database(#[from] sqlx::Error),
-    #[error("database error")]
-    Sqlite(#[from] rusqlite::Error),
     #[error("the database is unreachable")]
     Unreachable(#[source] std::sync::Arc<sqlx::Error>),
     #[error("database migration failed")]
@@ -40,8 +38,6 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database writer has stopped")]
     WriterGone,
-    #[error("the database writer could not start")]
-    WriterStart(#[source] std::io::Error),
     #[error("a write was committed without producing its result")]
     NotApplied,
     #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://...")]
@@ -119,10 +115,14 @@ impl Store {
     }
 
     /// Whether other processes may be using the same database (Postgres). Then
-    /// nothing this process remembers about shared rows is current: reads go to
-    /// the database, and sagas are claimed by lease.
+    /// sagas are claimed by lease, and what this process remembers of an order
+    /// may be behind another process's changes.
     pub fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    async fn write<W: writer::Write>(&self, op: W) -> Result<W::Output, StoreError> {
+        on_backend!(self, db => db.writer.write(op).await)
     }
 
     // Inventory.
@@ -148,40 +148,36 @@ impl Store {
     }
 
     pub async fn upsert_product(&self, product: Product) -> Result<StockedProduct, StoreError> {
-        on_backend!(self, db => db.write(UpsertProduct(product)).await)
+        self.write(product).await
     }
 
-    pub async fn reserve(&self, reserve: Reserve) -> Result<ReserveOutcome, StoreError> {
-        on_backend!(self, db => db.write(reserve).await)
+    /// Decides whether the order gets its stock (once per order: asked again, it
+    /// answers the first decision) and, with `advance_order`, moves the order out
+    /// of PLACED accordingly in the same transaction.
+    pub async fn reserve(&self, reserve: Reserve) -> Result<Reserved, StoreError> {
+        self.write(reserve).await
     }
 
-    /// Marks the order's reservation as taken for good. `false` when there was no
-    /// open reservation (already committed or released): a no-op.
-    pub async fn commit_reservation(&self, order_id: OrderId) -> Result<bool, StoreError> {
-        let op = CommitReservation {
-            order_id,
-            at: Utc::now(),
-        };
-        on_backend!(self, db => db.write(op).await)
+    /// Takes the order's reserved stock for good (paid) or gives it back, and
+    /// moves the order as `then` says in the same transaction. Taking or giving
+    /// back is a no-op when there is no open reservation.
+    pub async fn settle(&self, settle: Settle) -> Result<Settled, StoreError> {
+        self.write(settle).await
     }
 
-    /// Gives the order's reserved stock back. `None` when there was no open
-    /// reservation (already released or committed): a no-op.
-    pub async fn release_reservation(
-        &self,
-        order_id: OrderId,
-    ) -> Result<Option<StockLevel>, StoreError> {
-        let op = ReleaseReservation {
-            order_id,
-            at: Utc::now(),
-        };
-        on_backend!(self, db => db.write(op).await)
+    /// Sends the product changes that other processes commit to `feed` (Postgres),
+    /// so that this process's catalog snapshot keeps up with them; with SQLite
+    /// there is no other process.
+    pub fn feed_products(&self, feed: ProductFeed) {
+        if let Backend::Postgres(db) = &self.backend {
+            db.feed_products(feed);
+        }
     }
 
     // Orders.
 
     pub async fn create_order(&self, order: NewOrder) -> Result<CreateOrderOutcome, StoreError> {
-        on_backend!(self, db => db.write(order).await)
+        self.write(order).await
     }
 
     /// Moves an order to `step` from the step before it (see
@@ -192,7 +188,7 @@ impl Store {
         &self,
         transition: OrderTransition,
     ) -> Result<Option<OrderEvent>, StoreError> {
-        on_backend!(self, db => db.write(transition).await)
+        self.write(transition).await
     }
 
     /// The order's recorded events after `after_seq` (0 for all), in order.
@@ -263,7 +259,7 @@ impl Store {
     /// Records a payment, unless the order already has one: then that one is
     /// returned and nothing is written.
     pub async fn record_payment(&self, payment: Payment) -> Result<Payment, StoreError> {
-        on_backend!(self, db => db.write(RecordPayment(payment)).await)
+        self.write(payment).await
     }
 
     pub async fn payment(&self, payment_id: PaymentId) -> Result<Option<Payment>, StoreError> {
@@ -290,12 +286,35 @@ pub struct StockLevel {
     pub version: i64,
 }
 
-/// Reserve `quantity` of a product for an order.
+/// A product change that another process committed, for the catalog snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProductChange {
+    /// Created or replaced.
+    Product(StockedProduct),
+    /// Its stock moved.
+    Stock(StockLevel),
+    /// Changes may have been missed (the feed was away): here is every product.
+    Everything(Vec<StockedProduct>),
+}
+
+/// Where a process's catalog snapshot hears of other processes' product changes.
+pub type ProductFeed = std::sync::Arc<dyn Fn(ProductChange) + Send + Sync>;
+
+/// One line of an order: so many units of a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+/// Reserve every line of an order, or none.
 #[derive(Debug, Clone)]
 pub struct Reserve {
     pub order_id: OrderId,
-    pub product_id: ProductId,
-    pub quantity: Quantity,
+    pub lines: Vec<Line>,
+    /// Also move the order out of PLACED by the decision (the saga's next arrow),
+    /// in the same transaction.
+    pub advance_order: bool,
     pub at: DateTime<Utc>,
 }
 
@@ -338,30 +357,54 @@ impl FromStr for ReservationState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveOutcome {
-    /// Stock was taken now.
-    Reserved(StockLevel),
+    /// Stock was taken now: each line's product as it stands after.
+    Reserved(Vec<StockLevel>),
     /// The order asked before (its saga is being driven again): nothing changed,
     /// and this is what was decided then, or has become of it since.
     AlreadyDecided(ReservationState),
-    /// Not enough stock: nothing is taken, and the refusal is recorded, so that
-    /// the order stays refused even if stock comes back before another run of its
-    /// saga asks again.
+    /// A line lacked stock: nothing is taken, and the refusal is recorded, so
+    /// that the order stays refused even if stock comes back before another run
+    /// of its saga asks again.
     Insufficient {
+        product_id: ProductId,
+        requested: Quantity,
         available: Stock,
     },
-    UnknownProduct,
+    /// A line's product does not exist; nothing is recorded.
+    UnknownProduct(ProductId),
 }
 
-pub(crate) struct UpsertProduct(Product);
-
-pub(crate) struct CommitReservation {
-    order_id: OrderId,
-    at: DateTime<Utc>,
+/// What a reservation decided, and the order's event if it moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub outcome: ReserveOutcome,
+    pub moved: Option<OrderEvent>,
 }
 
-pub(crate) struct ReleaseReservation {
-    order_id: OrderId,
-    at: DateTime<Utc>,
+/// After the charge: take the order's reserved stock for good, or give it back.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    pub order_id: OrderId,
+    pub paid: bool,
+    /// Where the order moves in the same transaction, if anywhere.
+    pub then: Option<OrderMove>,
+    pub at: DateTime<Utc>,
+}
+
+/// An order's move to `step`, from the step before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderMove {
+    pub step: OrderStep,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// False when there was no open reservation: a no-op.
+    pub changed: bool,
+    /// The stock given back, product by product.
+    pub released: Vec<StockLevel>,
+    pub moved: Option<OrderEvent>,
 }
 
 /// A new order, to be stored with its first event.
@@ -392,8 +435,13 @@ pub struct OrderTransition {
     pub at: DateTime<Utc>,
 }
 
-pub(crate) struct RecordPayment(Payment);
-
 fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
+}
+
+/// What a committed batch changed, for other instances to hear of.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    pub(crate) events: Vec<OrderEvent>,
+    pub(crate) products: Vec<ProductChange>,
 }

@@ -1,53 +1,85 @@
 //! The Postgres backend, for production and for several instances on one
-//! database. The statements are the shared ones (`sql`); what this module adds is
-//! what several processes need from the database:
+//! database. The statements are the shared ones (`sql` for reads, `batch` for
+//! writes); what this module adds is what several processes need from the
+//! database:
 //!
 //! - Atomicity across processes comes from the statements themselves (the
 //!   conditional stock update, the unique order id of a reservation and a payment,
 //!   the unique idempotency key), as it does on SQLite; a batch that loses a race
-//!   on one of them is rolled back and its writes retried one by one.
+//!   on one of them is rolled back and its writes retried one by one. A batch
+//!   locks the products it touches in key order, so batches committing at once
+//!   (here or in another instance) cannot deadlock.
 //! - Saga ownership is a lease: an order belongs to the instance that placed it
 //!   for `lease` from its creation, renewed at every claim round (half a lease)
 //!   for as long as its saga runs there, retrying or not. Once a lease runs out
 //!   (the instance died, or stalled), whoever claims the order first takes it
 //!   over (`FOR UPDATE SKIP LOCKED`, so two claimers never take the same order).
-//! - Every order event is also announced with `NOTIFY` in the transaction that
-//!   records it, so the other instances' watchers hear of it once it commits.
+//! - Every batch announces what it changed (order events, products and their
+//!   stock) with one `NOTIFY` statement in its transaction, so once it commits the
+//!   other instances' watchers hear of the events and their catalog snapshots
+//!   take the changes. An instance that loses the feed reads the catalog again
+//!   when it is back.
 //! - Migrations run under sqlx's advisory lock, so instances may start together.
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
+use super::dialect::Dialect;
 use super::rows::{OrderRow, convert};
-use super::writer::{WriteOp, Writer};
-use super::{StoreError, StoreOptions};
-use crate::domain::{Order, OrderEvent, OrderId};
+use super::writer::Writer;
+use super::{
+    Changes, ProductChange, ProductFeed, StockLevel, StockedProduct, StoreError, StoreOptions,
+};
+use crate::domain::{Order, OrderEvent, OrderId, Price, Product, ProductId, ProductName, Stock};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The channel order events are announced on.
-const EVENT_CHANNEL: &str = "minimart_order_event";
+type Db = Postgres;
+const DIALECT: Dialect = Dialect::Postgres;
+
+// One body of writes, compiled for each backend with its own types.
+#[allow(clippy::duplicate_mod)]
+#[path = "batch.rs"]
+mod batch;
+
+/// The channel changes are announced on.
+const CHANNEL: &str = "minimart_changes";
 
 /// Most orders one claim takes, so one sweep stays one modest transaction.
 const CLAIM_LIMIT: i64 = 500;
 
+/// A `NOTIFY` payload must stay under 8,000 bytes: a batch's changes are split
+/// into payloads of at most this many.
+const PAYLOAD_BYTES: usize = 7_000;
+
 #[derive(Clone)]
 pub(super) struct PgStore {
-    writer: Writer<Postgres>,
+    pub(super) writer: Writer,
+    /// The writer's pool, also used by the claim rounds.
+    writes: PgPool,
     reads: PgPool,
     /// The one connection that LISTENs, apart from the read pool it would
     /// otherwise hold a connection of for good.
     listens: PgPool,
     lease: Duration,
-    /// The runtime the store was opened on, which runs the event listener too:
-    /// it lives as long as the store, not as long as whoever asked for events.
+    /// Where the changes other processes announce go.
+    sinks: Arc<Sinks>,
+    /// The runtime the store was opened on, which runs the listener too: it lives
+    /// as long as the store, not as long as whoever asked for changes.
     runtime: tokio::runtime::Handle,
+}
+
+#[derive(Default)]
+struct Sinks {
+    events: OnceLock<broadcast::Sender<OrderEvent>>,
+    products: OnceLock<ProductFeed>,
+    listening: OnceLock<()>,
 }
 
 impl PgStore {
@@ -74,19 +106,17 @@ impl PgStore {
             .connect_lazy_with(connect);
         Ok(PgStore {
             writer: Writer::spawn(
-                writes,
+                writes.clone(),
                 options.max_batch,
                 options.write_connections as usize,
             ),
+            writes,
             reads,
             listens,
             lease: options.lease,
+            sinks: Arc::default(),
             runtime: tokio::runtime::Handle::current(),
         })
-    }
-
-    pub(super) async fn write<W: WriteOp<Postgres>>(&self, op: W) -> Result<W::Output, StoreError> {
-        self.writer.write(op).await
     }
 
     pub(super) fn lease(&self) -> Duration {
@@ -95,28 +125,76 @@ impl PgStore {
 
     /// Renews the lease of the orders whose saga runs here, then takes the
     /// pending orders whose lease has run out (their instance died, or stalled),
-    /// leasing them to this instance for another term.
+    /// leasing them to this instance for another term. The database's clock
+    /// decides, so instances with skewed clocks agree.
     pub(super) async fn claim_unfinished_orders(
         &self,
         running: &[OrderId],
     ) -> Result<Vec<Order>, StoreError> {
-        self.write(ClaimStalled {
-            lease: self.lease,
-            running: running.iter().map(|order_id| order_id.as_uuid()).collect(),
-        })
-        .await
+        let running: Vec<uuid::Uuid> = running.iter().map(OrderId::as_uuid).collect();
+        let lease = self.lease.as_secs_f64();
+        let mut tx = self.writes.begin().await?;
+        // SKIP LOCKED: renewing waits for no one, so it cannot deadlock with
+        // another instance's writes to the same orders; an order skipped now is
+        // renewed at the next round, well before its lease runs out.
+        if !running.is_empty() {
+            sqlx::query(
+                "UPDATE shop_order SET lease_until = now() + make_interval(secs => $1) \
+                 WHERE order_id IN ( \
+                     SELECT order_id FROM shop_order \
+                     WHERE order_id = ANY($2) AND status = 'PENDING' \
+                     FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(lease)
+            .bind(&running)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // SKIP LOCKED: an order another instance is claiming right now is its.
+        let rows: Vec<OrderRow> = sqlx::query_as(
+            "UPDATE shop_order SET lease_until = now() + make_interval(secs => $1) \
+             WHERE order_id IN ( \
+                 SELECT order_id FROM shop_order \
+                 WHERE status = 'PENDING' \
+                   AND COALESCE(lease_until, created_at + make_interval(secs => $1)) < now() \
+                   AND order_id <> ALL($3) \
+                 ORDER BY order_id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING order_id, product_id, quantity, total_amount, step, reason, created_at, updated_at",
+        )
+        .bind(lease)
+        .bind(CLAIM_LIMIT)
+        .bind(&running)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        convert(rows)
     }
 
-    /// Feeds the events that any instance commits into `events`, for as long as
-    /// the process lives. A lost connection is re-established; what was announced
-    /// meanwhile is not replayed, but a watcher that reconnects reads it from the
-    /// outbox.
+    /// Feeds the order events that any instance commits into `events`, for as
+    /// long as the process lives.
     pub(super) fn forward_events(&self, events: broadcast::Sender<OrderEvent>) {
-        let pool = self.listens.clone();
+        let _ = self.sinks.events.set(events);
+        self.listen();
+    }
+
+    /// Feeds the product changes that any instance commits into `feed`.
+    pub(super) fn feed_products(&self, feed: ProductFeed) {
+        let _ = self.sinks.products.set(feed);
+        self.listen();
+    }
+
+    /// Starts the listener, once. A lost connection is re-established; what was
+    /// announced meanwhile is not replayed, but a watcher that reconnects reads
+    /// it from the outbox, and the catalog is read again whole.
+    fn listen(&self) {
+        if self.sinks.listening.set(()).is_err() {
+            return;
+        }
+        let (pool, sinks, store) = (self.listens.clone(), Arc::clone(&self.sinks), self.clone());
         self.runtime.spawn(async move {
             loop {
-                if let Err(error) = listen(&pool, &events).await {
-                    tracing::warn!(error = %error, "lost the order event feed; listening again shortly");
+                if let Err(error) = listen(&pool, &sinks, &store).await {
+                    tracing::warn!(error = %error, "lost the change feed; listening again shortly");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -124,123 +202,182 @@ impl PgStore {
     }
 }
 
-async fn listen(pool: &PgPool, events: &broadcast::Sender<OrderEvent>) -> Result<(), sqlx::Error> {
+async fn listen(pool: &PgPool, sinks: &Sinks, store: &PgStore) -> Result<(), StoreError> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(EVENT_CHANNEL).await?;
+    listener.listen(CHANNEL).await?;
+    // Whatever changed while nobody listened is in the catalog as it is now.
+    if let Some(feed) = sinks.products.get() {
+        feed(ProductChange::Everything(store.catalog().await?));
+    }
     loop {
         let notification = listener.recv().await?;
-        match serde_json::from_str::<Announcement>(notification.payload()) {
-            // Nobody watching is fine; and this instance's own events arrive twice
-            // (from its saga and from here), which watchers skip by sequence number.
-            Ok(announcement) => match OrderEvent::try_from(announcement) {
-                Ok(event) => {
-                    let _ = events.send(event);
+        let notes = match serde_json::from_str::<Vec<Note>>(notification.payload()) {
+            Ok(notes) => notes,
+            Err(error) => {
+                tracing::warn!(error = %error, "a change announcement could not be read");
+                continue;
+            }
+        };
+        for note in notes {
+            match note.into_change() {
+                // This instance's own events arrive twice (from its saga and from
+                // here), which watchers skip by sequence number; its own product
+                // changes are older than or as new as its snapshot, which keeps
+                // the newest version. Nobody listening is fine.
+                Ok(Change::Event(event)) => {
+                    if let Some(events) = sinks.events.get() {
+                        let _ = events.send(event);
+                    }
                 }
-                Err(error) => tracing::warn!(error = %error, "an order event could not be read"),
-            },
-            Err(error) => tracing::warn!(error = %error, "an order event could not be read"),
+                Ok(Change::Product(change)) => {
+                    if let Some(feed) = sinks.products.get() {
+                        feed(change);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "a change announcement could not be read")
+                }
+            }
         }
     }
 }
 
-/// An order event as it travels in a `NOTIFY` payload.
+/// One change as it travels in a `NOTIFY` payload (a JSON array of them).
 #[derive(Serialize, Deserialize)]
-struct Announcement {
-    order_id: uuid::Uuid,
-    seq: u32,
-    step: String,
-    reason: Option<String>,
-    at: chrono::DateTime<chrono::Utc>,
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Note {
+    Event {
+        order_id: uuid::Uuid,
+        seq: u32,
+        step: String,
+        reason: Option<String>,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    Product {
+        product_id: String,
+        product_name: String,
+        price: i64,
+        stock: i64,
+        version: i64,
+    },
+    Stock {
+        product_id: String,
+        stock: i64,
+        version: i64,
+    },
 }
 
-impl TryFrom<Announcement> for OrderEvent {
-    type Error = StoreError;
-    fn try_from(announcement: Announcement) -> Result<Self, StoreError> {
-        Ok(OrderEvent {
-            order_id: OrderId::from_uuid(announcement.order_id),
-            seq: announcement.seq,
-            step: announcement
-                .step
-                .parse()
-                .map_err(|e| super::corrupt("step", e))?,
-            reason: announcement.reason,
-            at: announcement.at,
+enum Change {
+    Event(OrderEvent),
+    Product(ProductChange),
+}
+
+impl Note {
+    fn from_event(event: &OrderEvent) -> Note {
+        Note::Event {
+            order_id: event.order_id.as_uuid(),
+            seq: event.seq,
+            step: event.step.as_str().to_owned(),
+            reason: event.reason.clone(),
+            at: event.at,
+        }
+    }
+
+    fn from_product(change: &ProductChange) -> Vec<Note> {
+        match change {
+            ProductChange::Product(row) => vec![Note::Product {
+                product_id: row.product.product_id.as_str().to_owned(),
+                product_name: row.product.product_name.as_str().to_owned(),
+                price: row.product.price.money().cents(),
+                stock: row.product.stock.units(),
+                version: row.version,
+            }],
+            ProductChange::Stock(level) => vec![Note::Stock {
+                product_id: level.product_id.as_str().to_owned(),
+                stock: level.stock.units(),
+                version: level.version,
+            }],
+            ProductChange::Everything(_) => Vec::new(),
+        }
+    }
+
+    fn into_change(self) -> Result<Change, StoreError> {
+        let product_id =
+            |raw: String| ProductId::parse(raw).map_err(|e| super::corrupt("product_id", e));
+        Ok(match self {
+            Note::Event {
+                order_id,
+                seq,
+                step,
+                reason,
+                at,
+            } => Change::Event(OrderEvent {
+                order_id: OrderId::from_uuid(order_id),
+                seq,
+                step: step.parse().map_err(|e| super::corrupt("step", e))?,
+                reason,
+                at,
+            }),
+            Note::Product {
+                product_id: id,
+                product_name,
+                price,
+                stock,
+                version,
+            } => Change::Product(ProductChange::Product(StockedProduct {
+                product: Product {
+                    product_id: product_id(id)?,
+                    product_name: ProductName::parse(product_name)
+                        .map_err(|e| super::corrupt("product_name", e))?,
+                    price: Price::parse(price).map_err(|e| super::corrupt("price", e))?,
+                    stock: Stock::saturating(stock),
+                },
+                version,
+            })),
+            Note::Stock {
+                product_id: id,
+                stock,
+                version,
+            } => Change::Product(ProductChange::Stock(StockLevel {
+                product_id: product_id(id)?,
+                stock: Stock::saturating(stock),
+                version,
+            })),
         })
     }
 }
 
 super::sql::shared_reads!(store: PgStore);
-super::sql::shared_writes!(db: sqlx::Postgres, conn: sqlx::postgres::PgConnection);
 
-/// Tells the other instances about the event. `NOTIFY` is transactional: it is
-/// delivered when the transaction that records the event commits, and never if it
-/// rolls back.
-async fn announce_event(conn: &mut PgConnection, event: &OrderEvent) -> Result<(), StoreError> {
-    let payload = serde_json::to_string(&Announcement {
-        order_id: event.order_id.as_uuid(),
-        seq: event.seq,
-        step: event.step.as_str().to_owned(),
-        reason: event.reason.clone(),
-        at: event.at,
-    })
-    .map_err(|e| super::corrupt("order event", e))?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(EVENT_CHANNEL)
-        .bind(payload)
+/// Tells the other instances what the batch changed, in one statement however
+/// many payloads it takes. `NOTIFY` is transactional: it is delivered when the
+/// batch commits, and never if it rolls back.
+async fn announce(conn: &mut PgConnection, changes: &Changes) -> Result<(), StoreError> {
+    let notes = changes
+        .events
+        .iter()
+        .map(Note::from_event)
+        .chain(changes.products.iter().flat_map(Note::from_product));
+    let mut payloads: Vec<String> = Vec::new();
+    let mut payload = String::new();
+    for note in notes {
+        let note = serde_json::to_string(&note).map_err(|e| super::corrupt("announcement", e))?;
+        if !payload.is_empty() && payload.len() + note.len() + 2 > PAYLOAD_BYTES {
+            payload.push(']');
+            payloads.push(std::mem::take(&mut payload));
+        }
+        payload.push(if payload.is_empty() { '[' } else { ',' });
+        payload.push_str(&note);
+    }
+    if payload.is_empty() {
+        return Ok(());
+    }
+    payload.push(']');
+    payloads.push(payload);
+    sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+        .bind(CHANNEL)
+        .bind(&payloads)
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-/// Renew the lease of the orders whose saga runs here, and lease the pending
-/// orders whose lease ran out to this instance.
-struct ClaimStalled {
-    lease: Duration,
-    running: Vec<uuid::Uuid>,
-}
-
-impl WriteOp<Postgres> for ClaimStalled {
-    type Output = Vec<Order>;
-
-    fn apply<'c>(
-        &'c self,
-        conn: &'c mut PgConnection,
-    ) -> BoxFuture<'c, Result<Vec<Order>, StoreError>> {
-        Box::pin(async move {
-            // The database's clock decides, so instances with skewed clocks agree.
-            // SKIP LOCKED: renewing waits for no one, so it cannot deadlock with
-            // another instance's writes to the same orders; an order skipped now
-            // is renewed at the next round, well before its lease runs out.
-            if !self.running.is_empty() {
-                sqlx::query(
-                    "UPDATE shop_order SET lease_until = now() + make_interval(secs => $1) \
-                     WHERE order_id IN ( \
-                         SELECT order_id FROM shop_order \
-                         WHERE order_id = ANY($2) AND status = 'PENDING' \
-                         FOR UPDATE SKIP LOCKED)",
-                )
-                .bind(self.lease.as_secs_f64())
-                .bind(&self.running)
-                .execute(&mut *conn)
-                .await?;
-            }
-            // SKIP LOCKED: an order another instance is claiming right now is its.
-            let rows: Vec<OrderRow> = sqlx::query_as(
-                "UPDATE shop_order SET lease_until = now() + make_interval(secs => $1) \
-                 WHERE order_id IN ( \
-                     SELECT order_id FROM shop_order \
-                     WHERE status = 'PENDING' \
-                       AND COALESCE(lease_until, created_at + make_interval(secs => $1)) < now() \
-                       AND order_id <> ALL($3) \
-                     ORDER BY order_id LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 RETURNING order_id, product_id, quantity, total_amount, step, reason, created_at, updated_at",
-            )
-            .bind(self.lease.as_secs_f64())
-            .bind(CLAIM_LIMIT)
-            .bind(&self.running)
-            .fetch_all(&mut *conn)
-            .await?;
-            convert(rows)
-        })
-    }
 }

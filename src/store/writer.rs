@@ -1,20 +1,18 @@
-//! Group commit on async connections: Postgres' writer. (SQLite's is a thread of
-//! its own, `sqlite_writer`: sqlx-sqlite costs a thread hop per statement, which
-//! made this task the limit there; a Postgres statement is a network round trip
-//! either way.) Every write of the store is a job sent over a channel to the
-//! committer tasks, each owning a write connection (from a pool, so that a
-//! connection lost with the database is replaced by a new one on the next batch),
-//! taking turns at the queue. A committer takes whatever jobs have queued (up to
-//! a bound), runs them in one transaction, commits once and only then answers
-//! each job. Under low load a batch is a single job, so nothing waits for
-//! company; under high load one commit serves hundreds of saga steps. An answer
-//! always follows the commit that holds the job's writes, so whatever a caller is
-//! told has happened survives `kill -9`.
+//! Group commit, the same for both backends. Every write of the store is a job
+//! sent over a channel to the committer tasks, each owning a write connection
+//! (from a pool, so that a connection lost with the database is replaced on the
+//! next batch), taking turns at the queue. A committer takes whatever jobs have
+//! queued (up to a bound), applies them in one transaction (set-based: a fixed
+//! number of statements however many jobs, see `batch`), commits once and only
+//! then answers each job. Under low load a batch is a single job, so nothing waits
+//! for company; under high load one commit serves hundreds of saga steps. An
+//! answer always follows the commit that holds the job's writes, so whatever a
+//! caller is told has happened survives `kill -9`.
 //!
-//! A job whose SQL fails must fail alone: when a batch fails it is rolled back and
-//! its jobs are retried one per transaction, so each gets its own outcome. Domain
-//! outcomes such as "not enough stock" are not errors: jobs report them as values,
-//! decided by conditional statements, and never abort a batch.
+//! Domain outcomes (not enough stock, a key used before, an order that moved on)
+//! are values decided by the statements, never errors. A batch whose SQL fails
+//! anyway is rolled back and its jobs retried one per transaction, so a bad write
+//! fails alone.
 
 use std::sync::Arc;
 
@@ -22,74 +20,89 @@ use futures_util::future::BoxFuture;
 use sqlx::{Connection, Database, Pool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::StoreError;
+use super::{
+    CreateOrderOutcome, NewOrder, OrderTransition, Reserve, Reserved, Settle, Settled,
+    StockedProduct, StoreError,
+};
+use crate::domain::{OrderEvent, Payment, Product};
 
-/// One kind of write, with the SQL of one backend. The output is what the caller
-/// learns once the write is committed.
-pub(crate) trait WriteOp<DB: Database>: Send + 'static {
-    type Output: Send + 'static;
-
-    /// The product row this write locks first, if it knows. A batch runs its
-    /// writes in the order of these keys, so two processes committing batches to
-    /// one Postgres take product locks in the same order and cannot deadlock.
-    fn lock_key(&self) -> Option<&str> {
-        None
-    }
-
+/// A backend's set-based application of a batch (see `batch`, compiled once per
+/// backend): it fills in every job's output, or fails as a whole.
+pub(crate) trait ApplyBatch: Database {
     fn apply<'c>(
-        &'c self,
-        conn: &'c mut DB::Connection,
-    ) -> BoxFuture<'c, Result<Self::Output, StoreError>>;
+        conn: &'c mut Self::Connection,
+        jobs: &'c mut [Job],
+    ) -> BoxFuture<'c, Result<(), StoreError>>;
 }
 
-/// A queued write, its type erased so that one channel carries every kind.
-pub(crate) trait Job<DB: Database>: Send {
-    fn run<'c>(&'c mut self, conn: &'c mut DB::Connection)
-    -> BoxFuture<'c, Result<(), StoreError>>;
-
-    /// Answers the caller: with the job's output if its transaction committed,
-    /// with the error otherwise.
-    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
-
-    fn lock_key(&self) -> Option<&str>;
+/// One queued write: what it asks, what it came to once applied, and whom to tell.
+pub(crate) struct Pending<I, O> {
+    pub(crate) input: I,
+    pub(crate) output: Option<O>,
+    reply: oneshot::Sender<Result<O, StoreError>>,
 }
 
-struct Queued<DB: Database, W: WriteOp<DB>> {
-    op: W,
-    output: Option<W::Output>,
-    reply: oneshot::Sender<Result<W::Output, StoreError>>,
-    _db: std::marker::PhantomData<fn() -> DB>,
-}
-
-impl<DB: Database, W: WriteOp<DB>> Job<DB> for Queued<DB, W> {
-    fn run<'c>(
-        &'c mut self,
-        conn: &'c mut DB::Connection,
-    ) -> BoxFuture<'c, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.output = Some(self.op.apply(conn).await?);
-            Ok(())
-        })
-    }
-
-    fn lock_key(&self) -> Option<&str> {
-        self.op.lock_key()
-    }
-
-    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
-        let Queued { output, reply, .. } = *self;
-        let answer = committed.and_then(|()| output.ok_or(StoreError::NotApplied));
+impl<I, O> Pending<I, O> {
+    fn finish(self, committed: Result<(), StoreError>) {
+        let answer = committed.and_then(|()| self.output.ok_or(StoreError::NotApplied));
         // The caller may have gone away (a dropped request); the write stands anyway.
-        let _ = reply.send(answer);
+        let _ = self.reply.send(answer);
     }
+}
+
+/// Declares the kinds of write: each a variant of [`Job`] and a [`Write`].
+macro_rules! jobs {
+    ($($kind:ident($input:ty => $output:ty)),* $(,)?) => {
+        /// A queued write of any kind, so that one channel carries them all.
+        pub(crate) enum Job {
+            $($kind(Pending<$input, $output>),)*
+        }
+
+        impl Job {
+            fn finish(self, committed: Result<(), StoreError>) {
+                match self {
+                    $(Job::$kind(job) => job.finish(committed),)*
+                }
+            }
+
+            /// Forgets what a rolled-back attempt produced.
+            fn reset(&mut self) {
+                match self {
+                    $(Job::$kind(job) => job.output = None,)*
+                }
+            }
+        }
+
+        $(impl Write for $input {
+            type Output = $output;
+            fn job(self, reply: oneshot::Sender<Result<$output, StoreError>>) -> Job {
+                Job::$kind(Pending { input: self, output: None, reply })
+            }
+        })*
+    };
+}
+
+jobs! {
+    Upsert(Product => StockedProduct),
+    Create(NewOrder => CreateOrderOutcome),
+    Reserve(Reserve => Reserved),
+    Settle(Settle => Settled),
+    Pay(Payment => Payment),
+    Advance(OrderTransition => Option<OrderEvent>),
+}
+
+/// What can be written, and what the caller learns once it is committed.
+pub(crate) trait Write: Send + 'static {
+    type Output: Send + 'static;
+    fn job(self, reply: oneshot::Sender<Result<Self::Output, StoreError>>) -> Job;
 }
 
 /// The sending side, held by the store.
-pub(crate) struct Writer<DB: Database> {
-    jobs: mpsc::Sender<Box<dyn Job<DB>>>,
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
 }
 
-impl<DB: Database> Clone for Writer<DB> {
+impl Clone for Writer {
     fn clone(&self) -> Self {
         Writer {
             jobs: self.jobs.clone(),
@@ -97,18 +110,22 @@ impl<DB: Database> Clone for Writer<DB> {
     }
 }
 
-impl<DB: Database> Writer<DB> {
-    /// Starts the writer task on the current runtime. It ends once every `Writer`
-    /// handle is dropped and the queue is drained.
-    ///
-    /// `committers` batches may be committing at once, each on a connection of
-    /// its own (the pool should have as many): one for SQLite, whose file has one
-    /// writer; several for Postgres, where a commit is a network round trip and
-    /// row locks keep concurrent batches apart.
-    pub(crate) fn spawn(pool: Pool<DB>, max_batch: usize, committers: usize) -> Writer<DB>
+impl Writer {
+    /// Starts `committers` committer tasks on the current runtime, each
+    /// committing on a connection of its own from `pool` (which should have as
+    /// many): one for SQLite, whose file has one writer; several for Postgres,
+    /// where a commit is a network round trip and row locks keep concurrent
+    /// batches apart. They end once every `Writer` is dropped and the queue is
+    /// drained.
+    pub(crate) fn spawn<DB: ApplyBatch>(
+        pool: Pool<DB>,
+        max_batch: usize,
+        committers: usize,
+    ) -> Writer
     where
         DB::Connection: Connection<Database = DB>,
     {
+        let max_batch = max_batch.max(1);
         let (jobs, queue) = mpsc::channel(max_batch * 4);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..committers.max(1) {
@@ -118,25 +135,19 @@ impl<DB: Database> Writer<DB> {
     }
 
     /// Queues `op` and waits until it is committed (or failed).
-    pub(crate) async fn write<W: WriteOp<DB>>(&self, op: W) -> Result<W::Output, StoreError> {
+    pub(crate) async fn write<W: Write>(&self, op: W) -> Result<W::Output, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(Queued {
-            op,
-            output: None,
-            reply,
-            _db: std::marker::PhantomData,
-        });
         self.jobs
-            .send(job)
+            .send(op.job(reply))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 }
 
-async fn run<DB: Database>(
+async fn run<DB: ApplyBatch>(
     pool: Pool<DB>,
-    queue: Arc<Mutex<mpsc::Receiver<Box<dyn Job<DB>>>>>,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     max_batch: usize,
 ) where
     DB::Connection: Connection<Database = DB>,
@@ -146,12 +157,8 @@ async fn run<DB: Database>(
     // before committing, so the next batch gathers meanwhile.
     while queue.lock().await.recv_many(&mut batch, max_batch).await > 0 {
         tracing::trace!(jobs = batch.len(), "group commit");
-        // Keyed writes first, by key; the order of concurrent writes is free.
-        batch.sort_by(|a, b| {
-            (a.lock_key().is_none(), a.lock_key()).cmp(&(b.lock_key().is_none(), b.lock_key()))
-        });
         match pool.acquire().await {
-            Ok(mut conn) => commit(&mut *conn, &mut batch).await,
+            Ok(mut conn) => commit::<DB>(&mut conn, &mut batch).await,
             Err(error) => {
                 // The database is away: every job fails now, and its caller decides
                 // (a request answers 503, a saga retries later).
@@ -166,11 +173,11 @@ async fn run<DB: Database>(
 }
 
 /// Commits the batch in one transaction, or, when that fails, each job in its own.
-async fn commit<DB: Database>(conn: &mut DB::Connection, batch: &mut Vec<Box<dyn Job<DB>>>)
+async fn commit<DB: ApplyBatch>(conn: &mut DB::Connection, batch: &mut Vec<Job>)
 where
     DB::Connection: Connection<Database = DB>,
 {
-    match transact(conn, batch).await {
+    match transact::<DB>(conn, batch).await {
         Ok(()) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
         Err(error) if batch.len() == 1 => {
             if let Some(job) = batch.pop() {
@@ -179,92 +186,24 @@ where
         }
         Err(error) => {
             tracing::warn!(error = %error, jobs = batch.len(), "batch failed; retrying its writes one by one");
-            for job in batch.drain(..) {
-                let mut single = [job];
-                let result = transact(conn, &mut single).await;
-                let [job] = single;
+            for mut job in batch.drain(..) {
+                job.reset();
+                let result = transact::<DB>(conn, std::slice::from_mut(&mut job)).await;
                 job.finish(result);
             }
         }
     }
 }
 
-async fn transact<DB: Database>(
+async fn transact<DB: ApplyBatch>(
     conn: &mut DB::Connection,
-    jobs: &mut [Box<dyn Job<DB>>],
+    jobs: &mut [Job],
 ) -> Result<(), StoreError>
 where
     DB::Connection: Connection<Database = DB>,
 {
     let mut tx = conn.begin().await?;
-    for job in jobs.iter_mut() {
-        job.run(&mut *tx).await?;
-    }
+    DB::apply(&mut tx, jobs).await?;
     tx.commit().await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use futures_util::future::join_all;
-    use sqlx::Sqlite;
-    use sqlx::sqlite::{SqliteConnection, SqlitePoolOptions};
-
-    use super::*;
-
-    /// A write that only notes when it ran.
-    struct Note {
-        key: Option<&'static str>,
-        ran: Arc<Mutex<Vec<Option<&'static str>>>>,
-    }
-
-    impl WriteOp<Sqlite> for Note {
-        type Output = ();
-
-        fn lock_key(&self) -> Option<&str> {
-            self.key
-        }
-
-        fn apply<'c>(
-            &'c self,
-            _: &'c mut SqliteConnection,
-        ) -> BoxFuture<'c, Result<(), StoreError>> {
-            Box::pin(async move {
-                self.ran
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(self.key);
-                Ok(())
-            })
-        }
-    }
-
-    #[tokio::test]
-    async fn a_batch_takes_its_locks_in_key_order() {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .expect("an in-memory database");
-        let writer = Writer::spawn(pool, 64, 1);
-        let ran = Arc::new(Mutex::new(Vec::new()));
-        let keys = [Some("p3"), None, Some("p1"), Some("p2"), None, Some("p1")];
-        // Queued together, before the writer runs: one batch.
-        let writes = keys.map(|key| {
-            writer.write(Note {
-                key,
-                ran: Arc::clone(&ran),
-            })
-        });
-        for result in join_all(writes).await {
-            assert!(result.is_ok());
-        }
-        let ran = ran.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        assert_eq!(
-            ran,
-            [Some("p1"), Some("p1"), Some("p2"), Some("p3"), None, None]
-        );
-    }
 }

@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use tempfile::TempDir;
 
 use super::*;
-use crate::domain::{Price, ProductName};
+use crate::domain::{Price, ProductName, Quantity};
 use crate::store::StoreOptions;
 
 fn id(raw: &str) -> ProductId {
@@ -54,12 +54,20 @@ async fn reserve(
         .addr
         .send(Reserve {
             order_id,
-            product_id: id(product_id),
-            quantity: units(n),
+            lines: vec![line(product_id, n)],
+            advance_order: false,
         })
         .await
         .unwrap()
         .unwrap()
+        .reservation
+}
+
+fn line(product_id: &str, n: i64) -> Line {
+    Line {
+        product_id: id(product_id),
+        quantity: units(n),
+    }
 }
 
 /// The stock the snapshot shows.
@@ -228,7 +236,10 @@ async fn release_gives_stock_back_exactly_once() {
 
     inventory
         .addr
-        .send(ReleaseReservation(order_id))
+        .send(ReleaseReservation {
+            order_id,
+            then: None,
+        })
         .await
         .unwrap()
         .unwrap();
@@ -237,7 +248,10 @@ async fn release_gives_stock_back_exactly_once() {
 
     inventory
         .addr
-        .send(ReleaseReservation(order_id))
+        .send(ReleaseReservation {
+            order_id,
+            then: None,
+        })
         .await
         .unwrap()
         .unwrap();
@@ -253,13 +267,19 @@ async fn release_after_commit_gives_nothing_back() {
 
     inventory
         .addr
-        .send(CommitReservation(order_id))
+        .send(CommitReservation {
+            order_id,
+            then: None,
+        })
         .await
         .unwrap()
         .unwrap();
     inventory
         .addr
-        .send(ReleaseReservation(order_id))
+        .send(ReleaseReservation {
+            order_id,
+            then: None,
+        })
         .await
         .unwrap()
         .unwrap();
@@ -275,13 +295,19 @@ async fn commit_and_release_without_a_reservation_are_no_ops() {
 
     inventory
         .addr
-        .send(CommitReservation(stranger))
+        .send(CommitReservation {
+            order_id: stranger,
+            then: None,
+        })
         .await
         .unwrap()
         .unwrap();
     inventory
         .addr
-        .send(ReleaseReservation(stranger))
+        .send(ReleaseReservation {
+            order_id: stranger,
+            then: None,
+        })
         .await
         .unwrap()
         .unwrap();
@@ -346,15 +372,15 @@ async fn concurrent_reserves_never_oversell() {
     let replies = join_all((0..50).map(|_| {
         inventory.addr.send(Reserve {
             order_id: OrderId::generate(),
-            product_id: id("tea"),
-            quantity: units(1),
+            lines: vec![line("tea", 1)],
+            advance_order: false,
         })
     }))
     .await;
 
     let replies: Vec<Reservation> = replies
         .into_iter()
-        .map(|reply| reply.unwrap().unwrap())
+        .map(|reply| reply.unwrap().unwrap().reservation)
         .collect();
     let held = replies.iter().filter(|r| **r == Reservation::Held).count();
     let refused = replies
@@ -370,10 +396,7 @@ async fn concurrent_reserves_never_oversell() {
 #[actix_rt::test]
 async fn the_snapshot_never_goes_back_to_an_older_version() {
     let (_dir, _store, inventory) = inventory_with(&[product("tea", "Tea", 350, 5)]).await;
-    let CatalogSource::Snapshot(listings) = &inventory.catalog.source else {
-        panic!("a SQLite inventory publishes a snapshot")
-    };
-    let publish = Publisher(Some(Arc::clone(listings)));
+    let publish = Publisher(Arc::clone(&inventory.catalog.listings));
 
     // The upsert made version 1; two reservations made 2 and 3, whose answers
     // arrive out of order.
@@ -415,10 +438,7 @@ async fn the_snapshot_never_goes_back_to_an_older_version() {
 #[actix_rt::test]
 async fn a_late_upsert_answer_is_not_lost_behind_a_newer_stock_level() {
     let (_dir, _store, inventory) = inventory_with(&[product("tea", "Tea", 350, 5)]).await;
-    let CatalogSource::Snapshot(listings) = &inventory.catalog.source else {
-        panic!("a SQLite inventory publishes a snapshot")
-    };
-    let publish = Publisher(Some(Arc::clone(listings)));
+    let publish = Publisher(Arc::clone(&inventory.catalog.listings));
 
     publish.stock(StockLevel {
         product_id: id("tea"),

@@ -153,12 +153,16 @@ async fn reserved_behind_the_actors_back(store: &Store, order: &Order) -> store:
     store
         .reserve(store::Reserve {
             order_id: order.order_id,
-            product_id: order.product_id.clone(),
-            quantity: order.quantity,
+            lines: vec![store::Line {
+                product_id: order.product_id.clone(),
+                quantity: order.quantity,
+            }],
+            advance_order: false,
             at: Utc::now(),
         })
         .await
         .unwrap()
+        .outcome
 }
 
 /// Moves the order straight in the store, as a run of its saga would.

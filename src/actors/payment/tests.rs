@@ -110,13 +110,19 @@ async fn reserved_order(store: &Store, units: i64) -> Order {
     let reserved = store
         .reserve(store::Reserve {
             order_id: order.order_id,
-            product_id: order.product_id.clone(),
-            quantity: order.quantity,
+            lines: vec![store::Line {
+                product_id: order.product_id.clone(),
+                quantity: order.quantity,
+            }],
+            advance_order: false,
             at: Utc::now(),
         })
         .await
         .unwrap();
-    assert!(matches!(reserved, store::ReserveOutcome::Reserved(_)));
+    assert!(matches!(
+        reserved.outcome,
+        store::ReserveOutcome::Reserved(_)
+    ));
     assert!(
         store
             .advance_order(OrderTransition {
