@@ -85,6 +85,12 @@ pub struct Options {
     #[arg(long)]
     pub server_workers: Option<usize>,
 
+    /// In-process server: its database, `sqlite` (a fresh temporary file) or a
+    /// `postgres://` URL (best a fresh, empty database), so that both backends are
+    /// measured by the same tool.
+    #[arg(long, default_value = "sqlite", value_parser = database)]
+    pub database: String,
+
     /// Target a running deployment instead of starting minimart in-process.
     #[arg(long)]
     pub url: Option<String>,
@@ -207,5 +213,13 @@ fn share(raw: &str) -> Result<f64, String> {
     match raw.parse::<f64>() {
         Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
         _ => Err(format!("{raw:?} is not a share between 0.0 and 1.0")),
+    }
+}
+
+fn database(raw: &str) -> Result<String, String> {
+    if raw == "sqlite" || raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        Ok(raw.to_owned())
+    } else {
+        Err("expected sqlite or a postgres:// URL".to_owned())
     }
 }

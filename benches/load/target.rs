@@ -1,6 +1,6 @@
 //! The server under load: minimart started in this process on its own actix
-//! system thread (a fresh temporary SQLite database, port 0), or a deployment
-//! given by `--url`.
+//! system thread (port 0) on a fresh temporary SQLite database or the Postgres
+//! database given by `--database`, or a deployment given by `--url`.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -20,6 +20,8 @@ pub struct Target {
     /// `http://host:port`, without a trailing slash.
     pub base: String,
     pub admin_token: String,
+    /// What the in-process server runs on: `SQLite` or `Postgres`.
+    backend: &'static str,
     in_process: Option<InProcess>,
 }
 
@@ -40,15 +42,23 @@ impl Target {
             return Ok(Target {
                 base: url.trim_end_matches('/').to_owned(),
                 admin_token: options.admin_token.clone().unwrap_or_default(),
+                backend: "",
                 in_process: None,
             });
         }
 
         let database = tempfile::tempdir()
             .map_err(|e| LoadError::Setup(format!("a temporary directory: {e}")))?;
+        let (backend, database_url) = match options.database.as_str() {
+            "sqlite" => (
+                "SQLite",
+                format!("sqlite://{}", database.path().join("load.db").display()),
+            ),
+            postgres => ("Postgres", postgres.to_owned()),
+        };
         let config = Config {
             addr: "127.0.0.1:0".to_owned(),
-            database_url: format!("sqlite://{}", database.path().join("load.db").display()),
+            database_url,
             admin_token: Some(
                 IN_PROCESS_TOKEN
                     .parse()
@@ -87,6 +97,7 @@ impl Target {
         Ok(Target {
             base: format!("http://{address}"),
             admin_token: IN_PROCESS_TOKEN.to_owned(),
+            backend,
             in_process: Some(InProcess {
                 handle,
                 thread,
@@ -101,7 +112,7 @@ impl Target {
 
     pub fn describe(&self) -> String {
         if self.is_in_process() {
-            format!("in-process minimart on SQLite at {}", self.base)
+            format!("in-process minimart on {} at {}", self.backend, self.base)
         } else {
             self.base.clone()
         }

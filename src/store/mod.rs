@@ -13,6 +13,9 @@ mod sql;
 mod sqlite;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -173,7 +173,7 @@ async fn run<DB: ApplyBatch>(
 }
 
 /// Commits the batch in one transaction, or, when that fails, each job in its own.
-async fn commit<DB: ApplyBatch>(conn: &mut DB::Connection, batch: &mut Vec<Job>)
+pub(super) async fn commit<DB: ApplyBatch>(conn: &mut DB::Connection, batch: &mut Vec<Job>)
 where
     DB::Connection: Connection<Database = DB>,
 {
@@ -195,7 +195,7 @@ where
     }
 }
 
-async fn transact<DB: ApplyBatch>(
+pub(super) async fn transact<DB: ApplyBatch>(
     conn: &mut DB::Connection,
     jobs: &mut [Job],
 ) -> Result<(), StoreError>
