@@ -215,7 +215,8 @@ impl FromStr for OrderStep {
 }
 
 /// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
@@ -239,7 +240,8 @@ impl IdempotencyKey {
 
 /// An anonymous shopper: one browser, known by a cookie. It scopes "my orders";
 /// it is not an account and proves nothing beyond "the same browser".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
 pub struct ShopperId(Uuid);
 
 impl ShopperId {
@@ -270,7 +272,7 @@ impl fmt::Display for ShopperId {
 
 /// One recorded change of an order's step: the outbox row behind live
 /// notifications. `seq` counts from 1 per order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderEvent {
     pub order_id: OrderId,
     pub seq: u32,

@@ -182,7 +182,7 @@ impl From<Stock> for i64 {
 }
 
 /// A product as the catalog shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     pub product_id: ProductId,
     pub product_name: ProductName,

@@ -5,41 +5,35 @@
 //! each include this file as their `batch`, with their own `Db`, `DIALECT` and
 //! `announce`.
 //!
-//! The statements run in a fixed order:
-//!
-//! 1. reservations given back (a declined payment), which names the products
-//!    whose stock comes back;
-//! 2. one read of every product the batch touches, locked in key order on
-//!    Postgres, so that batches committing at once (here or in another instance)
-//!    take product locks in the same order and cannot deadlock;
-//! 3. product upserts;
-//! 4. reservations made before, for the orders that ask again;
-//! 5. stock decided in memory, job by job in arrival order, exactly as if the
-//!    jobs ran one by one; then one write of every product's new stock and one
-//!    insert of every new reservation row (a row per line);
-//! 6. payments, reservations taken for good, new orders;
-//! 7. order moves (each guarded by the step it comes from) and their events;
-//! 8. one announcement of the batch's changes to other instances.
+//! The statements run in a fixed order: reservations given back (a declined
+//! payment), which names the products whose stock comes back; one read of every
+//! product the batch touches, locked in key order on Postgres, so that batches
+//! committing at once (here or in another instance) take product locks in the
+//! same order and cannot deadlock; product upserts; the reservations made
+//! before, for orders that ask again. Stock is then decided in memory, job by job
+//! in arrival order, exactly as if the jobs ran one by one, and written in one
+//! statement, with one insert of the new reservation rows (a row per line). Then
+//! payments, reservations taken for good, new orders, order moves (each guarded
+//! by the step it comes from) with their events, and one announcement of it all.
 //!
 //! What loses a race is a value, not an error: a key used before (`ON CONFLICT
-//! DO NOTHING`, then read back), an order that moved on (the guard). A write
-//! that touches a row another write of the same batch touches (two moves of one
-//! order, two upserts of one product) goes in a later round of the same
-//! statement, as it would one by one.
+//! DO NOTHING`, then read back), an order that moved on (the guard). Writes to
+//! one row in one batch (two moves of an order, two upserts of a product) go in
+//! rounds of the same statement, in the order they arrived.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::{DIALECT, Db, announce};
 use crate::domain::{
-    Order, OrderEvent, OrderId, OrderStep, Payment, ProductId, Quantity, Stock, StockDecision,
+    Order, OrderId, OrderStep, Payment, ProductId, Quantity, Stock, StockDecision,
 };
-use crate::store::dialect::{Id, Time, json};
+use crate::store::dialect::json;
 use crate::store::rows::{OrderRow, PaymentRow};
 use crate::store::writer::{ApplyBatch, Job};
 use crate::store::{
@@ -61,73 +55,95 @@ async fn apply(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), StoreError> {
     let mut stock = lock_products(conn, jobs, &released).await?;
     upsert(conn, jobs, &mut stock, &mut changes).await?;
     let before = decided_before(conn, jobs).await?;
-    let (reservations, moves) = decide(jobs, &mut released, &mut stock, before, &mut changes)?;
-    write_stock(conn, &stock).await?;
-    insert_reservations(conn, &reservations).await?;
+    let (mut moves, reservations) = decide(jobs, &mut released, &mut stock, before, &mut changes)?;
+    write_stock(conn, &stock, &reservations).await?;
     pay(conn, jobs).await?;
     commit_reservations(conn, jobs).await?;
     let placed = create_orders(conn, jobs).await?;
-    move_orders(conn, jobs, placed, moves, &mut changes).await?;
+    move_orders(conn, jobs, placed, &mut moves, &mut changes).await?;
     announce(conn, &changes).await
 }
 
-async fn execute(conn: &mut Conn, template: &'static str, rows: String) -> Result<(), StoreError> {
-    sqlx::query(DIALECT.sql(template))
-        .bind(rows)
-        .execute(&mut *conn)
-        .await?;
+/// The inputs of the jobs of one kind, in arrival order.
+macro_rules! inputs {
+    ($jobs:expr, $kind:ident) => {
+        $jobs
+            .iter()
+            .filter_map(|job| match job {
+                Job::$kind(pending) => Some(&pending.input),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+}
+
+async fn execute<T: Serialize>(
+    conn: &mut Conn,
+    template: &'static str,
+    rows: &[T],
+) -> Result<(), StoreError> {
+    if !rows.is_empty() {
+        let rows = json(rows)?;
+        sqlx::query(DIALECT.sql(template))
+            .bind(rows)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
-async fn fetch<R>(
+async fn fetch<R, T>(
     conn: &mut Conn,
     template: &'static str,
-    rows: String,
+    rows: &[T],
 ) -> Result<Vec<R>, StoreError>
 where
     R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
+    T: Serialize,
 {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = json(rows)?;
     Ok(sqlx::query_as::<Db, R>(DIALECT.sql(template))
         .bind(rows)
         .fetch_all(&mut *conn)
         .await?)
 }
 
-#[derive(Serialize)]
-struct OrderAt {
-    order_id: Id,
-    at: Time,
+/// The ids of the rows a statement returns.
+async fn fetch_ids<T: Serialize>(
+    conn: &mut Conn,
+    template: &'static str,
+    rows: &[T],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let ids: Vec<(Uuid,)> = fetch(conn, template, rows).await?;
+    Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
 #[derive(Serialize)]
 struct OrderKey {
-    order_id: Id,
+    order_id: OrderId,
 }
 
 /// The reservation rows each order's release gave back: (product, units).
 type Released = HashMap<Uuid, Vec<(String, i64)>>;
 
-/// Step 1: Gives back the reservations of declined orders; every settle gets its answer.
+/// Gives back the reservations of declined orders; every settle gets its answer.
 async fn release(conn: &mut Conn, jobs: &mut [Job]) -> Result<Released, StoreError> {
-    let mut rows = Vec::new();
+    let mut declined = Vec::new();
     for job in jobs.iter_mut() {
         if let Job::Settle(settle) = job {
+            let (changed, released, moved) = (false, Vec::new(), None);
             settle.output = Some(Settled {
-                changed: false,
-                released: Vec::new(),
-                moved: None,
+                changed,
+                released,
+                moved,
             });
             if !settle.input.paid {
-                rows.push(OrderAt {
-                    order_id: Id(settle.input.order_id.as_uuid()),
-                    at: Time(settle.input.at),
-                });
+                declined.push(&settle.input);
             }
         }
-    }
-    let mut released = Released::new();
-    if rows.is_empty() {
-        return Ok(released);
     }
     let given_back: Vec<(Uuid, String, i64)> = fetch(
         conn,
@@ -135,9 +151,10 @@ async fn release(conn: &mut Conn, jobs: &mut [Job]) -> Result<Released, StoreErr
          FROM #ROWS(order_id uuid, at time) \
          WHERE reservation.order_id = x.order_id AND reservation.state = 'RESERVED' \
          RETURNING reservation.order_id, reservation.product_id, reservation.quantity",
-        json(&rows)?,
+        &declined,
     )
     .await?;
+    let mut released = Released::new();
     for (order_id, product_id, units) in given_back {
         released
             .entry(order_id)
@@ -154,61 +171,58 @@ struct Level {
     changed: bool,
 }
 
-/// Step 2: Reads (and on Postgres locks, in key order) every product the batch touches.
+fn level((stock, version): (i64, i64)) -> Level {
+    let changed = false;
+    Level {
+        stock,
+        version,
+        changed,
+    }
+}
+
+/// Reads (and on Postgres locks, in key order) every product the batch touches.
 async fn lock_products(
     conn: &mut Conn,
     jobs: &[Job],
     released: &Released,
 ) -> Result<HashMap<String, Level>, StoreError> {
-    let mut ids: Vec<&str> = released
-        .values()
-        .flatten()
-        .map(|(product_id, _)| product_id.as_str())
-        .collect();
-    for job in jobs {
-        match job {
-            Job::Upsert(upsert) => ids.push(upsert.input.product_id.as_str()),
-            Job::Reserve(reserve) => {
-                ids.extend(reserve.input.lines.iter().map(|l| l.product_id.as_str()))
-            }
-            _ => {}
-        }
-    }
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    ids.sort_unstable();
-    ids.dedup();
     #[derive(Serialize)]
     struct Key<'a> {
         product_id: &'a str,
     }
-    let keys: Vec<Key<'_>> = ids
-        .into_iter()
-        .map(|product_id| Key { product_id })
+    let mut keys: Vec<Key<'_>> = released
+        .values()
+        .flatten()
+        .map(|(id, _)| Key { product_id: id })
         .collect();
+    for job in jobs {
+        match job {
+            Job::Upsert(upsert) => keys.push(Key {
+                product_id: upsert.input.product_id.as_str(),
+            }),
+            Job::Reserve(reserve) => keys.extend(reserve.input.lines.iter().map(|line| Key {
+                product_id: line.product_id.as_str(),
+            })),
+            _ => {}
+        }
+    }
+    keys.sort_unstable_by_key(|key| key.product_id);
+    keys.dedup_by_key(|key| key.product_id);
     let rows: Vec<(String, i64, i64)> = fetch(
         conn,
         "SELECT product_id, stock, version FROM product \
          WHERE product_id IN (SELECT product_id FROM #ROWS(product_id text)) \
          ORDER BY product_id #LOCK",
-        json(&keys)?,
+        &keys,
     )
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(product_id, stock, version)| {
-            let level = Level {
-                stock,
-                version,
-                changed: false,
-            };
-            (product_id, level)
-        })
+        .map(|(id, stock, version)| (id, level((stock, version))))
         .collect())
 }
 
-/// Step 3: Creates or replaces products.
+/// Creates or replaces products.
 async fn upsert(
     conn: &mut Conn,
     jobs: &mut [Job],
@@ -217,36 +231,29 @@ async fn upsert(
 ) -> Result<(), StoreError> {
     #[derive(Serialize)]
     struct Row<'a> {
-        product_id: &'a str,
-        product_name: &'a str,
-        price: i64,
-        stock: i64,
-        at: Time,
+        #[serde(flatten)]
+        product: &'a crate::domain::Product,
+        at: DateTime<Utc>,
     }
-    let upserts: Vec<(usize, String)> = jobs
-        .iter()
-        .enumerate()
+    let upserts: Vec<(usize, ProductId)> = (jobs.iter().enumerate())
         .filter_map(|(i, job)| match job {
-            Job::Upsert(upsert) => Some((i, upsert.input.product_id.as_str().to_owned())),
+            Job::Upsert(upsert) => Some((i, upsert.input.product_id.clone())),
             _ => None,
         })
         .collect();
-    let at = Time(Utc::now());
-    for round in rounds(upserts, |(_, product_id)| product_id.clone()) {
+    let at = Utc::now();
+    for round in rounds(upserts, |(_, id)| id.clone()) {
         let rows: Vec<Row<'_>> = round
             .iter()
             .filter_map(|&(i, _)| match &jobs[i] {
                 Job::Upsert(upsert) => Some(Row {
-                    product_id: upsert.input.product_id.as_str(),
-                    product_name: upsert.input.product_name.as_str(),
-                    price: upsert.input.price.money().cents(),
-                    stock: upsert.input.stock.units(),
+                    product: &upsert.input,
                     at,
                 }),
                 _ => None,
             })
             .collect();
-        let versions: HashMap<String, i64> = fetch::<(String, i64)>(
+        let versions: HashMap<String, i64> = fetch::<(String, i64), _>(
             conn,
             "INSERT INTO product (product_id, product_name, price, stock, version, updated_at) \
              SELECT product_id, product_name, price, stock, 1, at \
@@ -255,7 +262,7 @@ async fn upsert(
              price = excluded.price, stock = excluded.stock, version = product.version + 1, \
              updated_at = excluded.updated_at \
              RETURNING product_id, version",
-            json(&rows)?,
+            &rows,
         )
         .await?
         .into_iter()
@@ -264,22 +271,13 @@ async fn upsert(
             let Job::Upsert(upsert) = &mut jobs[i] else {
                 continue;
             };
-            let product = &upsert.input;
+            let product = upsert.input.clone();
             let version = *versions
                 .get(product.product_id.as_str())
                 .ok_or(StoreError::NotApplied)?;
-            let row = StockedProduct {
-                product: product.clone(),
-                version,
-            };
-            stock.insert(
-                product.product_id.as_str().to_owned(),
-                Level {
-                    stock: product.stock.units(),
-                    version,
-                    changed: false,
-                },
-            );
+            let id = product.product_id.as_str().to_owned();
+            stock.insert(id, level((product.stock.units(), version)));
+            let row = StockedProduct { product, version };
             changes.products.push(ProductChange::Product(row.clone()));
             upsert.output = Some(row);
         }
@@ -287,28 +285,17 @@ async fn upsert(
     Ok(())
 }
 
-/// Step 4: What was decided before for the orders that ask for stock.
+/// What was decided before for the orders that ask for stock.
 async fn decided_before(
     conn: &mut Conn,
     jobs: &[Job],
 ) -> Result<HashMap<Uuid, ReservationState>, StoreError> {
-    let keys: Vec<OrderKey> = jobs
-        .iter()
-        .filter_map(|job| match job {
-            Job::Reserve(reserve) => Some(OrderKey {
-                order_id: Id(reserve.input.order_id.as_uuid()),
-            }),
-            _ => None,
-        })
-        .collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
+    let reserves = inputs!(jobs, Reserve);
     let rows: Vec<(Uuid, String)> = fetch(
         conn,
         "SELECT order_id, state FROM reservation \
          WHERE order_id IN (SELECT order_id FROM #ROWS(order_id uuid))",
-        json(&keys)?,
+        &reserves,
     )
     .await?;
     rows.into_iter()
@@ -316,166 +303,189 @@ async fn decided_before(
         .collect()
 }
 
+/// An order's move, for the job at `job`: to `step`, from the step before it.
 #[derive(Serialize)]
-struct ReservationRow {
-    order_id: Id,
-    product_id: String,
-    quantity: i64,
-    state: &'static str,
-    at: Time,
-}
-
-/// An order's move, guarded by the step it comes from, for the job at `job`.
 struct Move {
+    #[serde(skip)]
     job: usize,
     order_id: OrderId,
-    step: OrderStep,
+    from_step: Option<&'static str>,
+    step: &'static str,
+    status: &'static str,
     reason: Option<String>,
-    at: Time,
+    at: DateTime<Utc>,
 }
 
-/// Step 5: Decides stock job by job, in arrival order: releases add, reservations take
-/// every line or none. Answers the reservation rows to insert and the moves the
-/// decisions lead to.
+impl Move {
+    fn new(
+        job: usize,
+        order_id: OrderId,
+        to: OrderStep,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Move {
+        let from_step = to.previous().map(OrderStep::as_str);
+        let (step, status) = (to.as_str(), to.status().as_str());
+        Move {
+            job,
+            order_id,
+            from_step,
+            step,
+            status,
+            reason,
+            at,
+        }
+    }
+}
+
+/// A reservation row decided now: one per product of an order.
+#[derive(Serialize)]
+struct ReservationRow {
+    order_id: OrderId,
+    product_id: ProductId,
+    quantity: i64,
+    state: &'static str,
+    at: DateTime<Utc>,
+}
+
+/// Decides stock job by job, in arrival order: releases give back, reservations
+/// take every line or none (refusals are recorded too). Answers the moves the
+/// decisions lead to, and the reservation rows to insert.
 fn decide(
     jobs: &mut [Job],
     released: &mut Released,
     stock: &mut HashMap<String, Level>,
     mut decided: HashMap<Uuid, ReservationState>,
     changes: &mut Changes,
-) -> Result<(Vec<ReservationRow>, Vec<Move>), StoreError> {
-    let mut rows = Vec::new();
-    let mut moves = Vec::new();
+) -> Result<(Vec<Move>, Vec<ReservationRow>), StoreError> {
+    let (mut moves, mut rows) = (Vec::new(), Vec::new());
     for (index, job) in jobs.iter_mut().enumerate() {
-        match job {
+        let (order_id, then, at) = match job {
             Job::Settle(settle) => {
-                let order_id = settle.input.order_id;
-                let given_back = released.remove(&order_id.as_uuid());
-                let Some(settled) = settle.output.as_mut() else {
-                    continue;
-                };
-                for (product_id, units) in given_back.into_iter().flatten() {
-                    let level = stock.get_mut(&product_id).ok_or_else(|| {
-                        corrupt("reservation", "of a product that does not exist")
-                    })?;
-                    level.stock += units;
-                    level.version += 1;
-                    level.changed = true;
-                    let level = stock_level(&product_id, level)?;
-                    changes.products.push(ProductChange::Stock(level.clone()));
-                    settled.changed = true;
-                    settled.released.push(level);
+                let given_back = released.remove(&settle.input.order_id.as_uuid());
+                if let Some(settled) = settle.output.as_mut() {
+                    for (product_id, units) in given_back.into_iter().flatten() {
+                        let level = take(stock, &product_id, -units)?;
+                        changes.products.push(ProductChange::Stock(level.clone()));
+                        settled.changed = true;
+                        settled.released.push(level);
+                    }
                 }
-                if let Some(then) = &settle.input.then {
-                    moves.push(Move {
-                        job: index,
-                        order_id,
-                        step: then.step,
-                        reason: then.reason.clone(),
-                        at: Time(settle.input.at),
-                    });
-                }
+                let then = settle
+                    .input
+                    .then
+                    .clone()
+                    .map(|then| (then.step, then.reason));
+                (settle.input.order_id, then, settle.input.at)
             }
             Job::Reserve(reserve) => {
                 let input = &reserve.input;
-                let order_id = input.order_id.as_uuid();
-                let wanted = wanted(&input.lines);
-                let outcome = if let Some(state) = decided.get(&order_id) {
-                    ReserveOutcome::AlreadyDecided(*state)
-                } else if let Some((product_id, _)) = wanted
-                    .iter()
-                    .find(|(product_id, _)| !stock.contains_key(product_id.as_str()))
-                {
-                    ReserveOutcome::UnknownProduct((*product_id).clone())
-                } else {
-                    let short = wanted.iter().find(|(product_id, units)| {
-                        stock
-                            .get(product_id.as_str())
-                            .is_some_and(|level| level.stock < *units)
-                    });
-                    let state = match short {
-                        Some(_) => ReservationState::Refused,
-                        None => ReservationState::Reserved,
-                    };
-                    decided.insert(order_id, state);
-                    rows.extend(wanted.iter().map(|(product_id, units)| ReservationRow {
-                        order_id: Id(order_id),
-                        product_id: product_id.as_str().to_owned(),
-                        quantity: *units,
-                        state: state.as_str(),
-                        at: Time(input.at),
-                    }));
-                    match short {
-                        Some((product_id, units)) => ReserveOutcome::Insufficient {
-                            product_id: (*product_id).clone(),
-                            requested: Quantity::parse(*units)
-                                .map_err(|e| corrupt("quantity", e))?,
-                            available: Stock::saturating(
-                                stock
-                                    .get(product_id.as_str())
-                                    .map_or(0, |level| level.stock),
-                            ),
-                        },
-                        None => {
-                            let mut levels = Vec::with_capacity(wanted.len());
-                            for (product_id, units) in &wanted {
-                                let Some(level) = stock.get_mut(product_id.as_str()) else {
-                                    continue;
-                                };
-                                level.stock -= units;
-                                level.version += 1;
-                                level.changed = true;
-                                let level = stock_level(product_id.as_str(), level)?;
-                                changes.products.push(ProductChange::Stock(level.clone()));
-                                levels.push(level);
-                            }
-                            ReserveOutcome::Reserved(levels)
-                        }
-                    }
-                };
-                if input.advance_order {
-                    let (step, reason) = decision(&outcome, &input.lines).next_step();
-                    moves.push(Move {
-                        job: index,
-                        order_id: input.order_id,
-                        step,
-                        reason,
-                        at: Time(input.at),
-                    });
-                }
+                let outcome = reserve_lines(input, stock, &mut decided, &mut rows, changes)?;
+                let then = input
+                    .advance_order
+                    .then(|| decision(&outcome, &input.lines).next_step());
                 reserve.output = Some(Reserved {
                     outcome,
                     moved: None,
                 });
+                (input.order_id, then, input.at)
             }
             Job::Advance(advance) => {
-                let input = &advance.input;
                 advance.output = Some(None);
-                moves.push(Move {
-                    job: index,
-                    order_id: input.order_id,
-                    step: input.step,
-                    reason: input.reason.clone(),
-                    at: Time(input.at),
-                });
+                let input = &advance.input;
+                (
+                    input.order_id,
+                    Some((input.step, input.reason.clone())),
+                    input.at,
+                )
             }
-            _ => {}
+            _ => continue,
+        };
+        if let Some((step, reason)) = then {
+            moves.push(Move::new(index, order_id, step, reason, at));
         }
     }
-    Ok((rows, moves))
+    Ok((moves, rows))
 }
 
-/// The units an order wants of each product, its lines added up per product.
-fn wanted(lines: &[Line]) -> Vec<(&ProductId, i64)> {
+/// Takes `units` of the product's stock (gives back when negative).
+fn take(
+    stock: &mut HashMap<String, Level>,
+    product_id: &str,
+    units: i64,
+) -> Result<StockLevel, StoreError> {
+    let level = stock
+        .get_mut(product_id)
+        .ok_or_else(|| corrupt("reservation", format!("of unknown product {product_id:?}")))?;
+    level.stock -= units;
+    level.version += 1;
+    level.changed = true;
+    Ok(StockLevel {
+        product_id: ProductId::parse(product_id).map_err(|e| corrupt("product_id", e))?,
+        stock: Stock::saturating(level.stock),
+        version: level.version,
+    })
+}
+
+/// Decides one order's stock: as decided before, or every line's units now, or
+/// none. The decision is noted in `decided` and, unless the product is unknown,
+/// recorded as reservation rows (one per product) with the stock.
+fn reserve_lines(
+    reserve: &crate::store::Reserve,
+    stock: &mut HashMap<String, Level>,
+    decided: &mut HashMap<Uuid, ReservationState>,
+    rows: &mut Vec<ReservationRow>,
+    changes: &mut Changes,
+) -> Result<ReserveOutcome, StoreError> {
+    let (order_id, lines) = (reserve.order_id, &reserve.lines);
+    if let Some(state) = decided.get(&order_id.as_uuid()) {
+        return Ok(ReserveOutcome::AlreadyDecided(*state));
+    }
+    // The units wanted of each product, its lines added up.
     let mut wanted: Vec<(&ProductId, i64)> = Vec::with_capacity(lines.len());
     for line in lines {
-        let units = i64::from(line.quantity);
         match wanted.iter_mut().find(|(id, _)| **id == line.product_id) {
-            Some((_, total)) => *total += units,
-            None => wanted.push((&line.product_id, units)),
+            Some((_, total)) => *total += i64::from(line.quantity),
+            None => wanted.push((&line.product_id, i64::from(line.quantity))),
         }
     }
-    wanted
+    let level = |id: &ProductId| stock.get(id.as_str());
+    if let Some((unknown, _)) = wanted.iter().find(|(id, _)| level(id).is_none()) {
+        return Ok(ReserveOutcome::UnknownProduct((*unknown).clone()));
+    }
+    let short = wanted
+        .iter()
+        .find(|(id, units)| level(id).is_some_and(|l| l.stock < *units));
+    let outcome = match short {
+        Some((id, units)) => ReserveOutcome::Insufficient {
+            product_id: (*id).clone(),
+            requested: Quantity::parse(*units).map_err(|e| corrupt("quantity", e))?,
+            available: Stock::saturating(level(id).map_or(0, |l| l.stock)),
+        },
+        None => {
+            let mut levels = Vec::with_capacity(wanted.len());
+            for (id, units) in &wanted {
+                let level = take(stock, id.as_str(), *units)?;
+                changes.products.push(ProductChange::Stock(level.clone()));
+                levels.push(level);
+            }
+            ReserveOutcome::Reserved(levels)
+        }
+    };
+    let state = if short.is_some() {
+        ReservationState::Refused
+    } else {
+        ReservationState::Reserved
+    };
+    decided.insert(order_id.as_uuid(), state);
+    rows.extend(wanted.into_iter().map(|(id, units)| ReservationRow {
+        order_id,
+        product_id: id.clone(),
+        quantity: units,
+        state: state.as_str(),
+        at: reserve.at,
+    }));
+    Ok(outcome)
 }
 
 /// The decision in the saga's terms.
@@ -504,24 +514,23 @@ fn decision(outcome: &ReserveOutcome, lines: &[Line]) -> StockDecision {
     }
 }
 
-fn stock_level(product_id: &str, level: &Level) -> Result<StockLevel, StoreError> {
-    Ok(StockLevel {
-        product_id: ProductId::parse(product_id).map_err(|e| corrupt("product_id", e))?,
-        stock: Stock::saturating(level.stock),
-        version: level.version,
-    })
-}
-
-/// Step 5: Writes every changed product's stock at once.
-async fn write_stock(conn: &mut Conn, stock: &HashMap<String, Level>) -> Result<(), StoreError> {
+/// Writes every changed product's stock, and the reservations decided now, at
+/// once. The reservation's key (order, product) is the backstop: a second
+/// decision for an order (another instance's) fails the batch, which is then
+/// retried job by job.
+async fn write_stock(
+    conn: &mut Conn,
+    stock: &HashMap<String, Level>,
+    reservations: &[ReservationRow],
+) -> Result<(), StoreError> {
     #[derive(Serialize)]
     struct Row<'a> {
         product_id: &'a str,
         stock: i64,
         version: i64,
-        at: Time,
+        at: DateTime<Utc>,
     }
-    let at = Time(Utc::now());
+    let at = Utc::now();
     let rows: Vec<Row<'_>> = stock
         .iter()
         .filter(|(_, level)| level.changed)
@@ -532,99 +541,51 @@ async fn write_stock(conn: &mut Conn, stock: &HashMap<String, Level>) -> Result<
             at,
         })
         .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
     execute(
         conn,
         "UPDATE product SET stock = x.stock, version = x.version, updated_at = x.at \
          FROM #ROWS(product_id text, stock int, version int, at time) \
          WHERE product.product_id = x.product_id",
-        json(&rows)?,
+        &rows,
     )
-    .await
-}
-
-/// Step 5: Records the reservations decided now, reserved or refused. The primary key
-/// (order, product) is the backstop: a second decision for an order (another
-/// instance's) fails the batch, which is then retried job by job.
-async fn insert_reservations(conn: &mut Conn, rows: &[ReservationRow]) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
+    .await?;
     execute(
         conn,
         "INSERT INTO reservation (order_id, product_id, quantity, state, updated_at) \
          SELECT order_id, product_id, quantity, state, at \
          FROM #ROWS(order_id uuid, product_id text, quantity int, state text, at time)",
-        json(rows)?,
+        reservations,
     )
     .await
 }
 
-/// Step 6: Records payments; an order that has one already gets that one back.
+/// Records payments; an order that has one already gets that one back.
 async fn pay(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), StoreError> {
-    #[derive(Serialize)]
-    struct Row {
-        payment_id: Id,
-        order_id: Id,
-        total_amount: i64,
-        status: &'static str,
-        created_at: Time,
-    }
-    let rows: Vec<Row> = jobs
-        .iter()
-        .filter_map(|job| match job {
-            Job::Pay(pay) => Some(Row {
-                payment_id: Id(pay.input.payment_id.as_uuid()),
-                order_id: Id(pay.input.order_id.as_uuid()),
-                total_amount: pay.input.total_amount.cents(),
-                status: pay.input.status.as_str(),
-                created_at: Time(pay.input.created_at),
-            }),
-            _ => None,
-        })
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let inserted: HashSet<Uuid> = fetch::<(Uuid,)>(
+    let payments = inputs!(jobs, Pay);
+    let inserted = fetch_ids(
         conn,
         "INSERT INTO payment (payment_id, order_id, total_amount, status, created_at) \
          SELECT payment_id, order_id, total_amount, status, created_at \
          FROM #ROWS(payment_id uuid, order_id uuid, total_amount int, status text, created_at time) \
          WHERE true ON CONFLICT (order_id) DO NOTHING RETURNING payment_id",
-        json(&rows)?,
+        &payments,
     )
-    .await?
-    .into_iter()
-    .map(|(id,)| id)
-    .collect();
-    let lost: Vec<OrderKey> = jobs
-        .iter()
-        .filter_map(|job| match job {
-            Job::Pay(pay) if !inserted.contains(&pay.input.payment_id.as_uuid()) => {
-                Some(OrderKey {
-                    order_id: Id(pay.input.order_id.as_uuid()),
-                })
-            }
-            _ => None,
-        })
+    .await?;
+    let lost: Vec<&Payment> = payments
+        .into_iter()
+        .filter(|p| !inserted.contains(&p.payment_id.as_uuid()))
         .collect();
-    let mut existing = HashMap::new();
-    if !lost.is_empty() {
-        let rows: Vec<PaymentRow> = fetch(
-            conn,
-            "SELECT payment_id, order_id, total_amount, status, created_at FROM payment \
-             WHERE order_id IN (SELECT order_id FROM #ROWS(order_id uuid))",
-            json(&lost)?,
-        )
-        .await?;
-        for row in rows {
-            let payment = Payment::try_from(row)?;
-            existing.insert(payment.order_id, payment);
-        }
-    }
+    let existing: Vec<PaymentRow> = fetch(
+        conn,
+        "SELECT payment_id, order_id, total_amount, status, created_at FROM payment \
+         WHERE order_id IN (SELECT order_id FROM #ROWS(order_id uuid))",
+        &lost,
+    )
+    .await?;
+    let existing: HashMap<OrderId, Payment> = existing
+        .into_iter()
+        .map(|row| Payment::try_from(row).map(|payment| (payment.order_id, payment)))
+        .collect::<Result<_, _>>()?;
     for job in jobs.iter_mut() {
         if let Job::Pay(pay) = job {
             pay.output = if inserted.contains(&pay.input.payment_id.as_uuid()) {
@@ -637,33 +598,21 @@ async fn pay(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Step 6: Takes the paid orders' reserved stock for good.
+/// Takes the paid orders' reserved stock for good.
 async fn commit_reservations(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), StoreError> {
-    let rows: Vec<OrderAt> = jobs
-        .iter()
-        .filter_map(|job| match job {
-            Job::Settle(settle) if settle.input.paid => Some(OrderAt {
-                order_id: Id(settle.input.order_id.as_uuid()),
-                at: Time(settle.input.at),
-            }),
-            _ => None,
-        })
+    let paid: Vec<_> = inputs!(jobs, Settle)
+        .into_iter()
+        .filter(|settle| settle.paid)
         .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let committed: HashSet<Uuid> = fetch::<(Uuid,)>(
+    let committed = fetch_ids(
         conn,
         "UPDATE reservation SET state = 'COMMITTED', updated_at = x.at \
          FROM #ROWS(order_id uuid, at time) \
          WHERE reservation.order_id = x.order_id AND reservation.state = 'RESERVED' \
          RETURNING reservation.order_id",
-        json(&rows)?,
+        &paid,
     )
-    .await?
-    .into_iter()
-    .map(|(id,)| id)
-    .collect();
+    .await?;
     for job in jobs.iter_mut() {
         if let Job::Settle(settle) = job
             && settle.input.paid
@@ -676,90 +625,40 @@ async fn commit_reservations(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), St
     Ok(())
 }
 
-/// Step 6: Stores new orders; a key used before answers the order it made. Answers
-/// the orders created now, whose first event is still to be recorded.
+/// Stores new orders; a key used before answers the order it made. Answers the
+/// orders created now, whose first event is still to be recorded.
 async fn create_orders(conn: &mut Conn, jobs: &mut [Job]) -> Result<Vec<Order>, StoreError> {
-    #[derive(Serialize)]
-    struct Row<'a> {
-        order_id: Id,
-        product_id: &'a str,
-        quantity: i64,
-        total_amount: i64,
-        step: &'static str,
-        status: &'static str,
-        idempotency_key: Option<&'a str>,
-        shopper_id: Option<Id>,
-        at: Time,
-    }
-    let rows: Vec<Row<'_>> = jobs
-        .iter()
-        .filter_map(|job| match job {
-            Job::Create(create) => {
-                let order = &create.input;
-                Some(Row {
-                    order_id: Id(order.order_id.as_uuid()),
-                    product_id: order.product_id.as_str(),
-                    quantity: i64::from(order.quantity),
-                    total_amount: order.total_amount.cents(),
-                    step: OrderStep::Placed.as_str(),
-                    status: OrderStep::Placed.status().as_str(),
-                    idempotency_key: order.idempotency_key.as_ref().map(|key| key.as_str()),
-                    shopper_id: order.shopper_id.map(|shopper| Id(shopper.as_uuid())),
-                    at: Time(order.at),
-                })
-            }
-            _ => None,
-        })
-        .collect();
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let inserted: HashSet<Uuid> = fetch::<(Uuid,)>(
+    let orders = inputs!(jobs, Create);
+    let inserted = fetch_ids(
         conn,
         "INSERT INTO shop_order (order_id, product_id, quantity, total_amount, step, status, \
          idempotency_key, shopper_id, created_at, updated_at) \
-         SELECT order_id, product_id, quantity, total_amount, step, status, idempotency_key, \
-         shopper_id, at, at \
-         FROM #ROWS(order_id uuid, product_id text, quantity int, total_amount int, step text, \
-         status text, idempotency_key text, shopper_id uuid, at time) \
+         SELECT order_id, product_id, quantity, total_amount, 'PLACED', 'PENDING', \
+         idempotency_key, shopper_id, at, at \
+         FROM #ROWS(order_id uuid, product_id text, quantity int, total_amount int, \
+         idempotency_key text, shopper_id uuid, at time) \
          WHERE true ON CONFLICT (idempotency_key) DO NOTHING RETURNING order_id",
-        json(&rows)?,
+        &orders,
     )
-    .await?
-    .into_iter()
-    .map(|(id,)| id)
-    .collect();
-    #[derive(Serialize)]
-    struct Key<'a> {
-        idempotency_key: &'a str,
-    }
-    let lost: Vec<Key<'_>> = rows
-        .iter()
-        .filter(|row| !inserted.contains(&row.order_id.0))
-        .filter_map(|row| {
-            row.idempotency_key
-                .map(|idempotency_key| Key { idempotency_key })
+    .await?;
+    let lost: Vec<_> = orders
+        .into_iter()
+        .filter(|order| {
+            !inserted.contains(&order.order_id.as_uuid()) && order.idempotency_key.is_some()
         })
         .collect();
-    let mut existing: HashMap<String, Order> = HashMap::new();
-    if !lost.is_empty() {
-        let rows: Vec<(Option<String>, OrderRow)> = fetch::<KeyedOrderRow>(
-            conn,
-            "SELECT idempotency_key, order_id, product_id, quantity, total_amount, step, reason, \
-             created_at, updated_at FROM shop_order \
-             WHERE idempotency_key IN (SELECT idempotency_key FROM #ROWS(idempotency_key text))",
-            json(&lost)?,
-        )
-        .await?
+    let existing: Vec<KeyedOrderRow> = fetch(
+        conn,
+        "SELECT idempotency_key, order_id, product_id, quantity, total_amount, step, reason, \
+         created_at, updated_at FROM shop_order \
+         WHERE idempotency_key IN (SELECT idempotency_key FROM #ROWS(idempotency_key text))",
+        &lost,
+    )
+    .await?;
+    let existing: HashMap<Option<String>, Order> = existing
         .into_iter()
-        .map(|row| (row.idempotency_key, row.order))
-        .collect();
-        for (key, row) in rows {
-            if let Some(key) = key {
-                existing.insert(key, Order::try_from(row)?);
-            }
-        }
-    }
+        .map(|row| Order::try_from(row.order).map(|order| (row.idempotency_key, order)))
+        .collect::<Result<_, _>>()?;
     let mut placed = Vec::new();
     for job in jobs.iter_mut() {
         let Job::Create(create) = job else { continue };
@@ -778,10 +677,12 @@ async fn create_orders(conn: &mut Conn, jobs: &mut [Job]) -> Result<Vec<Order>, 
             placed.push(created.clone());
             Some(CreateOrderOutcome::Created(created))
         } else {
-            order
+            let key = order
                 .idempotency_key
                 .as_ref()
-                .and_then(|key| existing.get(key.as_str()))
+                .map(|key| key.as_str().to_owned());
+            existing
+                .get(&key)
                 .cloned()
                 .map(CreateOrderOutcome::Existing)
         };
@@ -796,153 +697,78 @@ struct KeyedOrderRow {
     order: OrderRow,
 }
 
-/// Step 7: Moves orders along the saga's arrows, each only from the step before the
-/// one it moves to, and records an event for each move and each new order.
+/// Moves orders along the saga's arrows, each only from the step before the one
+/// it moves to, and records an event for each move and each new order, numbered
+/// on from the order's last.
 async fn move_orders(
     conn: &mut Conn,
     jobs: &mut [Job],
     placed: Vec<Order>,
-    moves: Vec<Move>,
+    moves: &mut Vec<Move>,
     changes: &mut Changes,
 ) -> Result<(), StoreError> {
-    #[derive(Serialize)]
-    struct MoveRow<'a> {
-        order_id: Id,
-        from_step: &'static str,
-        step: &'static str,
-        status: &'static str,
-        reason: Option<&'a str>,
-        at: Time,
-    }
-    #[derive(Serialize)]
-    struct EventRow<'a> {
-        order_id: Id,
-        step: &'static str,
-        status: &'static str,
-        reason: Option<&'a str>,
-        at: Time,
-    }
-    // A move to PLACED has no arrow into it: it moves nothing.
-    let moves: Vec<Move> = moves
-        .into_iter()
-        .filter(|m| m.step.previous().is_some())
-        .collect();
-    let mut rounds = rounds(moves, |m| m.order_id);
+    // PLACED has no arrow into it: a move there moves nothing.
+    moves.retain(|m| m.from_step.is_some());
+    let mut rounds = rounds(std::mem::take(moves), |m| m.order_id);
     if rounds.is_empty() && !placed.is_empty() {
         rounds.push(Vec::new());
     }
     let mut placed = Some(placed);
     for round in rounds {
-        let rows: Vec<MoveRow<'_>> = round
-            .iter()
-            .filter_map(|m| {
-                Some(MoveRow {
-                    order_id: Id(m.order_id.as_uuid()),
-                    from_step: m.step.previous()?.as_str(),
-                    step: m.step.as_str(),
-                    status: m.step.status().as_str(),
-                    reason: m.reason.as_deref(),
-                    at: m.at,
-                })
-            })
-            .collect();
-        let moved: HashSet<Uuid> = if rows.is_empty() {
-            HashSet::new()
-        } else {
-            fetch::<(Uuid,)>(
-                conn,
-                "UPDATE shop_order SET step = x.step, status = x.status, reason = x.reason, \
-                 updated_at = x.at \
-                 FROM #ROWS(order_id uuid, from_step text, step text, status text, reason text, at time) \
-                 WHERE shop_order.order_id = x.order_id AND shop_order.step = x.from_step \
-                 RETURNING shop_order.order_id",
-                json(&rows)?,
-            )
-            .await?
-            .into_iter()
-            .map(|(id,)| id)
-            .collect()
-        };
-        let mut events: Vec<OrderEvent> = placed
+        let rows = &round;
+        let moved = fetch_ids(
+            conn,
+            "UPDATE shop_order SET step = x.step, status = x.status, reason = x.reason, \
+             updated_at = x.at \
+             FROM #ROWS(order_id uuid, from_step text, step text, status text, reason text, at time) \
+             WHERE shop_order.order_id = x.order_id AND shop_order.step = x.from_step \
+             RETURNING shop_order.order_id",
+            rows,
+        )
+        .await?;
+        // The event is the order's new step as its row now has it.
+        let placed = placed
             .take()
             .unwrap_or_default()
             .into_iter()
-            .map(|order| OrderEvent {
-                order_id: order.order_id,
-                seq: 0,
-                step: OrderStep::Placed,
-                reason: None,
-                at: order.created_at,
-            })
-            .collect();
-        let moved_here: Vec<&Move> = round
-            .iter()
+            .map(|o| o.order_id);
+        let jobs_moved: HashMap<OrderId, usize> = (round.iter())
             .filter(|m| moved.contains(&m.order_id.as_uuid()))
+            .map(|m| (m.order_id, m.job))
             .collect();
-        events.extend(moved_here.iter().map(|m| OrderEvent {
-            order_id: m.order_id,
-            seq: 0,
-            step: m.step,
-            reason: m.reason.clone(),
-            at: m.at.0,
-        }));
-        if events.is_empty() {
-            continue;
-        }
-        let rows: Vec<EventRow<'_>> = events
-            .iter()
-            .map(|event| EventRow {
-                order_id: Id(event.order_id.as_uuid()),
-                step: event.step.as_str(),
-                status: event.step.status().as_str(),
-                reason: event.reason.as_deref(),
-                at: Time(event.at),
-            })
+        let keys: Vec<OrderKey> = (placed.chain(jobs_moved.keys().copied()))
+            .map(|order_id| OrderKey { order_id })
             .collect();
-        let seqs: HashMap<Uuid, i64> = fetch::<(Uuid, i64)>(
+        let events: Vec<crate::store::rows::EventRow> = fetch(
             conn,
             "INSERT INTO order_event (order_id, seq, step, status, reason, at) \
-             SELECT order_id, \
-             (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM order_event e WHERE e.order_id = x.order_id), \
-             step, status, reason, at \
-             FROM #ROWS(order_id uuid, step text, status text, reason text, at time) \
-             RETURNING order_id, seq",
-            json(&rows)?,
+             SELECT o.order_id, \
+             (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM order_event e WHERE e.order_id = o.order_id), \
+             o.step, o.status, o.reason, o.updated_at FROM shop_order o \
+             WHERE o.order_id IN (SELECT order_id FROM #ROWS(order_id uuid)) \
+             RETURNING order_id, seq, step, reason, at",
+            &keys,
         )
-        .await?
-        .into_iter()
-        .collect();
-        for mut event in events {
-            let seq = seqs
-                .get(&event.order_id.as_uuid())
-                .ok_or(StoreError::NotApplied)?;
-            event.seq = u32::try_from(*seq).map_err(|e| corrupt("seq", e))?;
-            changes.events.push(event);
-        }
-        for m in moved_here {
-            let Some(event) = changes
-                .events
-                .iter()
-                .rev()
-                .find(|event| event.order_id == m.order_id)
-                .cloned()
-            else {
-                continue;
-            };
-            match &mut jobs[m.job] {
-                Job::Reserve(reserve) => {
-                    if let Some(reserved) = reserve.output.as_mut() {
-                        reserved.moved = Some(event);
+        .await?;
+        for event in events {
+            let event = crate::domain::OrderEvent::try_from(event)?;
+            if let Some(&job) = jobs_moved.get(&event.order_id) {
+                match &mut jobs[job] {
+                    Job::Reserve(reserve) => {
+                        if let Some(reserved) = reserve.output.as_mut() {
+                            reserved.moved = Some(event.clone());
+                        }
                     }
-                }
-                Job::Settle(settle) => {
-                    if let Some(settled) = settle.output.as_mut() {
-                        settled.moved = Some(event);
+                    Job::Settle(settle) => {
+                        if let Some(settled) = settle.output.as_mut() {
+                            settled.moved = Some(event.clone());
+                        }
                     }
+                    Job::Advance(advance) => advance.output = Some(Some(event.clone())),
+                    _ => {}
                 }
-                Job::Advance(advance) => advance.output = Some(Some(event)),
-                _ => {}
             }
+            changes.events.push(event);
         }
     }
     Ok(())
@@ -955,10 +781,8 @@ fn rounds<T, K: Eq + Hash>(items: Vec<T>, key: impl Fn(&T) -> K) -> Vec<Vec<T>> 
     let mut rounds: Vec<(HashSet<K>, Vec<T>)> = Vec::new();
     for item in items {
         let k = key(&item);
-        let at = rounds
-            .iter()
-            .rposition(|(keys, _)| keys.contains(&k))
-            .map_or(0, |last| last + 1);
+        let at =
+            (rounds.iter().rposition(|(keys, _)| keys.contains(&k))).map_or(0, |last| last + 1);
         if at == rounds.len() {
             rounds.push((HashSet::new(), Vec::new()));
         }

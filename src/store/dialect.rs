@@ -8,16 +8,14 @@
 //! Postgres, where other instances write too, and nothing on SQLite, whose one
 //! writer holds the database. Everything else is SQL both accept as it stands.
 //!
-//! The values go into the JSON in forms both read: a UUID as 32 hex digits, a time
-//! as RFC 3339 text (which is also how sqlx-sqlite stores a time, so its reads
-//! decode it), integers and text as themselves.
+//! The rows are the write's own values, serialized as serde has them: a UUID as
+//! hyphenated text (which SQLite `unhex`es, skipping the hyphens), a time as RFC
+//! 3339 text (which sqlx-sqlite's reads decode), integers and text as themselves.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::StoreError;
 
@@ -86,33 +84,13 @@ impl Dialect {
                 let read: Vec<String> = columns
                     .iter()
                     .map(|(name, kind)| match *kind {
-                        "uuid" => format!("unhex(value->>'{name}') AS {name}"),
+                        "uuid" => format!("unhex(value->>'{name}', '-') AS {name}"),
                         _ => format!("value->>'{name}' AS {name}"),
                     })
                     .collect();
                 format!("(SELECT {} FROM json_each($1)) AS x", read.join(", "))
             }
         }
-    }
-}
-
-/// A UUID as the JSON rows carry it: 32 hex digits.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Id(pub(super) Uuid);
-
-impl Serialize for Id {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0.simple())
-    }
-}
-
-/// A time as the JSON rows carry it: RFC 3339.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Time(pub(super) DateTime<Utc>);
-
-impl Serialize for Time {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0.to_rfc3339_opts(SecondsFormat::AutoSi, false))
     }
 }
 
@@ -142,7 +120,7 @@ mod tests {
         assert_eq!(
             Dialect::Sqlite.render(TEMPLATE),
             "SELECT product_id FROM product WHERE product_id IN (SELECT product_id FROM \
-             (SELECT value->>'product_id' AS product_id, unhex(value->>'order_id') AS order_id, \
+             (SELECT value->>'product_id' AS product_id, unhex(value->>'order_id', '-') AS order_id, \
              value->>'n' AS n, value->>'at' AS at FROM json_each($1)) AS x) "
         );
     }

@@ -134,15 +134,6 @@ impl Store {
         on_backend!(self, db => db.catalog().await)
     }
 
-    /// Up to `limit` products after `after`, in product id order.
-    pub async fn catalog_page(
-        &self,
-        after: Option<&ProductId>,
-        limit: u32,
-    ) -> Result<Vec<StockedProduct>, StoreError> {
-        on_backend!(self, db => db.catalog_page(after, limit).await)
-    }
-
     pub async fn product(
         &self,
         product_id: &ProductId,
@@ -275,14 +266,14 @@ impl Store {
 }
 
 /// A product with the version of its row: the catalog snapshot keeps the newest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StockedProduct {
     pub product: Product,
     pub version: i64,
 }
 
 /// A product's stock after a change, with the row version that change produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StockLevel {
     pub product_id: ProductId,
     pub stock: Stock,
@@ -290,7 +281,7 @@ pub struct StockLevel {
 }
 
 /// A product change that another process committed, for the catalog snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProductChange {
     /// Created or replaced.
     Product(StockedProduct),
@@ -304,14 +295,14 @@ pub enum ProductChange {
 pub type ProductFeed = std::sync::Arc<dyn Fn(ProductChange) + Send + Sync>;
 
 /// One line of an order: so many units of a product.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Line {
     pub product_id: ProductId,
     pub quantity: Quantity,
 }
 
 /// Reserve every line of an order, or none.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Reserve {
     pub order_id: OrderId,
     pub lines: Vec<Line>,
@@ -385,7 +376,7 @@ pub struct Reserved {
 }
 
 /// After the charge: take the order's reserved stock for good, or give it back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Settle {
     pub order_id: OrderId,
     pub paid: bool,
@@ -395,7 +386,7 @@ pub struct Settle {
 }
 
 /// An order's move to `step`, from the step before it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OrderMove {
     pub step: OrderStep,
     pub reason: Option<String>,
@@ -411,7 +402,7 @@ pub struct Settled {
 }
 
 /// A new order, to be stored with its first event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct NewOrder {
     pub order_id: OrderId,
     pub product_id: ProductId,
@@ -430,7 +421,7 @@ pub enum CreateOrderOutcome {
     Existing(Order),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct OrderTransition {
     pub order_id: OrderId,
     pub step: OrderStep,

@@ -33,10 +33,8 @@ use tokio::sync::broadcast;
 use super::dialect::Dialect;
 use super::rows::{OrderRow, convert};
 use super::writer::Writer;
-use super::{
-    Changes, ProductChange, ProductFeed, StockLevel, StockedProduct, StoreError, StoreOptions,
-};
-use crate::domain::{Order, OrderEvent, OrderId, Price, Product, ProductId, ProductName, Stock};
+use super::{Changes, ProductChange, ProductFeed, StoreError, StoreOptions};
+use crate::domain::{Order, OrderEvent, OrderId};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -218,133 +216,33 @@ async fn listen(pool: &PgPool, sinks: &Sinks, store: &PgStore) -> Result<(), Sto
                 continue;
             }
         };
+        // This instance's own events arrive twice (from its saga and from here),
+        // which watchers skip by sequence number; its own product changes are no
+        // newer than its snapshot, which keeps the newest version. Nobody
+        // listening is fine.
         for note in notes {
-            match note.into_change() {
-                // This instance's own events arrive twice (from its saga and from
-                // here), which watchers skip by sequence number; its own product
-                // changes are older than or as new as its snapshot, which keeps
-                // the newest version. Nobody listening is fine.
-                Ok(Change::Event(event)) => {
+            match note {
+                Note::Event(event) => {
                     if let Some(events) = sinks.events.get() {
                         let _ = events.send(event);
                     }
                 }
-                Ok(Change::Product(change)) => {
+                Note::Product(change) => {
                     if let Some(feed) = sinks.products.get() {
                         feed(change);
                     }
-                }
-                Err(error) => {
-                    tracing::warn!(error = %error, "a change announcement could not be read")
                 }
             }
         }
     }
 }
 
-/// One change as it travels in a `NOTIFY` payload (a JSON array of them).
+/// One change as it travels in a `NOTIFY` payload (a JSON array of them). The
+/// domain's own parsing checks what arrives.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
 enum Note {
-    Event {
-        order_id: uuid::Uuid,
-        seq: u32,
-        step: String,
-        reason: Option<String>,
-        at: chrono::DateTime<chrono::Utc>,
-    },
-    Product {
-        product_id: String,
-        product_name: String,
-        price: i64,
-        stock: i64,
-        version: i64,
-    },
-    Stock {
-        product_id: String,
-        stock: i64,
-        version: i64,
-    },
-}
-
-enum Change {
     Event(OrderEvent),
     Product(ProductChange),
-}
-
-impl Note {
-    fn from_event(event: &OrderEvent) -> Note {
-        Note::Event {
-            order_id: event.order_id.as_uuid(),
-            seq: event.seq,
-            step: event.step.as_str().to_owned(),
-            reason: event.reason.clone(),
-            at: event.at,
-        }
-    }
-
-    fn from_product(change: &ProductChange) -> Vec<Note> {
-        match change {
-            ProductChange::Product(row) => vec![Note::Product {
-                product_id: row.product.product_id.as_str().to_owned(),
-                product_name: row.product.product_name.as_str().to_owned(),
-                price: row.product.price.money().cents(),
-                stock: row.product.stock.units(),
-                version: row.version,
-            }],
-            ProductChange::Stock(level) => vec![Note::Stock {
-                product_id: level.product_id.as_str().to_owned(),
-                stock: level.stock.units(),
-                version: level.version,
-            }],
-            ProductChange::Everything(_) => Vec::new(),
-        }
-    }
-
-    fn into_change(self) -> Result<Change, StoreError> {
-        let product_id =
-            |raw: String| ProductId::parse(raw).map_err(|e| super::corrupt("product_id", e));
-        Ok(match self {
-            Note::Event {
-                order_id,
-                seq,
-                step,
-                reason,
-                at,
-            } => Change::Event(OrderEvent {
-                order_id: OrderId::from_uuid(order_id),
-                seq,
-                step: step.parse().map_err(|e| super::corrupt("step", e))?,
-                reason,
-                at,
-            }),
-            Note::Product {
-                product_id: id,
-                product_name,
-                price,
-                stock,
-                version,
-            } => Change::Product(ProductChange::Product(StockedProduct {
-                product: Product {
-                    product_id: product_id(id)?,
-                    product_name: ProductName::parse(product_name)
-                        .map_err(|e| super::corrupt("product_name", e))?,
-                    price: Price::parse(price).map_err(|e| super::corrupt("price", e))?,
-                    stock: Stock::saturating(stock),
-                },
-                version,
-            })),
-            Note::Stock {
-                product_id: id,
-                stock,
-                version,
-            } => Change::Product(ProductChange::Stock(StockLevel {
-                product_id: product_id(id)?,
-                stock: Stock::saturating(stock),
-                version,
-            })),
-        })
-    }
 }
 
 super::sql::shared_reads!(store: PgStore);
@@ -353,11 +251,8 @@ super::sql::shared_reads!(store: PgStore);
 /// many payloads it takes. `NOTIFY` is transactional: it is delivered when the
 /// batch commits, and never if it rolls back.
 async fn announce(conn: &mut PgConnection, changes: &Changes) -> Result<(), StoreError> {
-    let notes = changes
-        .events
-        .iter()
-        .map(Note::from_event)
-        .chain(changes.products.iter().flat_map(Note::from_product));
+    let events = changes.events.iter().cloned().map(Note::Event);
+    let notes = events.chain(changes.products.iter().cloned().map(Note::Product));
     let mut payloads: Vec<String> = Vec::new();
     let mut payload = String::new();
     for note in notes {

@@ -28,23 +28,6 @@ macro_rules! shared_reads {
                     convert(rows)
                 }
 
-                /// Up to `limit` products after `after`, in product id order.
-                pub(in crate::store) async fn catalog_page(
-                    &self,
-                    after: Option<&ProductId>,
-                    limit: u32,
-                ) -> Result<Vec<StockedProduct>, StoreError> {
-                    let rows: Vec<ProductRow> = sqlx::query_as(
-                        "SELECT product_id, product_name, price, stock, version FROM product \
-                         WHERE $1 IS NULL OR product_id > $1 ORDER BY product_id LIMIT $2",
-                    )
-                    .bind(after.map(ProductId::as_str))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.reads)
-                    .await?;
-                    convert(rows)
-                }
-
                 pub(in crate::store) async fn product(
                     &self,
                     product_id: &ProductId,

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Row};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -109,72 +109,46 @@ impl Db {
         answer(reply).await.unwrap()
     }
 
-    /// Every row the writes write, as text, table by table in key order. (A
+    /// Every row the writes write, as text, table by table in key order: each
+    /// value as the first of integer, UUID, time or text that it decodes as. (A
     /// product's `updated_at` is left out: it is when the batch ran.)
     async fn rows(&mut self) -> Vec<String> {
+        const TABLES: [(&str, &str, &str); 5] = [
+            (
+                "product",
+                "product_id, product_name, price, stock, version",
+                "product_id",
+            ),
+            ("reservation", "*", "order_id, product_id"),
+            (
+                "shop_order",
+                "order_id, product_id, quantity, total_amount, step, status, reason, \
+              idempotency_key, shopper_id, created_at, updated_at",
+                "order_id",
+            ),
+            ("order_event", "*", "order_id, seq"),
+            ("payment", "*", "payment_id"),
+        ];
         macro_rules! rows {
             ($conn:expr) => {{
-                let conn = $conn;
                 let mut rows = Vec::new();
-                let products: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-                    "SELECT product_id, product_name, price, stock, version FROM product \
-                     ORDER BY product_id",
-                )
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap();
-                rows.extend(products.iter().map(|row| format!("product {row:?}")));
-                let reservations: Vec<(Uuid, String, i64, String, DateTime<Utc>)> = sqlx::query_as(
-                    "SELECT order_id, product_id, quantity, state, updated_at FROM reservation \
-                         ORDER BY order_id, product_id",
-                )
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap();
-                rows.extend(
-                    reservations
-                        .iter()
-                        .map(|row| format!("reservation {row:?}")),
-                );
-                #[allow(clippy::type_complexity)]
-                let orders: Vec<(
-                    Uuid,
-                    String,
-                    i64,
-                    i64,
-                    String,
-                    String,
-                    Option<String>,
-                    Option<String>,
-                    Option<Uuid>,
-                    DateTime<Utc>,
-                    DateTime<Utc>,
-                )> = sqlx::query_as(
-                    "SELECT order_id, product_id, quantity, total_amount, step, status, reason, \
-                     idempotency_key, shopper_id, created_at, updated_at FROM shop_order \
-                     ORDER BY order_id",
-                )
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap();
-                rows.extend(orders.iter().map(|row| format!("order {row:?}")));
-                let events: Vec<(Uuid, i64, String, String, Option<String>, DateTime<Utc>)> =
-                    sqlx::query_as(
-                        "SELECT order_id, seq, step, status, reason, at FROM order_event \
-                         ORDER BY order_id, seq",
-                    )
-                    .fetch_all(&mut *conn)
-                    .await
-                    .unwrap();
-                rows.extend(events.iter().map(|row| format!("event {row:?}")));
-                let payments: Vec<(Uuid, Uuid, i64, String, DateTime<Utc>)> = sqlx::query_as(
-                    "SELECT payment_id, order_id, total_amount, status, created_at FROM payment \
-                     ORDER BY payment_id",
-                )
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap();
-                rows.extend(payments.iter().map(|row| format!("payment {row:?}")));
+                for (table, columns, key) in TABLES {
+                    let sql = format!("SELECT {columns} FROM {table} ORDER BY {key}");
+                    for row in sqlx::query(&sql).fetch_all(&mut *$conn).await.unwrap() {
+                        let cells: Vec<String> = (0..row.len())
+                            .map(|i| {
+                                (row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                                    .or_else(|_| row.try_get::<Uuid, _>(i).map(|v| v.to_string()))
+                                    .or_else(|_| {
+                                        row.try_get::<DateTime<Utc>, _>(i).map(|v| v.to_rfc3339())
+                                    })
+                                    .or_else(|_| row.try_get::<String, _>(i))
+                                    .unwrap()
+                            })
+                            .collect();
+                        rows.push(format!("{table}: {}", cells.join(" | ")));
+                    }
+                }
                 rows
             }};
         }
@@ -444,31 +418,35 @@ async fn story(db: &mut Db) -> Vec<String> {
 async fn every_write_leaves_the_same_rows_on_both_backends() {
     let mut sqlite = sqlite().await;
     let rows = story(&mut sqlite).await;
-    // The story itself: tea 10 - 2 (confirmed) - 3 (released) - 1 (reserved,
-    // then rejected by hand, still held) = 7, then replaced by 20; cake refused.
+    // The story itself: tea taken by orders 1 (confirmed) and 5 (held: REJECTED
+    // is no arrow out of RESERVED), given back by 2, then replaced by 20, six
+    // changes in all; cake refused to 3; 4 was 1's key again.
+    let has = |row: &str| rows.iter().any(|r| r == row);
     assert!(
-        rows.iter()
-            .any(|row| row.contains("\"tea\", \"Product tea\", 250, 20")),
+        has("product: tea | Product tea | Some(250) | Some(20) | Some(6)"),
         "{rows:#?}"
     );
-    assert!(
-        rows.iter()
-            .any(|row| row.contains("\"cake\", \"Product cake\", 250, 1, 1"))
-    );
+    assert!(has(
+        "product: cake | Product cake | Some(250) | Some(1) | Some(1)"
+    ));
+    let count = |table: &str| rows.iter().filter(|row| row.starts_with(table)).count();
     assert_eq!(
-        rows.iter().filter(|row| row.starts_with("order ")).count(),
-        4
+        (
+            count("shop_order:"),
+            count("payment:"),
+            count("order_event:")
+        ),
+        (4, 2, 10)
     );
-    assert_eq!(
-        rows.iter()
-            .filter(|row| row.starts_with("payment "))
-            .count(),
-        2
-    );
-    for status in ["CONFIRMED", "PAYMENT_FAILED", "REJECTED"] {
+    for status in [
+        "| CONFIRMED |",
+        "| PAYMENT_FAILED |",
+        "| REJECTED |",
+        "| RESERVED |",
+    ] {
         assert!(
             rows.iter()
-                .any(|row| row.starts_with("order ") && row.contains(status))
+                .any(|row| row.starts_with("shop_order:") && row.contains(status))
         );
     }
     let Some(mut postgres) = postgres().await else {

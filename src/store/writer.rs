@@ -98,16 +98,9 @@ pub(crate) trait Write: Send + 'static {
 }
 
 /// The sending side, held by the store.
+#[derive(Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
-}
-
-impl Clone for Writer {
-    fn clone(&self) -> Self {
-        Writer {
-            jobs: self.jobs.clone(),
-        }
-    }
 }
 
 impl Writer {
