@@ -86,10 +86,15 @@ impl PgStore {
         let connect = PgConnectOptions::from_str(&options.url)?
             .application_name("minimart")
             .options([("statement_timeout", statement_timeout.as_str())]);
+        // A batch's statements join its rows (a JSON array the planner takes
+        // for 100 rows, whatever its size) to tables by their keys: looking each
+        // one up is always right, a hash or merge join over a scan of the whole
+        // table never is, and the planner picks those once a table has grown.
+        let joins = [("enable_hashjoin", "off"), ("enable_mergejoin", "off")];
         let writes = PgPoolOptions::new()
             .max_connections(options.write_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone())
+            .connect_with(connect.clone().options(joins))
             .await?;
         MIGRATOR.run(&writes).await?;
         let reads = PgPoolOptions::new()
