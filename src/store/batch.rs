@@ -1,9 +1,7 @@
 //! A batch of writes, applied set-based in one transaction: each kind of write is
 //! one statement for the whole batch (or one locked read and one statement), so a
 //! commit costs the same few round trips whether it carries one saga step or
-//! hundreds. Written once, compiled once per backend: `sqlite` and `postgres`
-//! each include this file as their `batch`, with their own `Db`, `DIALECT` and
-//! `announce`.
+//! hundreds. Written once for both backends, over the writer's [`Tx`].
 //!
 //! The statements run in a fixed order: reservations given back (a declined
 //! payment), which names the products whose stock comes back; one read of every
@@ -25,31 +23,21 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use chrono::{DateTime, Utc};
-use futures_util::future::BoxFuture;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{DIALECT, Db, announce};
 use crate::domain::{
     Order, OrderId, OrderStep, Payment, ProductId, Quantity, Stock, StockDecision,
 };
 use crate::store::dialect::json;
 use crate::store::rows::{OrderRow, PaymentRow};
-use crate::store::writer::{ApplyBatch, Job};
+use crate::store::writer::{FromCells, Job, Tx};
 use crate::store::{
     Changes, CreateOrderOutcome, Line, ProductChange, ReservationState, ReserveOutcome, Reserved,
     Settled, StockLevel, StockedProduct, StoreError, corrupt,
 };
 
-type Conn = <Db as sqlx::Database>::Connection;
-
-impl ApplyBatch for Db {
-    fn apply<'c>(conn: &'c mut Conn, jobs: &'c mut [Job]) -> BoxFuture<'c, Result<(), StoreError>> {
-        Box::pin(apply(conn, jobs))
-    }
-}
-
-async fn apply(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), StoreError> {
+pub(super) async fn apply<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
     let mut changes = Changes::default();
     let mut released = release(conn, jobs).await?;
     let mut stock = lock_products(conn, jobs, &released).await?;
@@ -61,7 +49,7 @@ async fn apply(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), StoreError> {
     commit_reservations(conn, jobs).await?;
     let placed = create_orders(conn, jobs).await?;
     move_orders(conn, jobs, placed, &mut moves, &mut changes).await?;
-    announce(conn, &changes).await
+    conn.announce(&changes).await
 }
 
 /// The inputs of the jobs of one kind, in arrival order.
@@ -77,45 +65,33 @@ macro_rules! inputs {
     };
 }
 
-async fn execute<T: Serialize>(
-    conn: &mut Conn,
+async fn execute<T: Tx, R: Serialize>(
+    conn: &mut T,
     template: &'static str,
-    rows: &[T],
+    rows: &[R],
 ) -> Result<(), StoreError> {
-    if !rows.is_empty() {
-        let rows = json(rows)?;
-        sqlx::query(DIALECT.sql(template))
-            .bind(rows)
-            .execute(&mut *conn)
-            .await?;
+    if rows.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    conn.execute(T::DIALECT.sql(template), json(rows)?).await
 }
 
-async fn fetch<R, T>(
-    conn: &mut Conn,
+async fn fetch<T: Tx, R: FromCells + Send + 'static, I: Serialize>(
+    conn: &mut T,
     template: &'static str,
-    rows: &[T],
-) -> Result<Vec<R>, StoreError>
-where
-    R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
-    T: Serialize,
-{
+    rows: &[I],
+) -> Result<Vec<R>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = json(rows)?;
-    Ok(sqlx::query_as::<Db, R>(DIALECT.sql(template))
-        .bind(rows)
-        .fetch_all(&mut *conn)
-        .await?)
+    conn.fetch(T::DIALECT.sql(template), json(rows)?).await
 }
 
 /// The ids of the rows a statement returns.
-async fn fetch_ids<T: Serialize>(
-    conn: &mut Conn,
+async fn fetch_ids<T: Tx, I: Serialize>(
+    conn: &mut T,
     template: &'static str,
-    rows: &[T],
+    rows: &[I],
 ) -> Result<HashSet<Uuid>, StoreError> {
     let ids: Vec<(Uuid,)> = fetch(conn, template, rows).await?;
     Ok(ids.into_iter().map(|(id,)| id).collect())
@@ -130,7 +106,7 @@ struct OrderKey {
 type Released = HashMap<Uuid, Vec<(String, i64)>>;
 
 /// Gives back the reservations of declined orders; every settle gets its answer.
-async fn release(conn: &mut Conn, jobs: &mut [Job]) -> Result<Released, StoreError> {
+async fn release<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Released, StoreError> {
     let mut declined = Vec::new();
     for job in jobs.iter_mut() {
         if let Job::Settle(settle) = job {
@@ -181,8 +157,8 @@ fn level((stock, version): (i64, i64)) -> Level {
 }
 
 /// Reads (and on Postgres locks, in key order) every product the batch touches.
-async fn lock_products(
-    conn: &mut Conn,
+async fn lock_products<T: Tx>(
+    conn: &mut T,
     jobs: &[Job],
     released: &Released,
 ) -> Result<HashMap<String, Level>, StoreError> {
@@ -223,8 +199,8 @@ async fn lock_products(
 }
 
 /// Creates or replaces products.
-async fn upsert(
-    conn: &mut Conn,
+async fn upsert<T: Tx>(
+    conn: &mut T,
     jobs: &mut [Job],
     stock: &mut HashMap<String, Level>,
     changes: &mut Changes,
@@ -253,7 +229,7 @@ async fn upsert(
                 _ => None,
             })
             .collect();
-        let versions: HashMap<String, i64> = fetch::<(String, i64), _>(
+        let versions: HashMap<String, i64> = fetch::<_, (String, i64), _>(
             conn,
             "INSERT INTO product (product_id, product_name, price, stock, version, updated_at) \
              SELECT product_id, product_name, price, stock, 1, at \
@@ -286,8 +262,8 @@ async fn upsert(
 }
 
 /// What was decided before for the orders that ask for stock.
-async fn decided_before(
-    conn: &mut Conn,
+async fn decided_before<T: Tx>(
+    conn: &mut T,
     jobs: &[Job],
 ) -> Result<HashMap<Uuid, ReservationState>, StoreError> {
     let reserves = inputs!(jobs, Reserve);
@@ -518,8 +494,8 @@ fn decision(outcome: &ReserveOutcome, lines: &[Line]) -> StockDecision {
 /// once. The reservation's key (order, product) is the backstop: a second
 /// decision for an order (another instance's) fails the batch, which is then
 /// retried job by job.
-async fn write_stock(
-    conn: &mut Conn,
+async fn write_stock<T: Tx>(
+    conn: &mut T,
     stock: &HashMap<String, Level>,
     reservations: &[ReservationRow],
 ) -> Result<(), StoreError> {
@@ -560,7 +536,7 @@ async fn write_stock(
 }
 
 /// Records payments; an order that has one already gets that one back.
-async fn pay(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), StoreError> {
+async fn pay<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
     let payments = inputs!(jobs, Pay);
     let inserted = fetch_ids(
         conn,
@@ -599,7 +575,7 @@ async fn pay(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), StoreError> {
 }
 
 /// Takes the paid orders' reserved stock for good.
-async fn commit_reservations(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), StoreError> {
+async fn commit_reservations<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
     let paid: Vec<_> = inputs!(jobs, Settle)
         .into_iter()
         .filter(|settle| settle.paid)
@@ -627,7 +603,7 @@ async fn commit_reservations(conn: &mut Conn, jobs: &mut [Job]) -> Result<(), St
 
 /// Stores new orders; a key used before answers the order it made. Answers the
 /// orders created now, whose first event is still to be recorded.
-async fn create_orders(conn: &mut Conn, jobs: &mut [Job]) -> Result<Vec<Order>, StoreError> {
+async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Order>, StoreError> {
     let orders = inputs!(jobs, Create);
     let inserted = fetch_ids(
         conn,
@@ -690,18 +666,28 @@ async fn create_orders(conn: &mut Conn, jobs: &mut [Job]) -> Result<Vec<Order>, 
     Ok(placed)
 }
 
-#[derive(sqlx::FromRow)]
+/// An order with its idempotency key: the key first, then the order's columns.
 struct KeyedOrderRow {
     idempotency_key: Option<String>,
-    #[sqlx(flatten)]
     order: OrderRow,
+}
+
+impl FromCells for KeyedOrderRow {
+    fn from_cells(row: &impl crate::store::writer::Cells) -> Result<Self, StoreError> {
+        let idempotency_key = crate::store::writer::opt(row, 0)?;
+        let order = OrderRow::from_cells_at(row, 1)?;
+        Ok(KeyedOrderRow {
+            idempotency_key,
+            order,
+        })
+    }
 }
 
 /// Moves orders along the saga's arrows, each only from the step before the one
 /// it moves to, and records an event for each move and each new order, numbered
 /// on from the order's last.
-async fn move_orders(
-    conn: &mut Conn,
+async fn move_orders<T: Tx>(
+    conn: &mut T,
     jobs: &mut [Job],
     placed: Vec<Order>,
     moves: &mut Vec<Move>,

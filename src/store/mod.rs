@@ -6,6 +6,7 @@
 //! on one database). Each is one module; every statement is written once, and
 //! [`dialect`] renders it for the backend.
 
+mod batch;
 mod dialect;
 mod postgres;
 mod rows;
@@ -33,6 +34,8 @@ pub use sqlite::SqliteSynchronous;
 pub enum StoreError {
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("the database is unreachable")]
     Unreachable(#[source] std::sync::Arc<sqlx::Error>),
     #[error("database migration failed")]
@@ -41,6 +44,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database writer has stopped")]
     WriterGone,
+    #[error("the database writer could not start")]
+    WriterStart(#[source] std::io::Error),
     #[error("a write was committed without producing its result")]
     NotApplied,
     #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://...")]

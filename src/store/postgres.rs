@@ -26,25 +26,19 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Postgres;
+use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
+use futures_util::future::BoxFuture;
+
 use super::dialect::Dialect;
 use super::rows::{OrderRow, convert};
-use super::writer::Writer;
+use super::writer::{self, Cells, FromCells, Job, Tx, Writer};
 use super::{Changes, ProductChange, ProductFeed, StoreError, StoreOptions};
 use crate::domain::{Order, OrderEvent, OrderId};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-type Db = Postgres;
-const DIALECT: Dialect = Dialect::Postgres;
-
-// One body of writes, compiled for each backend with its own types.
-#[allow(clippy::duplicate_mod)]
-#[path = "batch.rs"]
-mod batch;
 
 /// The channel changes are announced on.
 const CHANNEL: &str = "minimart_changes";
@@ -107,12 +101,14 @@ impl PgStore {
             .max_lifetime(None)
             .idle_timeout(None)
             .connect_lazy_with(connect);
+        let (writer, queue) = Writer::channel(options.max_batch);
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..options.write_connections.max(1) {
+            let (pool, queue) = (writes.clone(), Arc::clone(&queue));
+            tokio::spawn(commit_batches(pool, queue, options.max_batch.max(1)));
+        }
         Ok(PgStore {
-            writer: Writer::spawn(
-                writes.clone(),
-                options.max_batch,
-                options.write_connections as usize,
-            ),
+            writer,
             writes,
             reads,
             listens,
@@ -202,6 +198,92 @@ impl PgStore {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
+    }
+}
+
+/// A committer: takes turns with the others at the queue, taking whatever has
+/// queued, and lets go of it before committing, so the next batch gathers
+/// meanwhile. Ends once every store handle is gone and the queue is drained.
+async fn commit_batches(
+    pool: PgPool,
+    queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>,
+    max_batch: usize,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while queue.lock().await.recv_many(&mut batch, max_batch).await > 0 {
+        match pool.acquire().await {
+            Ok(mut conn) => writer::commit(&mut *conn, &mut batch).await,
+            Err(error) => {
+                let error = Arc::new(error);
+                writer::fail(&mut batch, || StoreError::Unreachable(Arc::clone(&error)));
+            }
+        }
+    }
+}
+
+impl Tx for PgConnection {
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    fn begin(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("BEGIN").execute(&mut *self).await?;
+            Ok(())
+        })
+    }
+
+    fn commit(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("COMMIT").execute(&mut *self).await?;
+            Ok(())
+        })
+    }
+
+    fn rollback(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("ROLLBACK").execute(&mut *self).await?;
+            Ok(())
+        })
+    }
+
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        rows: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(sql).bind(rows).execute(&mut *self).await?;
+            Ok(())
+        })
+    }
+
+    fn fetch<R: FromCells + Send + 'static>(
+        &mut self,
+        sql: &'static str,
+        rows: String,
+    ) -> BoxFuture<'_, Result<Vec<R>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(sql).bind(rows).fetch_all(&mut *self).await?;
+            rows.iter().map(R::from_cells).collect()
+        })
+    }
+
+    fn announce<'a>(&'a mut self, changes: &'a Changes) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { announce(self, changes).await })
+    }
+}
+
+impl Cells for sqlx::postgres::PgRow {
+    fn int(&self, column: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn text(&self, column: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn uuid(&self, column: usize) -> Result<Option<uuid::Uuid>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn time(&self, column: usize) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(self.try_get(column)?)
     }
 }
 

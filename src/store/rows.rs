@@ -3,12 +3,16 @@
 //! (`BIGINT` in Postgres where SQLite has `INTEGER`, `UUID` where it has a blob,
 //! `TIMESTAMPTZ` where it has RFC 3339 text).
 //!
+//! The reads decode them through sqlx (`FromRow`); the writer, which runs on
+//! rusqlite for SQLite, through [`FromCells`], in the columns' order.
+//!
 //! The schema's constraints were checked on the way in, so a failed conversion
 //! means the data was changed behind the store's back: it is reported as corrupt.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::writer::{Cells, FromCells, get, opt};
 use super::{StockedProduct, StoreError, corrupt};
 use crate::domain::{
     Money, Order, OrderEvent, OrderId, Payment, PaymentId, PaymentStatus, Price, Product,
@@ -111,6 +115,49 @@ impl TryFrom<PaymentRow> for Payment {
                 .parse::<PaymentStatus>()
                 .map_err(|e| corrupt("payment status", e))?,
             created_at: row.created_at,
+        })
+    }
+}
+
+impl OrderRow {
+    /// From `order_id, product_id, quantity, total_amount, step, reason,
+    /// created_at, updated_at`, starting at column `at`.
+    pub(super) fn from_cells_at(row: &impl Cells, at: usize) -> Result<OrderRow, StoreError> {
+        Ok(OrderRow {
+            order_id: get(row, at)?,
+            product_id: get(row, at + 1)?,
+            quantity: get(row, at + 2)?,
+            total_amount: get(row, at + 3)?,
+            step: get(row, at + 4)?,
+            reason: opt(row, at + 5)?,
+            created_at: get(row, at + 6)?,
+            updated_at: get(row, at + 7)?,
+        })
+    }
+}
+
+impl FromCells for EventRow {
+    /// From `order_id, seq, step, reason, at`.
+    fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
+        Ok(EventRow {
+            order_id: get(row, 0)?,
+            seq: get(row, 1)?,
+            step: get(row, 2)?,
+            reason: opt(row, 3)?,
+            at: get(row, 4)?,
+        })
+    }
+}
+
+impl FromCells for PaymentRow {
+    /// From `payment_id, order_id, total_amount, status, created_at`.
+    fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
+        Ok(PaymentRow {
+            payment_id: get(row, 0)?,
+            order_id: get(row, 1)?,
+            total_amount: get(row, 2)?,
+            status: get(row, 3)?,
+            created_at: get(row, 4)?,
         })
     }
 }

@@ -1,9 +1,12 @@
 //! The SQLite backend, the default: one process owns the file. Writes go through
-//! the group-commit writer on a pool of one connection (SQLite has one writer),
-//! reads through a read-only pool, and WAL keeps readers and the writer apart.
-//! `synchronous=NORMAL` (the default) survives a killed process but may lose the
-//! last commits on power loss; `FULL` survives both, at the cost of an fsync per
-//! commit.
+//! the group-commit writer on a thread of its own, which owns the one write
+//! connection through rusqlite and runs a whole batch itself, BEGIN to COMMIT,
+//! with statements it keeps prepared: sqlx-sqlite runs each statement on a worker
+//! thread of its own and hands every row across, which made the writer the limit.
+//! Reads go through a read-only sqlx pool, and WAL keeps readers and the writer
+//! apart. `synchronous=NORMAL` (the default) survives a killed process but may
+//! lose the last commits on power loss; `FULL` survives both, at the cost of an
+//! fsync per commit.
 //!
 //! Checkpoints (copying the WAL back into the database file) run on a connection
 //! of their own, never inside a commit: SQLite's automatic checkpoint would run
@@ -19,24 +22,22 @@ use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use rusqlite::OpenFlags;
+use rusqlite::types::ValueRef;
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
-use sqlx::{ConnectOptions, Sqlite};
+use uuid::Uuid;
+
+use futures_util::future::BoxFuture;
 
 use super::dialect::Dialect;
-use super::writer::Writer;
+use super::writer::{self, Cells, FromCells, Tx, Writer};
 use super::{Changes, StoreError, StoreOptions};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-type Db = Sqlite;
-const DIALECT: Dialect = Dialect::Sqlite;
-
-// One body of writes, compiled for each backend with its own types.
-#[allow(clippy::duplicate_mod)]
-#[path = "batch.rs"]
-mod batch;
 
 /// How hard SQLite works to make a commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,13 +60,15 @@ impl SqliteStore {
     pub(super) async fn open(options: &StoreOptions) -> Result<SqliteStore, StoreError> {
         let connect = connect_options(options)?;
 
-        // The one write connection, which also migrates (and creates) the database.
-        let writes = SqlitePoolOptions::new()
+        // sqlx migrates (and creates) the database, then leaves it to the writer.
+        let migrates = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone().pragma("wal_autocheckpoint", "0"))
+            .connect_with(connect.clone())
             .await?;
-        MIGRATOR.run(&writes).await?;
+        MIGRATOR.run(&migrates).await?;
+        migrates.close().await;
+        let writer = spawn_writer(&connect, options)?;
 
         let reads = SqlitePoolOptions::new()
             .max_connections(options.read_connections)
@@ -82,7 +85,7 @@ impl SqliteStore {
         ));
 
         Ok(SqliteStore {
-            writer: Writer::spawn(writes, options.max_batch, 1),
+            writer,
             reads,
             _alive: alive,
         })
@@ -113,10 +116,126 @@ fn connect_options(options: &StoreOptions) -> Result<SqliteConnectOptions, Store
 
 super::sql::shared_reads!(store: SqliteStore);
 
-/// One process owns the file, so its in-process broadcasts reach every watcher:
-/// there is no one else to tell.
-async fn announce(_: &mut SqliteConnection, _: &Changes) -> Result<(), StoreError> {
-    Ok(())
+/// Opens the write connection and starts the writer's thread, which serves every
+/// write until all handles are dropped. The connection: WAL, so the read pool
+/// never blocks it; `synchronous` as configured; foreign keys on, as sqlx has them
+/// on the reads; no automatic checkpoints (see the module doc).
+pub(super) fn spawn_writer(
+    connect: &SqliteConnectOptions,
+    options: &StoreOptions,
+) -> Result<Writer, StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        connect.get_filename(),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(options.acquire_timeout)?;
+    let synchronous = match options.sqlite_synchronous {
+        SqliteSynchronous::Normal => "NORMAL",
+        SqliteSynchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let max_batch = options.max_batch.max(1);
+    let (writer, mut queue) = Writer::channel(max_batch);
+    // The batch is written once, async, for both backends; here every statement
+    // completes at once, so a current-thread runtime only polls it through.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(StoreError::WriterStart)?;
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || {
+            let mut conn = conn;
+            let mut batch = Vec::with_capacity(max_batch);
+            while queue.blocking_recv_many(&mut batch, max_batch) > 0 {
+                runtime.block_on(writer::commit(&mut conn, &mut batch));
+            }
+            tracing::debug!("sqlite writer stopped: every store handle is gone");
+        })
+        .map_err(StoreError::WriterStart)?;
+    Ok(writer)
+}
+
+impl Tx for rusqlite::Connection {
+    const DIALECT: Dialect = Dialect::Sqlite;
+
+    /// `IMMEDIATE` takes the write lock at once.
+    fn begin(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { Ok(self.execute_batch("BEGIN IMMEDIATE")?) })
+    }
+
+    fn commit(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { Ok(self.execute_batch("COMMIT")?) })
+    }
+
+    fn rollback(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { Ok(self.execute_batch("ROLLBACK")?) })
+    }
+
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        rows: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.prepare_cached(sql)?.execute([rows])?;
+            Ok(())
+        })
+    }
+
+    fn fetch<R: FromCells + Send + 'static>(
+        &mut self,
+        sql: &'static str,
+        rows: String,
+    ) -> BoxFuture<'_, Result<Vec<R>, StoreError>> {
+        Box::pin(async move {
+            let mut statement = self.prepare_cached(sql)?;
+            let mut rows = statement.query([rows])?;
+            let mut decoded = Vec::new();
+            while let Some(row) = rows.next()? {
+                decoded.push(R::from_cells(row)?);
+            }
+            Ok(decoded)
+        })
+    }
+
+    /// One process owns the file, so its in-process broadcasts reach every
+    /// watcher: there is no one else to tell.
+    fn announce<'a>(&'a mut self, _: &'a Changes) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { Ok(()) })
+    }
+}
+
+/// Columns as sqlx-sqlite stores them, so that both drivers read the same
+/// values: a UUID as its 16 bytes, a time as RFC 3339 text.
+impl Cells for rusqlite::Row<'_> {
+    fn int(&self, column: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(column)?)
+    }
+    fn text(&self, column: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(column)?)
+    }
+    fn uuid(&self, column: usize) -> Result<Option<Uuid>, StoreError> {
+        match self.get_ref(column)? {
+            ValueRef::Null => Ok(None),
+            value => (value.as_blob().map_err(|e| super::corrupt("a UUID", e)))
+                .and_then(|bytes| Uuid::from_slice(bytes).map_err(|e| super::corrupt("a UUID", e)))
+                .map(Some),
+        }
+    }
+    fn time(&self, column: usize) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.get_ref(column)? {
+            ValueRef::Null => Ok(None),
+            value => (value.as_str().map_err(|e| super::corrupt("a time", e)))
+                .and_then(|text| {
+                    DateTime::parse_from_rfc3339(text).map_err(|e| super::corrupt("a time", e))
+                })
+                .map(|at| Some(at.with_timezone(&Utc))),
+        }
+    }
 }
 
 /// How the checkpoints keep the WAL short.

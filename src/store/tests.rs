@@ -22,16 +22,22 @@ use crate::domain::{Payment, PaymentStatus, Price, ProductName};
 #[path = "../../tests/api/postgres.rs"]
 mod cluster;
 
-/// A store and a connection of its own to the same database, to apply batches
-/// through and read rows back.
+/// A store and connections of its own to the same database: one to apply
+/// batches through as the writer does, one to read rows back as the reads do.
 struct Db {
     name: &'static str,
     store: Store,
-    conn: Conn,
+    writes: Writes,
+    reads: Reads,
     _dir: Option<TempDir>,
 }
 
-enum Conn {
+enum Writes {
+    Sqlite(rusqlite::Connection),
+    Postgres(PgConnection),
+}
+
+enum Reads {
     Sqlite(SqliteConnection),
     Postgres(PgConnection),
 }
@@ -40,16 +46,18 @@ async fn sqlite() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let store = Store::open(&StoreOptions::new(url.as_str())).await.unwrap();
-    let conn = SqliteConnectOptions::from_str(&url)
+    let reads = SqliteConnectOptions::from_str(&url)
         .unwrap()
-        .foreign_keys(true)
         .connect()
         .await
         .unwrap();
+    let writes = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    writes.pragma_update(None, "foreign_keys", "ON").unwrap();
     Db {
         name: "SQLite",
         store,
-        conn: Conn::Sqlite(conn),
+        writes: Writes::Sqlite(writes),
+        reads: Reads::Sqlite(reads),
         _dir: Some(dir),
     }
 }
@@ -60,11 +68,11 @@ async fn postgres() -> Option<Db> {
     let cluster = CLUSTER.get_or_init(cluster::Cluster::dedicated).as_ref()?;
     let url = cluster.fresh_database().await;
     let store = Store::open(&StoreOptions::new(url.as_str())).await.unwrap();
-    let conn = PgConnection::connect(&url).await.unwrap();
     Some(Db {
         name: "Postgres",
         store,
-        conn: Conn::Postgres(conn),
+        writes: Writes::Postgres(PgConnection::connect(&url).await.unwrap()),
+        reads: Reads::Postgres(PgConnection::connect(&url).await.unwrap()),
         _dir: None,
     })
 }
@@ -88,17 +96,17 @@ async fn answer<T>(answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T
 impl Db {
     /// Applies the jobs in one transaction, as one batch: no retries.
     async fn transact(&mut self, jobs: &mut [Job]) -> Result<(), StoreError> {
-        match &mut self.conn {
-            Conn::Sqlite(conn) => writer::transact::<sqlx::Sqlite>(conn, jobs).await,
-            Conn::Postgres(conn) => writer::transact::<sqlx::Postgres>(conn, jobs).await,
+        match &mut self.writes {
+            Writes::Sqlite(conn) => writer::transact(conn, jobs).await,
+            Writes::Postgres(conn) => writer::transact(conn, jobs).await,
         }
     }
 
     /// Commits the jobs as the writer commits one batch, and answers them.
     async fn commit(&mut self, mut jobs: Vec<Job>) {
-        match &mut self.conn {
-            Conn::Sqlite(conn) => writer::commit::<sqlx::Sqlite>(conn, &mut jobs).await,
-            Conn::Postgres(conn) => writer::commit::<sqlx::Postgres>(conn, &mut jobs).await,
+        match &mut self.writes {
+            Writes::Sqlite(conn) => writer::commit(conn, &mut jobs).await,
+            Writes::Postgres(conn) => writer::commit(conn, &mut jobs).await,
         }
     }
 
@@ -152,9 +160,9 @@ impl Db {
                 rows
             }};
         }
-        match &mut self.conn {
-            Conn::Sqlite(conn) => rows!(conn),
-            Conn::Postgres(conn) => rows!(conn),
+        match &mut self.reads {
+            Reads::Sqlite(conn) => rows!(conn),
+            Reads::Postgres(conn) => rows!(conn),
         }
     }
 

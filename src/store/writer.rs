@@ -1,39 +1,101 @@
 //! Group commit, the same for both backends. Every write of the store is a job
-//! sent over a channel to the committer tasks, each owning a write connection
-//! (from a pool, so that a connection lost with the database is replaced on the
-//! next batch), taking turns at the queue. A committer takes whatever jobs have
-//! queued (up to a bound), applies them in one transaction (set-based: a fixed
-//! number of statements however many jobs, see `batch`), commits once and only
-//! then answers each job. Under low load a batch is a single job, so nothing waits
-//! for company; under high load one commit serves hundreds of saga steps. An
-//! answer always follows the commit that holds the job's writes, so whatever a
-//! caller is told has happened survives `kill -9`.
+//! sent over a channel to the backend's committer (Postgres: tasks, each with a
+//! pooled connection; SQLite: a thread of its own with the one write connection,
+//! rusqlite, so that a batch's statements cost no hop between threads). A
+//! committer takes whatever jobs have queued (up to a bound), applies them in one
+//! transaction (set-based: a fixed number of statements however many jobs, see
+//! `batch`), commits once and only then answers each job. Under low load a batch
+//! is a single job, so nothing waits for company; under high load one commit
+//! serves hundreds of saga steps. An answer always follows the commit that holds
+//! the job's writes, so whatever a caller is told has happened survives `kill -9`.
 //!
 //! Domain outcomes (not enough stock, a key used before, an order that moved on)
 //! are values decided by the statements, never errors. A batch whose SQL fails
 //! anyway is rolled back and its jobs retried one per transaction, so a bad write
 //! fails alone.
 
-use std::sync::Arc;
-
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use sqlx::{Connection, Database, Pool};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
+use super::dialect::Dialect;
 use super::{
-    CreateOrderOutcome, NewOrder, OrderTransition, Reserve, Reserved, Settle, Settled,
+    Changes, CreateOrderOutcome, NewOrder, OrderTransition, Reserve, Reserved, Settle, Settled,
     StockedProduct, StoreError,
 };
 use crate::domain::{OrderEvent, Payment, Product};
 
-/// A backend's set-based application of a batch (see `batch`, compiled once per
-/// backend): it fills in every job's output, or fails as a whole.
-pub(crate) trait ApplyBatch: Database {
-    fn apply<'c>(
-        conn: &'c mut Self::Connection,
-        jobs: &'c mut [Job],
-    ) -> BoxFuture<'c, Result<(), StoreError>>;
+/// A backend's write connection, as the committer and a batch use it: each
+/// statement takes its rows as one JSON array (`$1`, see `dialect`) and answers
+/// rows of plain values.
+pub(crate) trait Tx: Send {
+    const DIALECT: Dialect;
+    fn begin(&mut self) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn commit(&mut self) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn rollback(&mut self) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn execute(&mut self, sql: &'static str, rows: String)
+    -> BoxFuture<'_, Result<(), StoreError>>;
+    fn fetch<R: FromCells + Send + 'static>(
+        &mut self,
+        sql: &'static str,
+        rows: String,
+    ) -> BoxFuture<'_, Result<Vec<R>, StoreError>>;
+    /// Tells other instances what the batch changed, when it commits.
+    fn announce<'a>(&'a mut self, changes: &'a Changes) -> BoxFuture<'a, Result<(), StoreError>>;
 }
+
+/// A row as a driver hands it over: each backend decodes its own column types
+/// into the same Rust values (a UUID is a 16-byte blob in SQLite, a time RFC
+/// 3339 text).
+pub(crate) trait Cells {
+    fn int(&self, column: usize) -> Result<Option<i64>, StoreError>;
+    fn text(&self, column: usize) -> Result<Option<String>, StoreError>;
+    fn uuid(&self, column: usize) -> Result<Option<Uuid>, StoreError>;
+    fn time(&self, column: usize) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// A value read from a column by its Rust type.
+pub(crate) trait Cell: Sized {
+    fn read(row: &impl Cells, column: usize) -> Result<Option<Self>, StoreError>;
+}
+
+macro_rules! cells {
+    ($($ty:ty => $read:ident),*) => {$(
+        impl Cell for $ty {
+            fn read(row: &impl Cells, column: usize) -> Result<Option<Self>, StoreError> {
+                row.$read(column)
+            }
+        }
+    )*};
+}
+cells!(i64 => int, String => text, Uuid => uuid, DateTime<Utc> => time);
+
+/// Reads a column that may be NULL.
+pub(crate) fn opt<T: Cell>(row: &impl Cells, column: usize) -> Result<Option<T>, StoreError> {
+    T::read(row, column)
+}
+
+/// Reads a column that is never NULL.
+pub(crate) fn get<T: Cell>(row: &impl Cells, column: usize) -> Result<T, StoreError> {
+    T::read(row, column)?.ok_or_else(|| super::corrupt("a column", format!("{column} is NULL")))
+}
+
+/// A row of a statement a batch runs, decoded from either driver.
+pub(crate) trait FromCells: Sized {
+    fn from_cells(row: &impl Cells) -> Result<Self, StoreError>;
+}
+
+macro_rules! tuples {
+    ($(($($t:ident $i:tt),*)),*) => {$(
+        impl<$($t: Cell),*> FromCells for ($($t,)*) {
+            fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
+                Ok(($(get::<$t>(row, $i)?,)*))
+            }
+        }
+    )*};
+}
+tuples!((A 0), (A 0, B 1), (A 0, B 1, C 2));
 
 /// One queued write: what it asks, what it came to once applied, and whom to tell.
 pub(crate) struct Pending<I, O> {
@@ -104,27 +166,10 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts `committers` committer tasks on the current runtime, each
-    /// committing on a connection of its own from `pool` (which should have as
-    /// many): one for SQLite, whose file has one writer; several for Postgres,
-    /// where a commit is a network round trip and row locks keep concurrent
-    /// batches apart. They end once every `Writer` is dropped and the queue is
-    /// drained.
-    pub(crate) fn spawn<DB: ApplyBatch>(
-        pool: Pool<DB>,
-        max_batch: usize,
-        committers: usize,
-    ) -> Writer
-    where
-        DB::Connection: Connection<Database = DB>,
-    {
-        let max_batch = max_batch.max(1);
-        let (jobs, queue) = mpsc::channel(max_batch * 4);
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..committers.max(1) {
-            tokio::spawn(run(pool.clone(), Arc::clone(&queue), max_batch));
-        }
-        Writer { jobs }
+    /// A writer and the queue its committers take batches from.
+    pub(crate) fn channel(max_batch: usize) -> (Writer, mpsc::Receiver<Job>) {
+        let (jobs, queue) = mpsc::channel(max_batch.max(1) * 4);
+        (Writer { jobs }, queue)
     }
 
     /// Queues `op` and waits until it is committed (or failed).
@@ -138,39 +183,21 @@ impl Writer {
     }
 }
 
-async fn run<DB: ApplyBatch>(
-    pool: Pool<DB>,
-    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
-    max_batch: usize,
-) where
-    DB::Connection: Connection<Database = DB>,
-{
-    let mut batch = Vec::with_capacity(max_batch);
-    // One committer at a time takes what has queued; it lets go of the queue
-    // before committing, so the next batch gathers meanwhile.
-    while queue.lock().await.recv_many(&mut batch, max_batch).await > 0 {
-        tracing::trace!(jobs = batch.len(), "group commit");
-        match pool.acquire().await {
-            Ok(mut conn) => commit::<DB>(&mut conn, &mut batch).await,
-            Err(error) => {
-                // The database is away: every job fails now, and its caller decides
-                // (a request answers 503, a saga retries later).
-                let error = Arc::new(error);
-                for job in batch.drain(..) {
-                    job.finish(Err(StoreError::Unreachable(Arc::clone(&error))));
-                }
-            }
-        }
-    }
-    tracing::debug!("writer stopped: every store handle is gone");
+/// Fails every job of a batch that could not get a connection: its caller decides
+/// (a request answers 503, a saga retries later).
+pub(crate) fn fail(batch: &mut Vec<Job>, error: impl Fn() -> StoreError) {
+    batch.drain(..).for_each(|job| job.finish(Err(error())));
 }
 
-/// Commits the batch in one transaction, or, when that fails, each job in its own.
-pub(super) async fn commit<DB: ApplyBatch>(conn: &mut DB::Connection, batch: &mut Vec<Job>)
-where
-    DB::Connection: Connection<Database = DB>,
-{
-    match transact::<DB>(conn, batch).await {
+/// Commits the batch in one transaction, or, when that fails, each job in its
+/// own; then answers every job.
+pub(crate) fn commit<'a, C: Tx>(conn: &'a mut C, batch: &'a mut Vec<Job>) -> BoxFuture<'a, ()> {
+    Box::pin(commit_batch(conn, batch))
+}
+
+async fn commit_batch<C: Tx>(conn: &mut C, batch: &mut Vec<Job>) {
+    tracing::trace!(jobs = batch.len(), "group commit");
+    match transact(conn, batch).await {
         Ok(()) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
         Err(error) if batch.len() == 1 => {
             if let Some(job) = batch.pop() {
@@ -181,22 +208,23 @@ where
             tracing::warn!(error = %error, jobs = batch.len(), "batch failed; retrying its writes one by one");
             for mut job in batch.drain(..) {
                 job.reset();
-                let result = transact::<DB>(conn, std::slice::from_mut(&mut job)).await;
+                let result = transact(conn, std::slice::from_mut(&mut job)).await;
                 job.finish(result);
             }
         }
     }
 }
 
-pub(super) async fn transact<DB: ApplyBatch>(
-    conn: &mut DB::Connection,
-    jobs: &mut [Job],
-) -> Result<(), StoreError>
-where
-    DB::Connection: Connection<Database = DB>,
-{
-    let mut tx = conn.begin().await?;
-    DB::apply(&mut tx, jobs).await?;
-    tx.commit().await?;
-    Ok(())
+/// Applies the jobs in one transaction, rolled back unless all of it commits.
+pub(crate) async fn transact<C: Tx>(conn: &mut C, jobs: &mut [Job]) -> Result<(), StoreError> {
+    conn.begin().await?;
+    let mut done = super::batch::apply(conn, jobs).await;
+    if done.is_ok() {
+        done = conn.commit().await;
+    }
+    if done.is_err() {
+        // After a failed COMMIT there may be nothing left to roll back.
+        let _ = conn.rollback().await;
+    }
+    done
 }
