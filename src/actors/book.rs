@@ -24,19 +24,13 @@ const KEEP_DECIDED: Duration = Duration::from_secs(2);
 /// At most this many decided orders are kept, whatever the rate.
 const MAX_DECIDED: usize = 32 * 1024;
 
-#[derive(Clone)]
+/// With other instances on the database (Postgres), the book still holds only
+/// this process's sagas, each kept current by the lease its instance renews
+/// while the saga runs; should another instance take a saga over after this one
+/// stalled past its lease, the saga here finds the order moved, and forgets it.
+#[derive(Clone, Default)]
 pub struct OrderBook {
     book: Arc<Mutex<Book>>,
-    /// False when other instances share the database: one of them may take over
-    /// a stalled saga of ours, and then only the database knows where the order
-    /// stands. Nothing is tracked, and every read goes to the database.
-    follows: bool,
-}
-
-impl Default for OrderBook {
-    fn default() -> Self {
-        OrderBook::new(true)
-    }
 }
 
 #[derive(Default)]
@@ -47,13 +41,6 @@ struct Book {
 }
 
 impl OrderBook {
-    pub(crate) fn new(follows: bool) -> OrderBook {
-        OrderBook {
-            book: Arc::default(),
-            follows,
-        }
-    }
-
     fn book(&self) -> MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -65,9 +52,6 @@ impl OrderBook {
 
     /// Starts following an order whose saga is about to run here.
     pub(crate) fn track(&self, order: Order) {
-        if !self.follows {
-            return;
-        }
         let mut book = self.book();
         let order_id = order.order_id;
         let decided = order.status().is_terminal();
@@ -176,16 +160,6 @@ mod tests {
         book.advance(second_id, OrderStep::Rejected, None, Utc::now());
         assert!(book.get(first_id).is_none());
         assert!(book.get(second_id).is_some());
-    }
-
-    #[test]
-    fn a_book_that_does_not_follow_answers_nothing() {
-        let book = OrderBook::new(false);
-        let placed = order(OrderStep::Placed);
-        let order_id = placed.order_id;
-        book.track(placed);
-        book.advance(order_id, OrderStep::Reserved, None, Utc::now());
-        assert!(book.get(order_id).is_none());
     }
 
     #[test]

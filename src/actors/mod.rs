@@ -65,8 +65,7 @@ impl Actors {
     pub async fn start(store: Store, payment: PaymentSettings) -> Result<Actors, StartError> {
         let arbiter = Arbiter::try_new().map_err(StartError::Thread)?.handle();
         let inventory = InventoryActor::start_in(store.clone(), &arbiter).await?;
-        // Another instance may finish a saga of ours: then memory is not the truth.
-        let order_book = OrderBook::new(!store.is_shared());
+        let order_book = OrderBook::default();
         let (payment_tx, payment_rx) = tokio::sync::oneshot::channel();
         let orders = {
             let (inventory, order_book) = (inventory.clone(), order_book.clone());

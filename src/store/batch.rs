@@ -4,15 +4,16 @@
 //! hundreds. Written once for both backends, over the writer's [`Tx`].
 //!
 //! The statements run in a fixed order: reservations given back (a declined
-//! payment), which names the products whose stock comes back; one read of every
-//! product the batch touches, locked in key order on Postgres, so that batches
-//! committing at once (here or in another instance) take product locks in the
-//! same order and cannot deadlock; product upserts; the reservations made
-//! before, for orders that ask again. Stock is then decided in memory, job by job
-//! in arrival order, exactly as if the jobs ran one by one, and written in one
-//! statement, with one insert of the new reservation rows (a row per line). Then
-//! payments, reservations taken for good, new orders, order moves (each guarded
-//! by the step it comes from) with their events, and one announcement of it all.
+//! payment), which names the products whose stock comes back; payments,
+//! reservations taken for good, new orders; the reservations made before, for
+//! orders that ask again. Then one read of every product the batch touches,
+//! locked in key order on Postgres, so that batches committing at once (here or
+//! in another instance) take product locks in the same order and cannot
+//! deadlock, and hold them for the fewest statements; product upserts. Stock is
+//! decided in memory, job by job in arrival order, exactly as if the jobs ran one
+//! by one, and written in one statement, with one insert of the new reservation
+//! rows (a row per line). Last, the order moves (each guarded by the step it
+//! comes from) with their events, and one announcement of it all.
 //!
 //! What loses a race is a value, not an error: a key used before (`ON CONFLICT
 //! DO NOTHING`, then read back), an order that moved on (the guard). Writes to
@@ -40,14 +41,16 @@ use crate::store::{
 pub(super) async fn apply<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
     let mut changes = Changes::default();
     let mut released = release(conn, jobs).await?;
-    let mut stock = lock_products(conn, jobs, &released).await?;
-    upsert(conn, jobs, &mut stock, &mut changes).await?;
-    let before = decided_before(conn, jobs).await?;
-    let (mut moves, reservations) = decide(jobs, &mut released, &mut stock, before, &mut changes)?;
-    write_stock(conn, &stock, &reservations).await?;
     pay(conn, jobs).await?;
     commit_reservations(conn, jobs).await?;
     let placed = create_orders(conn, jobs).await?;
+    let before = decided_before(conn, jobs).await?;
+    // From here to the commit, the batch holds its products' locks: as few
+    // statements as can be.
+    let mut stock = lock_products(conn, jobs, &released).await?;
+    upsert(conn, jobs, &mut stock, &mut changes).await?;
+    let (mut moves, reservations) = decide(jobs, &mut released, &mut stock, before, &mut changes)?;
+    write_stock(conn, &stock, &reservations).await?;
     move_orders(conn, jobs, placed, &mut moves, &mut changes).await?;
     conn.announce(&changes).await
 }
