@@ -28,7 +28,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    Order, OrderId, OrderStep, Payment, ProductId, Quantity, Stock, StockDecision,
+    Order, OrderEvent, OrderId, OrderStep, Payment, ProductId, Quantity, Stock, StockDecision,
 };
 use crate::store::dialect::json;
 use crate::store::rows::{OrderRow, PaymentRow};
@@ -98,11 +98,6 @@ async fn fetch_ids<T: Tx, I: Serialize>(
 ) -> Result<HashSet<Uuid>, StoreError> {
     let ids: Vec<(Uuid,)> = fetch(conn, template, rows).await?;
     Ok(ids.into_iter().map(|(id,)| id).collect())
-}
-
-#[derive(Serialize)]
-struct OrderKey {
-    order_id: OrderId,
 }
 
 /// The reservation rows each order's release gave back: (product, units).
@@ -287,6 +282,8 @@ async fn decided_before<T: Tx>(
 struct Move {
     #[serde(skip)]
     job: usize,
+    #[serde(skip)]
+    to: OrderStep,
     order_id: OrderId,
     from_step: Option<&'static str>,
     step: &'static str,
@@ -307,6 +304,7 @@ impl Move {
         let (step, status) = (to.as_str(), to.status().as_str());
         Move {
             job,
+            to,
             order_id,
             from_step,
             step,
@@ -704,58 +702,61 @@ async fn move_orders<T: Tx>(
     }
     let mut placed = Some(placed);
     for round in rounds {
-        let rows = &round;
-        let moved = fetch_ids(
+        let moved: HashMap<Uuid, i64> = fetch::<_, (Uuid, i64), _>(
             conn,
             "UPDATE shop_order SET step = x.step, status = x.status, reason = x.reason, \
-             updated_at = x.at \
+             updated_at = x.at, last_seq = shop_order.last_seq + 1 \
              FROM #ROWS(order_id uuid, from_step text, step text, status text, reason text, at time) \
              WHERE shop_order.order_id = x.order_id AND shop_order.step = x.from_step \
-             RETURNING shop_order.order_id",
-            rows,
+             RETURNING shop_order.order_id, shop_order.last_seq",
+            &round,
         )
-        .await?;
-        // The event is the order's new step as its row now has it.
-        let placed = placed
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|o| o.order_id);
-        let jobs_moved: HashMap<OrderId, usize> = (round.iter())
-            .filter(|m| moved.contains(&m.order_id.as_uuid()))
-            .map(|m| (m.order_id, m.job))
+        .await?
+        .into_iter()
+        .collect();
+        let first = placed.take().unwrap_or_default().into_iter().map(|order| {
+            let (order_id, at) = (order.order_id, order.created_at);
+            (None, OrderEvent { order_id, seq: 1, step: OrderStep::Placed, reason: None, at })
+        });
+        let mut events: Vec<(Option<usize>, OrderEvent)> = first.collect();
+        for m in &round {
+            if let Some(&seq) = moved.get(&m.order_id.as_uuid()) {
+                let seq = u32::try_from(seq).map_err(|e| corrupt("seq", e))?;
+                let (order_id, step, reason, at) = (m.order_id, m.to, m.reason.clone(), m.at);
+                events.push((Some(m.job), OrderEvent { order_id, seq, step, reason, at }));
+            }
+        }
+        #[derive(Serialize)]
+        struct Row<'a> {
+            #[serde(flatten)]
+            event: &'a OrderEvent,
+            status: &'static str,
+        }
+        let rows: Vec<Row<'_>> = (events.iter())
+            .map(|(_, event)| Row { event, status: event.step.status().as_str() })
             .collect();
-        let keys: Vec<OrderKey> = (placed.chain(jobs_moved.keys().copied()))
-            .map(|order_id| OrderKey { order_id })
-            .collect();
-        let events: Vec<crate::store::rows::EventRow> = fetch(
+        execute(
             conn,
             "INSERT INTO order_event (order_id, seq, step, status, reason, at) \
-             SELECT o.order_id, \
-             (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM order_event e WHERE e.order_id = o.order_id), \
-             o.step, o.status, o.reason, o.updated_at FROM shop_order o \
-             WHERE o.order_id IN (SELECT order_id FROM #ROWS(order_id uuid)) \
-             RETURNING order_id, seq, step, reason, at",
-            &keys,
+             SELECT order_id, seq, step, status, reason, at \
+             FROM #ROWS(order_id uuid, seq int, step text, status text, reason text, at time)",
+            &rows,
         )
         .await?;
-        for event in events {
-            let event = crate::domain::OrderEvent::try_from(event)?;
-            if let Some(&job) = jobs_moved.get(&event.order_id) {
-                match &mut jobs[job] {
-                    Job::Reserve(reserve) => {
-                        if let Some(reserved) = reserve.output.as_mut() {
-                            reserved.moved = Some(event.clone());
-                        }
+        for (job, event) in events {
+            match job.map(|job| &mut jobs[job]) {
+                Some(Job::Reserve(reserve)) => {
+                    if let Some(reserved) = reserve.output.as_mut() {
+                        reserved.moved = Some(event.clone());
                     }
-                    Job::Settle(settle) => {
-                        if let Some(settled) = settle.output.as_mut() {
-                            settled.moved = Some(event.clone());
-                        }
-                    }
-                    Job::Advance(advance) => advance.output = Some(Some(event.clone())),
-                    _ => {}
                 }
+                Some(Job::Settle(settle)) => {
+                    if let Some(settled) = settle.output.as_mut() {
+                        settled.moved = Some(event.clone());
+                    }
+                }
+                Some(Job::Advance(advance)) => advance.output = Some(Some(event.clone())),
+                _ => {}
             }
             changes.events.push(event);
         }
