@@ -716,14 +716,32 @@ async fn move_orders<T: Tx>(
         .collect();
         let first = placed.take().unwrap_or_default().into_iter().map(|order| {
             let (order_id, at) = (order.order_id, order.created_at);
-            (None, OrderEvent { order_id, seq: 1, step: OrderStep::Placed, reason: None, at })
+            (
+                None,
+                OrderEvent {
+                    order_id,
+                    seq: 1,
+                    step: OrderStep::Placed,
+                    reason: None,
+                    at,
+                },
+            )
         });
         let mut events: Vec<(Option<usize>, OrderEvent)> = first.collect();
         for m in &round {
             if let Some(&seq) = moved.get(&m.order_id.as_uuid()) {
                 let seq = u32::try_from(seq).map_err(|e| corrupt("seq", e))?;
                 let (order_id, step, reason, at) = (m.order_id, m.to, m.reason.clone(), m.at);
-                events.push((Some(m.job), OrderEvent { order_id, seq, step, reason, at }));
+                events.push((
+                    Some(m.job),
+                    OrderEvent {
+                        order_id,
+                        seq,
+                        step,
+                        reason,
+                        at,
+                    },
+                ));
             }
         }
         #[derive(Serialize)]
@@ -733,7 +751,10 @@ async fn move_orders<T: Tx>(
             status: &'static str,
         }
         let rows: Vec<Row<'_>> = (events.iter())
-            .map(|(_, event)| Row { event, status: event.step.status().as_str() })
+            .map(|(_, event)| Row {
+                event,
+                status: event.step.status().as_str(),
+            })
             .collect();
         execute(
             conn,
