@@ -9,9 +9,10 @@
 //! orders that ask again. Then one read of every product the batch touches,
 //! locked in key order on Postgres, so that batches committing at once (here or
 //! in another instance) take product locks in the same order and cannot
-//! deadlock, and hold them for the fewest statements; product upserts. Stock is
-//! decided in memory, job by job in arrival order, exactly as if the jobs ran one
-//! by one, and written in one statement, with one insert of the new reservation
+//! deadlock, and hold them for the fewest statements; product upserts (which
+//! thereby count as the batch's first writes of stock). Stock is then decided in
+//! memory, job by job in arrival order, exactly as if the jobs ran one by one,
+//! and written in one statement, with one insert of the new reservation
 //! rows (a row per line). Last, the order moves (each guarded by the step it
 //! comes from) with their events, and one announcement of it all.
 //!
@@ -217,6 +218,11 @@ async fn upsert<T: Tx>(
         .collect();
     let at = Utc::now();
     for round in rounds(upserts, |(_, id)| id.clone()) {
+        // In key order, as the locks: a new product's row is locked as it is
+        // inserted, and two batches inserting the same new products must not
+        // take them in opposite orders.
+        let mut round = round;
+        round.sort_by(|a, b| a.1.cmp(&b.1));
         let rows: Vec<Row<'_>> = round
             .iter()
             .filter_map(|&(i, _)| match &jobs[i] {

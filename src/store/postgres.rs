@@ -289,14 +289,17 @@ impl Cells for sqlx::postgres::PgRow {
 
 async fn listen(pool: &PgPool, sinks: &Sinks, store: &PgStore) -> Result<(), StoreError> {
     let mut listener = PgListener::connect_with(pool).await?;
+    // A lost connection ends this round (`Ok(None)` below), so that the next one
+    // reads the catalog again: left to itself, the listener would reconnect
+    // quietly, and what changed meanwhile would never reach the snapshot.
+    listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
     // Whatever changed while nobody listened is in the catalog as it is now.
     if let Some(feed) = sinks.products.get() {
         feed(ProductChange::Everything(store.catalog().await?));
     }
-    loop {
-        let notification = listener.recv().await?;
-        let notes = match serde_json::from_str::<Vec<Note>>(notification.payload()) {
+    while let Some(notification) = listener.try_recv().await? {
+        let notes = match serde_json::from_str::<Vec<serde_json::Value>>(notification.payload()) {
             Ok(notes) => notes,
             Err(error) => {
                 tracing::warn!(error = %error, "a change announcement could not be read");
@@ -306,22 +309,26 @@ async fn listen(pool: &PgPool, sinks: &Sinks, store: &PgStore) -> Result<(), Sto
         // This instance's own events arrive twice (from its saga and from here),
         // which watchers skip by sequence number; its own product changes are no
         // newer than its snapshot, which keeps the newest version. Nobody
-        // listening is fine.
+        // listening is fine. A note that does not parse is skipped alone.
         for note in notes {
-            match note {
-                Note::Event(event) => {
+            match serde_json::from_value::<Note>(note) {
+                Ok(Note::Event(event)) => {
                     if let Some(events) = sinks.events.get() {
                         let _ = events.send(event);
                     }
                 }
-                Note::Product(change) => {
+                Ok(Note::Product(change)) => {
                     if let Some(feed) = sinks.products.get() {
                         feed(change);
                     }
                 }
+                Err(error) => tracing::warn!(error = %error, "a change could not be read"),
             }
         }
     }
+    Err(StoreError::Unreachable(std::sync::Arc::new(
+        sqlx::Error::PoolClosed,
+    )))
 }
 
 /// One change as it travels in a `NOTIFY` payload (a JSON array of them). The

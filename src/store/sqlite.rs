@@ -162,9 +162,16 @@ pub(super) fn spawn_writer(
 impl Tx for rusqlite::Connection {
     const DIALECT: Dialect = Dialect::Sqlite;
 
-    /// `IMMEDIATE` takes the write lock at once.
+    /// `IMMEDIATE` takes the write lock at once. A transaction left open (a
+    /// ROLLBACK that failed) is rolled back first, or every later batch would fail.
     fn begin(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move { Ok(self.execute_batch("BEGIN IMMEDIATE")?) })
+        let begun = (|| {
+            if !self.is_autocommit() {
+                self.execute_batch("ROLLBACK")?;
+            }
+            Ok(self.execute_batch("BEGIN IMMEDIATE")?)
+        })();
+        Box::pin(std::future::ready(begun))
     }
 
     fn commit(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -462,3 +462,50 @@ async fn every_write_leaves_the_same_rows_on_both_backends() {
     };
     assert_eq!(story(&mut postgres).await, rows);
 }
+
+/// Waits, up to a deadline, until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_losing_its_feed_an_instance_reads_the_catalog_again() {
+    let Some(mut db) = postgres().await else {
+        return;
+    };
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let feed = std::sync::Arc::clone(&heard);
+    db.store.feed_products(std::sync::Arc::new(move |change| {
+        if let ProductChange::Everything(rows) = change {
+            feed.lock().unwrap().push(rows);
+        }
+    }));
+    let reloads = || heard.lock().unwrap().clone();
+    until("the feed starts with the catalog", || reloads().len() == 1).await;
+
+    // The database drops the listening connection; a product changes meanwhile.
+    let Reads::Postgres(admin) = &mut db.reads else {
+        unreachable!()
+    };
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .execute(&mut *admin)
+    .await
+    .unwrap();
+    db.write(product("new", 7)).await;
+
+    // Back, the feed reads the catalog again, with what it missed.
+    until("the catalog is read again", || {
+        let reloads = reloads();
+        reloads.len() >= 2
+            && (reloads[reloads.len() - 1].iter())
+                .any(|row| row.product.product_id.as_str() == "new")
+    })
+    .await;
+}
