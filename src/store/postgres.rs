@@ -33,7 +33,7 @@ use tokio::sync::broadcast;
 use futures_util::future::BoxFuture;
 
 use super::dialect::Dialect;
-use super::rows::{OrderRow, convert};
+use super::rows::{OrderRow, decode};
 use super::writer::{self, Cells, FromCells, Job, Tx, Writer};
 use super::{Changes, ProductChange, ProductFeed, StoreError, StoreOptions};
 use crate::domain::{Order, OrderEvent, OrderId};
@@ -150,7 +150,7 @@ impl PgStore {
             .await?;
         }
         // SKIP LOCKED: an order another instance is claiming right now is its.
-        let rows: Vec<OrderRow> = sqlx::query_as(
+        let rows = sqlx::query(
             "UPDATE shop_order SET lease_until = now() + make_interval(secs => $1) \
              WHERE order_id IN ( \
                  SELECT order_id FROM shop_order \
@@ -166,7 +166,7 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        convert(rows)
+        decode::<OrderRow, _>(&rows)
     }
 
     /// Feeds the order events that any instance commits into `events`, for as

@@ -3,8 +3,9 @@
 //! (`BIGINT` in Postgres where SQLite has `INTEGER`, `UUID` where it has a blob,
 //! `TIMESTAMPTZ` where it has RFC 3339 text).
 //!
-//! The reads decode them through sqlx (`FromRow`); the writer, which runs on
-//! rusqlite for SQLite, through [`FromCells`], in the columns' order.
+//! Every row type is decoded once, through [`FromCells`], in the columns' order,
+//! from whichever driver hands it over: sqlx for the reads, and for Postgres'
+//! writer; rusqlite for SQLite's writer.
 //!
 //! The schema's constraints were checked on the way in, so a failed conversion
 //! means the data was changed behind the store's back: it is reported as corrupt.
@@ -19,7 +20,6 @@ use crate::domain::{
     ProductId, ProductName, Quantity, Stock,
 };
 
-#[derive(sqlx::FromRow)]
 pub(super) struct ProductRow {
     product_id: String,
     product_name: String,
@@ -44,7 +44,6 @@ impl TryFrom<ProductRow> for StockedProduct {
     }
 }
 
-#[derive(sqlx::FromRow)]
 pub(super) struct OrderRow {
     order_id: Uuid,
     product_id: String,
@@ -72,7 +71,6 @@ impl TryFrom<OrderRow> for Order {
     }
 }
 
-#[derive(sqlx::FromRow)]
 pub(super) struct EventRow {
     order_id: Uuid,
     seq: i64,
@@ -94,7 +92,6 @@ impl TryFrom<EventRow> for OrderEvent {
     }
 }
 
-#[derive(sqlx::FromRow)]
 pub(super) struct PaymentRow {
     payment_id: Uuid,
     order_id: Uuid,
@@ -117,6 +114,42 @@ impl TryFrom<PaymentRow> for Payment {
             created_at: row.created_at,
         })
     }
+}
+
+impl FromCells for ProductRow {
+    /// From `product_id, product_name, price, stock, version`.
+    fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
+        Ok(ProductRow {
+            product_id: get(row, 0)?,
+            product_name: get(row, 1)?,
+            price: get(row, 2)?,
+            stock: get(row, 3)?,
+            version: get(row, 4)?,
+        })
+    }
+}
+
+impl FromCells for OrderRow {
+    fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
+        OrderRow::from_cells_at(row, 0)
+    }
+}
+
+/// The value each row stands for, failing on the first that does not convert.
+pub(super) fn decode<R, T>(rows: &[impl Cells]) -> Result<Vec<T>, StoreError>
+where
+    R: FromCells,
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.iter().map(decode_one).collect()
+}
+
+pub(super) fn decode_one<R, T>(row: &impl Cells) -> Result<T, StoreError>
+where
+    R: FromCells,
+    T: TryFrom<R, Error = StoreError>,
+{
+    T::try_from(R::from_cells(row)?)
 }
 
 impl OrderRow {
@@ -164,12 +197,4 @@ impl FromCells for PaymentRow {
 
 fn product_id(raw: String) -> Result<ProductId, StoreError> {
     ProductId::parse(raw).map_err(|e| corrupt("product_id", e))
-}
-
-/// Converts every row, failing on the first that does not convert.
-pub(super) fn convert<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
-where
-    T: TryFrom<R, Error = StoreError>,
-{
-    rows.into_iter().map(T::try_from).collect()
 }

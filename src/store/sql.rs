@@ -5,7 +5,8 @@
 //! sqlx's executors are generic only through a thicket of higher-ranked bounds, so
 //! the shared reads are a macro that each backend expands with its own store type:
 //! the statements are written once, and each expansion is checked by the compiler
-//! against its own driver. (The writes do the same with a module, `batch`.)
+//! against its own driver. Rows are decoded as the writer decodes them
+//! ([`FromCells`](super::writer::FromCells), one decoding per row type).
 
 /// The reads, for the store type `$store` (with a `reads` pool) of the module
 /// that expands it.
@@ -14,53 +15,53 @@ macro_rules! shared_reads {
         mod shared_reads {
             use super::$store;
             use $crate::domain::{Order, OrderEvent, OrderId, Payment, PaymentId, ProductId, ShopperId};
-            use $crate::store::rows::{EventRow, OrderRow, PaymentRow, ProductRow, convert};
+            use $crate::store::rows::{EventRow, OrderRow, PaymentRow, ProductRow, decode, decode_one};
             use $crate::store::{StockedProduct, StoreError};
 
             impl $store {
                 pub(in crate::store) async fn catalog(&self) -> Result<Vec<StockedProduct>, StoreError> {
-                    let rows: Vec<ProductRow> = sqlx::query_as(
+                    let rows = sqlx::query(
                         "SELECT product_id, product_name, price, stock, version FROM product \
                          ORDER BY product_id",
                     )
                     .fetch_all(&self.reads)
                     .await?;
-                    convert(rows)
+                    decode::<ProductRow, _>(&rows)
                 }
 
                 pub(in crate::store) async fn product(
                     &self,
                     product_id: &ProductId,
                 ) -> Result<Option<StockedProduct>, StoreError> {
-                    let row: Option<ProductRow> = sqlx::query_as(
+                    let row = sqlx::query(
                         "SELECT product_id, product_name, price, stock, version FROM product \
                          WHERE product_id = $1",
                     )
                     .bind(product_id.as_str())
                     .fetch_optional(&self.reads)
                     .await?;
-                    row.map(StockedProduct::try_from).transpose()
+                    row.map(|row| decode_one::<ProductRow, _>(&row)).transpose()
                 }
 
                 pub(in crate::store) async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
-                    let row: Option<OrderRow> = sqlx::query_as(
+                    let row = sqlx::query(
                         "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, \
                          updated_at FROM shop_order WHERE order_id = $1",
                     )
                     .bind(order_id.as_uuid())
                     .fetch_optional(&self.reads)
                     .await?;
-                    row.map(Order::try_from).transpose()
+                    row.map(|row| decode_one::<OrderRow, _>(&row)).transpose()
                 }
 
                 pub(in crate::store) async fn unfinished_orders(&self) -> Result<Vec<Order>, StoreError> {
-                    let rows: Vec<OrderRow> = sqlx::query_as(
+                    let rows = sqlx::query(
                         "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, \
                          updated_at FROM shop_order WHERE status = 'PENDING' ORDER BY order_id",
                     )
                     .fetch_all(&self.reads)
                     .await?;
-                    convert(rows)
+                    decode::<OrderRow, _>(&rows)
                 }
 
                 pub(in crate::store) async fn order_events(
@@ -68,7 +69,7 @@ macro_rules! shared_reads {
                     order_id: OrderId,
                     after_seq: u32,
                 ) -> Result<Vec<OrderEvent>, StoreError> {
-                    let rows: Vec<EventRow> = sqlx::query_as(
+                    let rows = sqlx::query(
                         "SELECT order_id, seq, step, reason, at FROM order_event \
                          WHERE order_id = $1 AND seq > $2 ORDER BY seq",
                     )
@@ -76,7 +77,7 @@ macro_rules! shared_reads {
                     .bind(i64::from(after_seq))
                     .fetch_all(&self.reads)
                     .await?;
-                    convert(rows)
+                    decode::<EventRow, _>(&rows)
                 }
 
                 pub(in crate::store) async fn shopper_orders(
@@ -84,7 +85,7 @@ macro_rules! shared_reads {
                     shopper: ShopperId,
                     limit: u32,
                 ) -> Result<Vec<Order>, StoreError> {
-                    let rows: Vec<OrderRow> = sqlx::query_as(
+                    let rows = sqlx::query(
                         "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, \
                          updated_at FROM shop_order WHERE shopper_id = $1 ORDER BY order_id DESC LIMIT $2",
                     )
@@ -92,35 +93,35 @@ macro_rules! shared_reads {
                     .bind(i64::from(limit))
                     .fetch_all(&self.reads)
                     .await?;
-                    convert(rows)
+                    decode::<OrderRow, _>(&rows)
                 }
 
                 pub(in crate::store) async fn payment(
                     &self,
                     payment_id: PaymentId,
                 ) -> Result<Option<Payment>, StoreError> {
-                    let row: Option<PaymentRow> = sqlx::query_as(
+                    let row = sqlx::query(
                         "SELECT payment_id, order_id, total_amount, status, created_at FROM payment \
                          WHERE payment_id = $1",
                     )
                     .bind(payment_id.as_uuid())
                     .fetch_optional(&self.reads)
                     .await?;
-                    row.map(Payment::try_from).transpose()
+                    row.map(|row| decode_one::<PaymentRow, _>(&row)).transpose()
                 }
 
                 pub(in crate::store) async fn payments_for_order(
                     &self,
                     order_id: OrderId,
                 ) -> Result<Vec<Payment>, StoreError> {
-                    let rows: Vec<PaymentRow> = sqlx::query_as(
+                    let rows = sqlx::query(
                         "SELECT payment_id, order_id, total_amount, status, created_at FROM payment \
                          WHERE order_id = $1",
                     )
                     .bind(order_id.as_uuid())
                     .fetch_all(&self.reads)
                     .await?;
-                    convert(rows)
+                    decode::<PaymentRow, _>(&rows)
                 }
             }
         }
