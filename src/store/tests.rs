@@ -509,3 +509,29 @@ async fn after_losing_its_feed_an_instance_reads_the_catalog_again() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn another_instance_hears_a_product_change_whatever_its_name_holds() {
+    let Some(mut db) = postgres().await else {
+        return;
+    };
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let feed = std::sync::Arc::clone(&heard);
+    db.store.feed_products(std::sync::Arc::new(move |change| {
+        let heard = match change {
+            ProductChange::Product(row) => row.product.product_name.as_str().to_owned(),
+            _ => "(the catalog)".to_owned(),
+        };
+        feed.lock().unwrap().push(heard);
+    }));
+    // The feed listens before it reads the catalog.
+    until("the feed starts", || !heard.lock().unwrap().is_empty()).await;
+    let name = r#"O'Brien's "tea" \ with a backslash \' and $$ dollars"#;
+    let mut written = product("quoted", 3);
+    written.product_name = ProductName::parse(name).unwrap();
+    db.write(written).await;
+    until("the change is announced", || {
+        heard.lock().unwrap().iter().any(|heard| heard == name)
+    })
+    .await;
+}
