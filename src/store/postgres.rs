@@ -26,7 +26,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
@@ -34,7 +33,7 @@ use futures_util::future::BoxFuture;
 
 use super::dialect::Dialect;
 use super::rows::{OrderRow, decode};
-use super::writer::{self, Cells, FromCells, Job, Tx, Writer};
+use super::writer::{self, FromCells, Job, Tx, Writer};
 use super::{Changes, ProductChange, ProductFeed, StoreError, StoreOptions};
 use crate::domain::{Order, OrderEvent, OrderId};
 
@@ -269,21 +268,6 @@ impl Tx for PgConnection {
 
     fn announce<'a>(&'a mut self, changes: &'a Changes) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { announce(self, changes).await })
-    }
-}
-
-impl Cells for sqlx::postgres::PgRow {
-    fn int(&self, column: usize) -> Result<Option<i64>, StoreError> {
-        Ok(self.try_get(column)?)
-    }
-    fn text(&self, column: usize) -> Result<Option<String>, StoreError> {
-        Ok(self.try_get(column)?)
-    }
-    fn uuid(&self, column: usize) -> Result<Option<uuid::Uuid>, StoreError> {
-        Ok(self.try_get(column)?)
-    }
-    fn time(&self, column: usize) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        Ok(self.try_get(column)?)
     }
 }
 

@@ -195,6 +195,27 @@ impl FromCells for PaymentRow {
     }
 }
 
+/// Rows from sqlx: each column decoded by sqlx itself, as it stores it.
+macro_rules! sqlx_cells {
+    ($($row:ty),*) => {$(
+        impl Cells for $row {
+            fn int(&self, column: usize) -> Result<Option<i64>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn text(&self, column: usize) -> Result<Option<String>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn uuid(&self, column: usize) -> Result<Option<Uuid>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn time(&self, column: usize) -> Result<Option<DateTime<Utc>>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+        }
+    )*};
+}
+sqlx_cells!(sqlx::postgres::PgRow, sqlx::sqlite::SqliteRow);
+
 fn product_id(raw: String) -> Result<ProductId, StoreError> {
     ProductId::parse(raw).map_err(|e| corrupt("product_id", e))
 }

@@ -216,22 +216,6 @@ impl Tx for rusqlite::Connection {
     }
 }
 
-/// The reads' rows, decoded by sqlx itself.
-impl Cells for sqlx::sqlite::SqliteRow {
-    fn int(&self, column: usize) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-    fn text(&self, column: usize) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-    fn uuid(&self, column: usize) -> Result<Option<Uuid>, StoreError> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-    fn time(&self, column: usize) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-}
-
 /// Columns as sqlx-sqlite stores them, so that both drivers read the same
 /// values: a UUID as its 16 bytes, a time as RFC 3339 text.
 impl Cells for rusqlite::Row<'_> {
