@@ -164,7 +164,7 @@ impl Handler<PlaceOrder> for OrdersActor {
                     product_id: msg.product_id.clone(),
                     quantity: msg.quantity,
                     total_amount,
-                    idempotency_key: msg.idempotency_key,
+                    idempotency_key: msg.idempotency_key.map(|key| key.owned_by(msg.shopper)),
                     shopper_id: msg.shopper,
                     at: Utc::now(),
                 })

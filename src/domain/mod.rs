@@ -10,8 +10,8 @@ mod product;
 
 pub use money::Money;
 pub use order::{
-    IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, OrderStep, Quantity, ShopperId,
-    StockDecision,
+    IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, OrderStep, OwnedKey, Quantity,
+    ShopperId, StockDecision,
 };
 pub use payment::{Payment, PaymentId, PaymentStatus};
 pub use product::{Price, Product, ProductId, ProductName, Stock};

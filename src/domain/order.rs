@@ -27,6 +27,12 @@ impl OrderId {
         OrderId(uuid)
     }
 
+    /// The smallest id an order placed at `at` (or later) can have.
+    pub fn first_at(at: DateTime<Utc>) -> OrderId {
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        OrderId(uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid())
+    }
+
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
@@ -236,6 +242,28 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key in its owner's space: a storefront key belongs to the shopper
+    /// (the browser's cookie) who sent it, so another browser sending the same
+    /// key places an order of its own. An API client has no identity here: its
+    /// keys share one space, and a key is a secret of the client that made it.
+    pub fn owned_by(&self, shopper: Option<ShopperId>) -> OwnedKey {
+        OwnedKey(match shopper {
+            Some(shopper) => format!("shopper:{}:{}", shopper.0.simple(), self.0),
+            None => format!("api:{}", self.0),
+        })
+    }
+}
+
+/// An idempotency key with its owner, as it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct OwnedKey(String);
+
+impl OwnedKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// An anonymous shopper: one browser, known by a cookie. It scopes "my orders";
@@ -342,6 +370,24 @@ mod tests {
         assert!(IdempotencyKey::parse("").is_err());
         assert!(IdempotencyKey::parse("has space").is_err());
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn a_key_belongs_to_its_shopper() {
+        let key = IdempotencyKey::parse("buy-1").expect("a key");
+        let (alice, bob) = (ShopperId::generate(), ShopperId::generate());
+        assert_eq!(key.owned_by(Some(alice)), key.owned_by(Some(alice)));
+        assert_ne!(key.owned_by(Some(alice)), key.owned_by(Some(bob)));
+        assert_ne!(key.owned_by(Some(alice)), key.owned_by(None));
+        assert_eq!(key.owned_by(None).as_str(), "api:buy-1");
+    }
+
+    #[test]
+    fn ids_sort_after_the_first_id_of_their_time() {
+        let before = Utc::now();
+        let id = OrderId::generate();
+        assert!(OrderId::first_at(before) <= id);
+        assert!(id < OrderId::first_at(before + chrono::Duration::milliseconds(2)));
     }
 
     #[test]

@@ -35,12 +35,13 @@ use crate::store::dialect::json;
 use crate::store::rows::{OrderRow, PaymentRow};
 use crate::store::writer::{FromCells, Job, Tx};
 use crate::store::{
-    Changes, CreateOrderOutcome, Line, ProductChange, ReservationState, ReserveOutcome, Reserved,
-    Settled, StockLevel, StockedProduct, StoreError, corrupt,
+    Changes, CreateOrderOutcome, Line, ProductChange, Pruned, ReservationState, ReserveOutcome,
+    Reserved, Settled, StockLevel, StockedProduct, StoreError, corrupt,
 };
 
 pub(super) async fn apply<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
     let mut changes = Changes::default();
+    housekeeping(conn, jobs).await?;
     let mut released = release(conn, jobs).await?;
     pay(conn, jobs).await?;
     commit_reservations(conn, jobs).await?;
@@ -99,6 +100,76 @@ async fn fetch_ids<T: Tx, I: Serialize>(
 ) -> Result<HashSet<Uuid>, StoreError> {
     let ids: Vec<(Uuid,)> = fetch(conn, template, rows).await?;
     Ok(ids.into_iter().map(|(id,)| id).collect())
+}
+
+/// Admin sessions opened and ended, shared secrets, and what is pruned: rare
+/// writes, each kind still one statement per batch.
+async fn housekeeping<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
+    execute(
+        conn,
+        "INSERT INTO admin_session (session_id, token_digest, csrf, expires_at) \
+         SELECT session_id, token_digest, csrf, expires_at \
+         FROM #ROWS(session_id uuid, token_digest text, csrf text, expires_at int)",
+        &inputs!(jobs, OpenSession),
+    )
+    .await?;
+    let ended = fetch_ids(
+        conn,
+        "DELETE FROM admin_session \
+         WHERE session_id IN (SELECT session_id FROM #ROWS(session_id uuid)) \
+         RETURNING session_id",
+        &inputs!(jobs, EndSession),
+    )
+    .await?;
+    let secrets = inputs!(jobs, Secret);
+    execute(
+        conn,
+        "INSERT INTO setting (name, value) SELECT name, value FROM #ROWS(name text, value text) \
+         WHERE true ON CONFLICT (name) DO NOTHING",
+        &secrets,
+    )
+    .await?;
+    let stored: HashMap<String, String> = fetch::<_, (String, String), _>(
+        conn,
+        "SELECT name, value FROM setting WHERE name IN (SELECT name FROM #ROWS(name text))",
+        &secrets,
+    )
+    .await?
+    .into_iter()
+    .collect();
+    let prunes = inputs!(jobs, Prune);
+    let keys: Vec<(Uuid,)> = fetch(
+        conn,
+        "UPDATE shop_order SET idempotency_key = NULL FROM #ROWS(keys_after uuid, keys_before uuid) \
+         WHERE shop_order.order_id >= x.keys_after AND shop_order.order_id < x.keys_before \
+         AND shop_order.idempotency_key IS NOT NULL RETURNING shop_order.order_id",
+        &prunes,
+    )
+    .await?;
+    let sessions: Vec<(Uuid,)> = fetch(
+        conn,
+        "DELETE FROM admin_session WHERE expires_at < \
+         (SELECT MAX(sessions_expired_before) FROM #ROWS(sessions_expired_before int)) \
+         RETURNING session_id",
+        &prunes,
+    )
+    .await?;
+    for job in jobs.iter_mut() {
+        match job {
+            Job::OpenSession(open) => open.output = Some(()),
+            Job::EndSession(end) => end.output = Some(ended.contains(&end.input.session_id)),
+            Job::Secret(secret) => secret.output = stored.get(&secret.input.name).cloned(),
+            Job::Prune(prune) => {
+                // Several prunes in one batch share the count; there is never more than one.
+                prune.output = Some(Pruned {
+                    keys: keys.len(),
+                    sessions: sessions.len(),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The reservation rows each order's release gave back: (product, units).

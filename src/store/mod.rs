@@ -22,10 +22,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
 use crate::domain::{
-    IdempotencyKey, Money, Order, OrderEvent, OrderId, OrderStep, Payment, PaymentId, Product,
-    ProductId, Quantity, ShopperId, Stock,
+    Money, Order, OrderEvent, OrderId, OrderStep, OwnedKey, Payment, PaymentId, Product, ProductId,
+    Quantity, ShopperId, Stock,
 };
 
 pub use sqlite::SqliteSynchronous;
@@ -71,6 +72,8 @@ pub struct StoreOptions {
     /// claimed before another live instance may take them over.
     pub lease: Duration,
     pub sqlite_synchronous: SqliteSynchronous,
+    /// How long an order's idempotency key is kept (see [`Store::prune`]).
+    pub idempotency_ttl: Duration,
 }
 
 impl StoreOptions {
@@ -84,6 +87,7 @@ impl StoreOptions {
             statement_timeout: Duration::from_secs(5),
             lease: Duration::from_secs(30),
             sqlite_synchronous: SqliteSynchronous::Normal,
+            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -119,7 +123,10 @@ impl Store {
         } else {
             Backend::Sqlite(sqlite::SqliteStore::open(options).await?)
         };
-        Ok(Store { backend })
+        let store = Store { backend };
+        let writer = on_backend!(store, db => db.writer.downgrade());
+        tokio::spawn(housekeeping(writer, options.idempotency_ttl));
+        Ok(store)
     }
 
     /// Whether other processes may be using the same database (Postgres). Then
@@ -268,6 +275,118 @@ impl Store {
     pub async fn payments_for_order(&self, order_id: OrderId) -> Result<Vec<Payment>, StoreError> {
         on_backend!(self, db => db.payments_for_order(order_id).await)
     }
+
+    // Admin sessions and shared secrets.
+
+    pub async fn open_session(&self, session: AdminSessionRow) -> Result<(), StoreError> {
+        self.write(session).await
+    }
+
+    pub async fn admin_session(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Option<AdminSessionRow>, StoreError> {
+        on_backend!(self, db => db.admin_session(session_id).await)
+    }
+
+    /// Ends the session; false when there was none.
+    pub async fn end_session(&self, session_id: Uuid) -> Result<bool, StoreError> {
+        self.write(EndSession { session_id }).await
+    }
+
+    /// The secret stored under `name`, which is `proposed` unless another
+    /// instance stored one first: every instance ends up with the same.
+    pub async fn shared_secret(&self, name: &str, proposed: String) -> Result<String, StoreError> {
+        self.write(SharedSecret {
+            name: name.to_owned(),
+            value: proposed,
+        })
+        .await
+    }
+
+    /// Forgets the idempotency keys of the orders placed in `orders` (a range
+    /// of order ids, which sort by time) and the admin sessions that expired
+    /// before `sessions_expired_before` (Unix seconds).
+    pub async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
+        self.write(prune).await
+    }
+}
+
+/// An admin session as stored: its cookie names `session_id`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AdminSessionRow {
+    pub session_id: Uuid,
+    /// A keyed digest of the admin token the session was opened with.
+    pub token_digest: String,
+    /// The token its forms carry.
+    pub csrf: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EndSession {
+    pub session_id: Uuid,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SharedSecret {
+    pub name: String,
+    pub value: String,
+}
+
+/// What housekeeping forgets; see [`Store::prune`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Prune {
+    /// Keys of orders with ids after this one...
+    pub keys_after: Uuid,
+    /// ...and before this one lose their keys.
+    pub keys_before: Uuid,
+    pub sessions_expired_before: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub keys: usize,
+    pub sessions: usize,
+}
+
+/// Forgets, again and again, the idempotency keys older than `ttl` and the admin
+/// sessions that have expired. Each pass covers the orders placed since the last
+/// (order ids sort by time), so it never walks the whole table twice. Ends when
+/// the store is dropped.
+async fn housekeeping(writer: writer::WeakWriter, ttl: Duration) {
+    let every = (ttl / 24).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut done_up_to = Uuid::nil();
+    // The first pass one period after start: start-up has enough to do.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        ticks.tick().await;
+        let Some(writer) = writer.upgrade() else {
+            return;
+        };
+        let now = Utc::now();
+        // A TTL too long to subtract keeps every key.
+        let keys_before = chrono::Duration::from_std(ttl)
+            .ok()
+            .and_then(|ttl| now.checked_sub_signed(ttl))
+            .map_or(Uuid::nil(), |cutoff| OrderId::first_at(cutoff).as_uuid());
+        let prune = Prune {
+            keys_after: done_up_to,
+            keys_before,
+            sessions_expired_before: now.timestamp(),
+        };
+        match writer.write(prune).await {
+            Ok(pruned) => {
+                done_up_to = keys_before;
+                if pruned != Pruned::default() {
+                    tracing::debug!(keys = pruned.keys, sessions = pruned.sessions, "pruned");
+                }
+            }
+            Err(StoreError::WriterGone) => return,
+            Err(error) => tracing::warn!(error = %error, "pruning failed; trying again later"),
+        }
+    }
 }
 
 /// A product with the version of its row: the catalog snapshot keeps the newest.
@@ -413,7 +532,7 @@ pub struct NewOrder {
     pub product_id: ProductId,
     pub quantity: Quantity,
     pub total_amount: Money,
-    pub idempotency_key: Option<IdempotencyKey>,
+    pub idempotency_key: Option<OwnedKey>,
     /// The browser that placed it, for the storefront's "my orders".
     pub shopper_id: Option<ShopperId>,
     pub at: DateTime<Utc>,

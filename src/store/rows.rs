@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::writer::{Cells, FromCells, get, opt};
-use super::{StockedProduct, StoreError, corrupt};
+use super::{AdminSessionRow, StockedProduct, StoreError, corrupt};
 use crate::domain::{
     Money, Order, OrderEvent, OrderId, Payment, PaymentId, PaymentStatus, Price, Product,
     ProductId, ProductName, Quantity, Stock,
@@ -191,6 +191,18 @@ impl FromCells for PaymentRow {
             total_amount: get(row, 2)?,
             status: get(row, 3)?,
             created_at: get(row, 4)?,
+        })
+    }
+}
+
+impl FromCells for AdminSessionRow {
+    /// From `session_id, token_digest, csrf, expires_at`.
+    fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
+        Ok(AdminSessionRow {
+            session_id: get(row, 0)?,
+            token_digest: get(row, 1)?,
+            csrf: get(row, 2)?,
+            expires_at: get(row, 3)?,
         })
     }
 }

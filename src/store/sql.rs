@@ -16,7 +16,8 @@ macro_rules! shared_reads {
             use super::$store;
             use $crate::domain::{Order, OrderEvent, OrderId, Payment, PaymentId, ProductId, ShopperId};
             use $crate::store::rows::{EventRow, OrderRow, PaymentRow, ProductRow, decode, decode_one};
-            use $crate::store::{StockedProduct, StoreError};
+            use $crate::store::writer::FromCells;
+            use $crate::store::{AdminSessionRow, StockedProduct, StoreError};
 
             impl $store {
                 pub(in crate::store) async fn catalog(&self) -> Result<Vec<StockedProduct>, StoreError> {
@@ -108,6 +109,20 @@ macro_rules! shared_reads {
                     .fetch_optional(&self.reads)
                     .await?;
                     row.map(|row| decode_one::<PaymentRow, _>(&row)).transpose()
+                }
+
+                pub(in crate::store) async fn admin_session(
+                    &self,
+                    session_id: uuid::Uuid,
+                ) -> Result<Option<AdminSessionRow>, StoreError> {
+                    let row = sqlx::query(
+                        "SELECT session_id, token_digest, csrf, expires_at FROM admin_session \
+                         WHERE session_id = $1",
+                    )
+                    .bind(session_id)
+                    .fetch_optional(&self.reads)
+                    .await?;
+                    row.map(|row| AdminSessionRow::from_cells(&row)).transpose()
                 }
 
                 pub(in crate::store) async fn payments_for_order(

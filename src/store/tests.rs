@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::writer::{self, Job, Write};
 use super::*;
-use crate::domain::{Payment, PaymentStatus, Price, ProductName};
+use crate::domain::{IdempotencyKey, Payment, PaymentStatus, Price, ProductName};
 
 // The tests' own throwaway Postgres, shared with the API suite.
 #[allow(dead_code, clippy::duplicate_mod)]
@@ -121,7 +121,7 @@ impl Db {
     /// value as the first of integer, UUID, time or text that it decodes as. (A
     /// product's `updated_at` is left out: it is when the batch ran.)
     async fn rows(&mut self) -> Vec<String> {
-        const TABLES: [(&str, &str, &str); 5] = [
+        const TABLES: [(&str, &str, &str); 7] = [
             (
                 "product",
                 "product_id, product_name, price, stock, version",
@@ -136,6 +136,8 @@ impl Db {
             ),
             ("order_event", "*", "order_id, seq"),
             ("payment", "*", "payment_id"),
+            ("admin_session", "*", "session_id"),
+            ("setting", "*", "name"),
         ];
         macro_rules! rows {
             ($conn:expr) => {{
@@ -199,15 +201,17 @@ fn product(product_id: &str, stock: i64) -> Product {
 }
 
 fn new_order(n: u128, product_id: &str, units: i64, key: Option<&str>) -> NewOrder {
+    let shopper = n
+        .is_multiple_of(2)
+        .then(|| ShopperId::from_uuid(Uuid::from_u128(7)));
     NewOrder {
         order_id: order_id(n),
         product_id: ProductId::parse(product_id).unwrap(),
         quantity: Quantity::parse(units).unwrap(),
         total_amount: Money::from_cents(250 * units),
-        idempotency_key: key.map(|key| IdempotencyKey::parse(key).unwrap()),
-        shopper_id: n
-            .is_multiple_of(2)
-            .then(|| ShopperId::from_uuid(Uuid::from_u128(7))),
+        // The API's keys: the tests that need a shopper's own say so.
+        idempotency_key: key.map(|key| IdempotencyKey::parse(key).unwrap().owned_by(None)),
+        shopper_id: shopper,
         at: at(n as i64),
     }
 }
@@ -419,7 +423,46 @@ async fn story(db: &mut Db) -> Vec<String> {
     .await;
     db.commit(vec![job(product("tea", 20)).0, job(settle(2, false)).0])
         .await;
+    db.commit(vec![
+        job(session(1, 500)).0,
+        job(session(2, 100)).0,
+        job(session(3, 900)).0,
+        job(EndSession {
+            session_id: Uuid::from_u128(1),
+        })
+        .0,
+        job(secret("first")).0,
+        job(secret("second")).0,
+    ])
+    .await;
+    db.commit(vec![job(prune(3, 200)).0]).await;
     db.rows().await
+}
+
+fn session(n: u128, expires_at: i64) -> AdminSessionRow {
+    AdminSessionRow {
+        session_id: Uuid::from_u128(n),
+        token_digest: "digest".to_owned(),
+        csrf: format!("csrf-{n}"),
+        expires_at,
+    }
+}
+
+fn secret(value: &str) -> SharedSecret {
+    SharedSecret {
+        name: "key".to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+/// Forget the keys of the orders before `order` and the sessions that expired
+/// before `expired_before`.
+fn prune(order: u128, expired_before: i64) -> Prune {
+    Prune {
+        keys_after: Uuid::nil(),
+        keys_before: order_id(order).as_uuid(),
+        sessions_expired_before: expired_before,
+    }
 }
 
 #[tokio::test]
@@ -446,6 +489,14 @@ async fn every_write_leaves_the_same_rows_on_both_backends() {
         ),
         (4, 2, 10)
     );
+    // Sessions 1 (ended) and 2 (expired) are gone; the first secret stands.
+    let sessions: Vec<_> = rows
+        .iter()
+        .filter(|r| r.starts_with("admin_session:"))
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert!(sessions[0].contains("csrf-3"));
+    assert!(has("setting: key | first"), "{rows:#?}");
     for status in [
         "| CONFIRMED |",
         "| PAYMENT_FAILED |",
@@ -539,4 +590,81 @@ async fn another_instance_hears_a_product_change_whatever_its_name_holds() {
         })
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_key_is_its_owners_and_is_forgotten_when_pruned() {
+    for mut db in both().await {
+        db.write(product("tea", 10)).await;
+        // Order 2 comes from a shopper: the same key from the API is another key.
+        let from_shopper = |n| {
+            let mut order = new_order(n, "tea", 1, None);
+            order.idempotency_key = Some(
+                IdempotencyKey::parse("k")
+                    .unwrap()
+                    .owned_by(order.shopper_id),
+            );
+            order
+        };
+        let first = db.write(from_shopper(2)).await;
+        assert!(
+            matches!(first, CreateOrderOutcome::Created(_)),
+            "{}",
+            db.name
+        );
+        let api = db.write(new_order(3, "tea", 1, Some("k"))).await;
+        assert!(matches!(api, CreateOrderOutcome::Created(_)), "{}", db.name);
+        let again = db.write(from_shopper(4)).await;
+        assert!(
+            matches!(again, CreateOrderOutcome::Existing(ref order) if order.order_id == order_id(2)),
+            "{}: {again:?}",
+            db.name
+        );
+
+        let pruned = db.write(prune(3, 0)).await;
+        assert_eq!(pruned.keys, 1, "{}", db.name);
+        let after = db.write(from_shopper(6)).await;
+        assert!(
+            matches!(after, CreateOrderOutcome::Created(_)),
+            "{}: a forgotten key places a new order",
+            db.name
+        );
+        // The API's key was not pruned (order 3 is not before order 3).
+        let api_again = db.write(new_order(5, "tea", 1, Some("k"))).await;
+        assert!(
+            matches!(api_again, CreateOrderOutcome::Existing(ref order) if order.order_id == order_id(3)),
+            "{}",
+            db.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn instances_agree_on_the_first_secret_stored() {
+    for db in both().await {
+        let first = db.store.shared_secret("s", "one".to_owned()).await.unwrap();
+        let second = db.store.shared_secret("s", "two".to_owned()).await.unwrap();
+        assert_eq!(
+            (first.as_str(), second.as_str()),
+            ("one", "one"),
+            "{}",
+            db.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_session_ends_when_it_is_ended() {
+    for db in both().await {
+        db.store
+            .open_session(session(9, 4_000_000_000))
+            .await
+            .unwrap();
+        let found = db.store.admin_session(Uuid::from_u128(9)).await.unwrap();
+        assert_eq!(found, Some(session(9, 4_000_000_000)), "{}", db.name);
+        assert!(db.store.end_session(Uuid::from_u128(9)).await.unwrap());
+        assert!(!db.store.end_session(Uuid::from_u128(9)).await.unwrap());
+        let gone = db.store.admin_session(Uuid::from_u128(9)).await.unwrap();
+        assert_eq!(gone, None, "{}", db.name);
+    }
 }

@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use super::dialect::Dialect;
 use super::{
-    Changes, CreateOrderOutcome, NewOrder, OrderTransition, Reserve, Reserved, Settle, Settled,
-    StockedProduct, StoreError,
+    AdminSessionRow, Changes, CreateOrderOutcome, EndSession, NewOrder, OrderTransition, Prune,
+    Pruned, Reserve, Reserved, Settle, Settled, SharedSecret, StockedProduct, StoreError,
 };
 use crate::domain::{OrderEvent, Payment, Product};
 
@@ -151,6 +151,10 @@ jobs! {
     Settle(Settle => Settled),
     Pay(Payment => Payment),
     Advance(OrderTransition => Option<OrderEvent>),
+    OpenSession(AdminSessionRow => ()),
+    EndSession(EndSession => bool),
+    Secret(SharedSecret => String),
+    Prune(Prune => Pruned),
 }
 
 /// What can be written, and what the caller learns once it is committed.
@@ -180,6 +184,22 @@ impl Writer {
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+/// A writer that does not keep the committers alive: for background work that
+/// should end when the store is dropped.
+pub(crate) struct WeakWriter(mpsc::WeakSender<Job>);
+
+impl Writer {
+    pub(crate) fn downgrade(&self) -> WeakWriter {
+        WeakWriter(self.jobs.downgrade())
+    }
+}
+
+impl WeakWriter {
+    pub(crate) fn upgrade(&self) -> Option<Writer> {
+        self.0.upgrade().map(|jobs| Writer { jobs })
     }
 }
 
