@@ -20,6 +20,7 @@ const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 const DEFAULT_DB_ACQUIRE_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_DB_STATEMENT_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_SAGA_LEASE_SECS: u64 = 30;
+const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "minimart", version, about = "A small, real e-commerce system")]
@@ -89,6 +90,23 @@ pub struct Config {
     #[arg(long, env = "MINIMART_DEMO_CATALOG", default_value_t = true, action = ArgAction::Set)]
     pub demo_catalog: bool,
 
+    /// The shop's public origin, as browsers reach it (`https://shop.example`):
+    /// form posts must come from it (their `Origin`), and with `https://`
+    /// cookies are `Secure`. Default: `http://` and the address listened on.
+    #[arg(long, env = "MINIMART_PUBLIC_URL")]
+    pub public_url: Option<PublicUrl>,
+
+    /// The secret that seals admin session cookies, at least 32 bytes. When
+    /// unset, one is generated and kept in the database, which several
+    /// instances on one database then share.
+    #[arg(long, env = "MINIMART_SESSION_KEY", hide_env_values = true)]
+    pub session_key: Option<SessionKey>,
+
+    /// How long an idempotency key is remembered, in seconds; then it is
+    /// forgotten, and the same key places a new order.
+    #[arg(long, env = "MINIMART_IDEMPOTENCY_TTL_SECS", default_value_t = DEFAULT_IDEMPOTENCY_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_ttl_secs: u64,
+
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[arg(long, env = "MINIMART_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
     pub shutdown_timeout_secs: u64,
@@ -112,6 +130,9 @@ impl Default for Config {
             saga_lease_secs: DEFAULT_SAGA_LEASE_SECS,
             workers: None,
             demo_catalog: true,
+            public_url: None,
+            session_key: None,
+            idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
         }
     }
@@ -126,6 +147,7 @@ impl Config {
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
             lease: Duration::from_secs(self.saga_lease_secs),
             sqlite_synchronous: self.sqlite_synchronous,
+            idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
             ..StoreOptions::new(&self.database_url)
         }
     }
@@ -183,6 +205,84 @@ impl fmt::Debug for AdminToken {
     }
 }
 
+/// The shop's public origin: scheme, host and port, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// `http://` and the address the server listens on.
+    pub fn of_listener(address: std::net::SocketAddr) -> PublicUrl {
+        PublicUrl(format!("http://{address}"))
+    }
+
+    /// The origin as browsers send it in `Origin`.
+    pub fn origin(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+}
+
+impl FromStr for PublicUrl {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("{raw:?} is not an origin like https://shop.example");
+        let raw = raw.trim().trim_end_matches('/');
+        let (scheme, host) = raw.split_once("://").ok_or_else(invalid)?;
+        let scheme = scheme.to_ascii_lowercase();
+        let valid_host = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+        if !matches!(scheme.as_str(), "http" | "https") || !valid_host {
+            return Err(invalid());
+        }
+        Ok(PublicUrl(format!(
+            "{scheme}://{}",
+            host.to_ascii_lowercase()
+        )))
+    }
+}
+
+/// The secret that seals admin session cookies. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct SessionKey(String);
+
+impl SessionKey {
+    pub const MIN_LEN: usize = 32;
+
+    /// A fresh random secret: 64 random bytes, as hex.
+    pub fn generate() -> SessionKey {
+        let bytes: [u8; 64] = rand::random();
+        SessionKey(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SessionKey {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.len() < Self::MIN_LEN {
+            return Err(format!(
+                "the session key must be at least {} bytes",
+                Self::MIN_LEN
+            ));
+        }
+        Ok(SessionKey(raw.to_owned()))
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKey(<redacted>)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +310,29 @@ mod tests {
         assert!(!token.matches("s3cret!"));
         assert!(!format!("{token:?}").contains("s3cret"));
         assert!("  ".parse::<AdminToken>().is_err());
+    }
+
+    #[test]
+    fn the_public_url_is_an_origin() {
+        let url: PublicUrl = "HTTPS://Shop.Example/".parse().expect("an origin");
+        assert_eq!(url.origin(), "https://shop.example");
+        assert!(url.is_https());
+        assert!("http://127.0.0.1:8000".parse::<PublicUrl>().is_ok());
+        for bad in [
+            "shop.example",
+            "ftp://shop.example",
+            "https://",
+            "https://a/b",
+        ] {
+            assert!(bad.parse::<PublicUrl>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_keys_are_long_and_stay_hidden() {
+        assert!("short".parse::<SessionKey>().is_err());
+        let key = SessionKey::generate();
+        assert!(key.reveal().len() >= SessionKey::MIN_LEN);
+        assert!(!format!("{key:?}").contains(key.reveal()));
     }
 }

@@ -9,9 +9,9 @@ use actix_web::dev::{Server, ServerHandle};
 use crate::actors::Actors;
 use crate::actors::inventory::{InventoryError, UpsertProduct};
 use crate::actors::orders::{OrderError, ResumeUnfinished};
-use crate::config::{AdminToken, Config};
+use crate::config::{AdminToken, Config, SessionKey};
 use crate::domain::{ParseError, Price, Product, ProductId, ProductName, Stock};
-use crate::http::{self, ServerSettings};
+use crate::http::{self, AdminAuth, ServerSettings, Site};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,8 @@ pub enum StartupError {
     Mailbox(#[from] actix::MailboxError),
     #[error("the demo catalog is invalid")]
     DemoCatalog(#[from] ParseError),
+    #[error("the stored session key is not valid: {0}")]
+    SessionKey(String),
     #[error("could not listen on {addr}")]
     Bind {
         addr: String,
@@ -35,6 +37,9 @@ pub enum StartupError {
         source: std::io::Error,
     },
 }
+
+/// Where the generated session key is kept in the database.
+const SESSION_KEY_SETTING: &str = "session_key";
 
 /// A built application, serving once awaited.
 pub struct Application {
@@ -46,7 +51,7 @@ impl Application {
     /// Must be called inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         let store = Store::open(&config.store_options()).await?;
-        let actors = Actors::start(store, config.payment_settings()).await?;
+        let actors = Actors::start(store.clone(), config.payment_settings()).await?;
 
         if config.demo_catalog && actors.inventory.catalog.is_empty().await? {
             seed_demo_catalog(&actors).await?;
@@ -65,16 +70,36 @@ impl Application {
             token
         });
 
+        let session_key = match config.session_key.clone() {
+            Some(key) => key,
+            None => store
+                .shared_secret(
+                    SESSION_KEY_SETTING,
+                    SessionKey::generate().reveal().to_owned(),
+                )
+                .await?
+                .parse()
+                .map_err(StartupError::SessionKey)?,
+        };
+        let admin = AdminAuth::new(admin_token, &session_key, store);
+
         let bind_error = |source| StartupError::Bind {
             addr: config.addr.clone(),
             source,
         };
         let listener = TcpListener::bind(&config.addr).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
+        if config.public_url.is_none() && !address.ip().is_loopback() {
+            tracing::warn!(
+                "MINIMART_PUBLIC_URL is not set: browsers' form posts are accepted only from http://{address}"
+            );
+        }
+        let site = Site::new(config.public_url.as_ref(), address);
         let server = http::serve(
             listener,
             actors,
-            admin_token,
+            admin,
+            site,
             ServerSettings {
                 workers: config.workers,
                 shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),

@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod orders;
 pub mod payment;
 mod saga;
+pub mod sessions;
 
 use std::sync::Arc;
 

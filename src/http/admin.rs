@@ -1,7 +1,7 @@
-//! The admin pages. Signing in exchanges the admin token for a signed session
-//! cookie; every form post then needs that session, a matching CSRF token and no
-//! foreign `Origin`. Product writes go through the same `UpsertProduct` message as
-//! the API.
+//! The admin pages. Signing in exchanges the admin token for a session cookie;
+//! every form post then needs that session, a matching CSRF token and no foreign
+//! `Origin`. Signing out ends the session for good. Product writes go through the
+//! same `UpsertProduct` message as the API. Every answer here is `no-store`.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -10,10 +10,10 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::pages::{PageError, find_product};
-use super::session::{self, AdminSession};
+use super::session::{AdminAuth, Site};
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
-use crate::config::AdminToken;
+use crate::actors::sessions::AdminSession;
 use crate::domain::{Price, Product, ProductId, ProductName, Stock};
 use crate::views::admin::{self as view, ProductForm};
 
@@ -25,10 +25,10 @@ fn html(status: actix_web::http::StatusCode, markup: Markup) -> HttpResponse {
         .body(markup.into_string())
 }
 
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location.to_owned()))
-        .finish()
+fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::SeeOther();
+    response.insert_header((header::LOCATION, location.to_owned()));
+    response
 }
 
 const ADMIN_LIST: usize = 500;
@@ -41,10 +41,10 @@ pub struct DashboardQuery {
 pub async fn dashboard(
     req: HttpRequest,
     query: web::Query<DashboardQuery>,
-    token: web::Data<AdminToken>,
+    auth: web::Data<AdminAuth>,
     actors: web::Data<Actors>,
 ) -> Page {
-    let Some(session) = AdminSession::from_request(&req, &token) else {
+    let Some(session) = auth.session(&req).await? else {
         return Ok(html(
             actix_web::http::StatusCode::OK,
             view::sign_in_page(None),
@@ -86,22 +86,20 @@ pub struct SignInForm {
 pub async fn sign_in(
     req: HttpRequest,
     form: web::Form<SignInForm>,
-    token: web::Data<AdminToken>,
+    auth: web::Data<AdminAuth>,
+    site: web::Data<Site>,
 ) -> Page {
-    if !session::same_origin(&req) {
-        return Err(PageError(ApiError::Forbidden(
-            "cross-site request refused".to_owned(),
-        )));
+    if !site.same_origin(&req) {
+        return Err(cross_site());
     }
-    if !token.matches(form.token.trim()) {
+    if !auth.check_token(&req, form.token.trim())? {
         return Ok(html(
             actix_web::http::StatusCode::UNAUTHORIZED,
             view::sign_in_page(Some("That is not the admin token.")),
         ));
     }
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/admin"))
-        .cookie(session::admin_session_cookie(&token))
+    Ok(see_other("/admin")
+        .cookie(auth.sign_in(&site).await?)
         .finish())
 }
 
@@ -113,24 +111,34 @@ pub struct CsrfForm {
 pub async fn sign_out(
     req: HttpRequest,
     form: web::Form<CsrfForm>,
-    token: web::Data<AdminToken>,
+    auth: web::Data<AdminAuth>,
+    site: web::Data<Site>,
 ) -> Page {
-    authorize(&req, &token, &form.csrf)?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/admin"))
-        .cookie(session::signed_out_cookie())
+    let session = authorize(&req, &auth, &site, &form.csrf).await?;
+    auth.sign_out(&session).await?;
+    Ok(see_other("/admin")
+        .cookie(AdminAuth::signed_out_cookie(&site))
         .finish())
 }
 
+fn cross_site() -> PageError {
+    PageError(ApiError::Forbidden("cross-site request refused".to_owned()))
+}
+
 /// The session behind a form post, if it is a genuine one from our own pages.
-fn authorize(req: &HttpRequest, token: &AdminToken, csrf: &str) -> Result<AdminSession, PageError> {
-    if !session::same_origin(req) {
-        return Err(PageError(ApiError::Forbidden(
-            "cross-site request refused".to_owned(),
-        )));
+async fn authorize(
+    req: &HttpRequest,
+    auth: &AdminAuth,
+    site: &Site,
+    csrf: &str,
+) -> Result<AdminSession, PageError> {
+    if !site.same_origin(req) {
+        return Err(cross_site());
     }
-    let session =
-        AdminSession::from_request(req, token).ok_or(PageError(ApiError::Unauthorized))?;
+    let session = auth
+        .session(req)
+        .await?
+        .ok_or(PageError(ApiError::Unauthorized))?;
     if !session.accepts_csrf(csrf) {
         return Err(PageError(ApiError::Forbidden(
             "the form is out of date or was not sent from this site; reload the page".to_owned(),
@@ -151,10 +159,11 @@ pub struct ProductFields {
 pub async fn create_product(
     req: HttpRequest,
     form: web::Form<ProductFields>,
-    token: web::Data<AdminToken>,
+    auth: web::Data<AdminAuth>,
+    site: web::Data<Site>,
     actors: web::Data<Actors>,
 ) -> Page {
-    let session = authorize(&req, &token, &form.csrf)?;
+    let session = authorize(&req, &auth, &site, &form.csrf).await?;
     let fields = form.into_inner();
     match parse_product(&fields) {
         Ok(product) => save(&actors, product).await,
@@ -173,17 +182,17 @@ async fn save(actors: &Actors, product: Product) -> Page {
         .send(UpsertProduct(product))
         .await?
         .map_err(ApiError::from)?;
-    Ok(see_other(&format!("/admin?saved={}", saved.product_id)))
+    Ok(see_other(&format!("/admin?saved={}", saved.product_id)).finish())
 }
 
 pub async fn edit_product(
     req: HttpRequest,
     product_id: web::Path<String>,
-    token: web::Data<AdminToken>,
+    auth: web::Data<AdminAuth>,
     actors: web::Data<Actors>,
 ) -> Page {
-    let Some(session) = AdminSession::from_request(&req, &token) else {
-        return Ok(see_other("/admin"));
+    let Some(session) = auth.session(&req).await? else {
+        return Ok(see_other("/admin").finish());
     };
     let product = find_product(&actors, product_id.into_inner())
         .await?
@@ -198,10 +207,11 @@ pub async fn update_product(
     req: HttpRequest,
     product_id: web::Path<String>,
     form: web::Form<ProductFields>,
-    token: web::Data<AdminToken>,
+    auth: web::Data<AdminAuth>,
+    site: web::Data<Site>,
     actors: web::Data<Actors>,
 ) -> Page {
-    let session = authorize(&req, &token, &form.csrf)?;
+    let session = authorize(&req, &auth, &site, &form.csrf).await?;
     let mut fields = form.into_inner();
     // The product edited is the one in the URL, whatever the form says.
     fields.product_id = product_id.into_inner();

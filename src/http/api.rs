@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::session::AdminAuth;
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
 use crate::actors::orders::{GetOrder, PlaceOrder};
 use crate::actors::payment::{Charge, GetPayment, ListPayments};
-use crate::config::AdminToken;
 use crate::domain::{
     IdempotencyKey, Money, Order, OrderId, OrderStatus, OrderStep, Payment, PaymentId,
     PaymentStatus, Price, Product, ProductId, ProductName, Quantity, Stock,
@@ -273,7 +273,8 @@ pub async fn get_payment(payment_id: web::Path<String>, actors: web::Data<Actors
 
 // Request parts that are not the body.
 
-/// Proof that the request carries the admin bearer token.
+/// Proof that the request carries the admin bearer token (`Authorization:
+/// Bearer <token>`, the scheme in any case).
 pub struct Admin;
 
 impl FromRequest for Admin {
@@ -285,10 +286,16 @@ impl FromRequest for Admin {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        let token = req.app_data::<web::Data<AdminToken>>();
-        ready(match (presented, token) {
-            (Some(presented), Some(token)) if token.matches(presented.trim()) => Ok(Admin),
+            .and_then(|value| value.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        let auth = req.app_data::<web::Data<AdminAuth>>();
+        ready(match (presented, auth) {
+            (Some(presented), Some(auth)) => match auth.check_token(req, presented) {
+                Ok(true) => Ok(Admin),
+                Ok(false) => Err(ApiError::Unauthorized),
+                Err(refused) => Err(refused),
+            },
             _ => Err(ApiError::Unauthorized),
         })
     }

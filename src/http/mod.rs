@@ -7,6 +7,7 @@ mod pages;
 mod request_id;
 mod session;
 mod sse;
+mod throttle;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -16,8 +17,8 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, web};
 
 use crate::actors::Actors;
-use crate::config::AdminToken;
 use error::ApiError;
+pub use session::{AdminAuth, Site};
 
 /// The largest JSON body accepted.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -31,15 +32,18 @@ pub struct ServerSettings {
 pub fn serve(
     listener: TcpListener,
     actors: Actors,
-    admin_token: AdminToken,
+    admin: AdminAuth,
+    site: Site,
     settings: ServerSettings,
 ) -> std::io::Result<Server> {
     let actors = web::Data::new(actors);
-    let admin_token = web::Data::new(admin_token);
+    let admin = web::Data::new(admin);
+    let site = web::Data::new(site);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(actors.clone())
-            .app_data(admin_token.clone())
+            .app_data(admin.clone())
+            .app_data(site.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(BODY_LIMIT)
@@ -58,6 +62,7 @@ pub fn serve(
                     }),
             )
             .wrap(from_fn(session::shopper_cookie))
+            .wrap(from_fn(session::no_store))
             .wrap(security_headers())
             // Outermost: the other middleware's log lines carry the id too.
             .wrap(from_fn(request_id::request_id))

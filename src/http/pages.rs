@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::session::Shopper;
+use super::session::{Shopper, Site};
 use crate::actors::Actors;
 use crate::actors::inventory::InventoryError;
 use crate::actors::orders::{GetOrder, ListShopperOrders, OrderError, PlaceOrder};
@@ -68,7 +68,9 @@ impl ResponseError for PageError {
                 self.0.to_string(),
             )
         };
-        HttpResponse::build(status)
+        let mut response = HttpResponse::build(status);
+        self.0.add_headers(&mut response);
+        response
             .content_type("text/html; charset=utf-8")
             .body(views::errors::error_page(status.as_u16(), title, &detail).into_string())
     }
@@ -172,8 +174,14 @@ pub async fn buy(
     req: HttpRequest,
     shopper: Shopper,
     form: web::Form<BuyForm>,
+    site: web::Data<Site>,
     actors: web::Data<Actors>,
 ) -> Page {
+    if !site.same_origin(&req) {
+        return Err(PageError(ApiError::Forbidden(
+            "orders can only be placed from the shop's own pages".to_owned(),
+        )));
+    }
     let form = form.into_inner();
     let product = find_product(&actors, form.product_id)
         .await?
