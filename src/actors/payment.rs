@@ -61,7 +61,8 @@ impl PaymentSettings {
 pub enum ChargeError {
     #[error("order {0} does not exist")]
     UnknownOrder(OrderId),
-    #[error("total_amount must equal the order's total of {expected} cents")]
+    // In cents, as `total_amount` is given: `Money` displays as dollars.
+    #[error("total_amount must equal the order's total of {cents} cents", cents = .expected.cents())]
     AmountMismatch { expected: Money },
     #[error("order {order_id} is {status} at step {step:?}: it cannot be charged now")]
     NotPayable {

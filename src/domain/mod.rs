@@ -3,6 +3,7 @@
 //! is always a well-formed key, money is always integer cents. The domain depends
 //! on nothing else in the crate.
 
+mod id;
 mod money;
 mod order;
 mod payment;

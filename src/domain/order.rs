@@ -5,16 +5,19 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::id::unpredictable_v7;
 use super::{Money, ParseError, ProductId};
 
-/// An order's id: a UUIDv7, so ids sort by creation time and cannot be guessed.
+/// An order's id: a UUIDv7, so ids sort by creation time (to the millisecond),
+/// whose other 74 bits are random, so that no id can be guessed from another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct OrderId(Uuid);
 
 impl OrderId {
+    /// A new id, of which at least 64 bits (74 here) are unpredictable.
     pub fn generate() -> OrderId {
-        OrderId(Uuid::now_v7())
+        OrderId(unpredictable_v7())
     }
 
     pub fn parse(raw: &str) -> Result<OrderId, ParseError> {

@@ -5,15 +5,19 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::id::unpredictable_v7;
 use super::{Money, OrderId, ParseError};
 
+/// A payment's id: a UUIDv7 like [`OrderId`], sorting by creation time, with 74
+/// random bits so that no id can be guessed from another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PaymentId(Uuid);
 
 impl PaymentId {
+    /// A new id, of which at least 64 bits (74 here) are unpredictable.
     pub fn generate() -> PaymentId {
-        PaymentId(Uuid::now_v7())
+        PaymentId(unpredictable_v7())
     }
 
     pub fn parse(raw: &str) -> Result<PaymentId, ParseError> {

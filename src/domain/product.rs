@@ -1,4 +1,5 @@
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use super::{Money, ParseError};
 
@@ -56,8 +57,14 @@ impl std::fmt::Display for ProductId {
     }
 }
 
-/// A product's display name: trimmed, 1 to 200 characters, no control characters.
-/// Anything else is allowed (it is escaped wherever it is shown).
+/// A product's display name: trimmed, 1 to 200 characters, in any script.
+///
+/// A name must show itself: it holds at least one visible character (as
+/// `is_visible` below tells), and no control characters or Unicode format characters
+/// (general category `Cf`: zero-width spaces and joiners, the bidi embedding,
+/// override, isolate and mark characters, soft hyphens, tag characters...),
+/// which are invisible and can reorder or hide the text around them. Anything
+/// else is allowed (it is escaped wherever it is shown).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ProductName(String);
@@ -82,12 +89,61 @@ impl ProductName {
                 "product_name must not contain control characters",
             ));
         }
+        if trimmed
+            .chars()
+            .any(|c| c.general_category() == GeneralCategory::Format)
+        {
+            return Err(ParseError::new(
+                "product_name must not contain invisible formatting or direction characters",
+            ));
+        }
+        if !trimmed.chars().any(is_visible) {
+            return Err(ParseError::new(
+                "product_name must contain a visible character",
+            ));
+        }
         Ok(ProductName(trimmed.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Letters and symbols that are drawn as blank space, though their categories
+/// say otherwise: the Hangul fillers, the blank Braille pattern, the Khmer
+/// inherent vowel AA and the musical null notehead.
+const BLANK_GLYPHS: [char; 7] = [
+    '\u{115F}',
+    '\u{1160}',
+    '\u{3164}',
+    '\u{FFA0}',
+    '\u{2800}',
+    '\u{17B5}',
+    '\u{1D159}',
+];
+
+/// Whether a character, shown on its own, leaves a mark: not whitespace, not a
+/// control, format, surrogate, private-use or unassigned code point, not a mark
+/// that only combines with the character before it (`Mn`, `Me`), and not one of
+/// the [`BLANK_GLYPHS`].
+fn is_visible(c: char) -> bool {
+    use GeneralCategory as G;
+    !c.is_whitespace()
+        && !BLANK_GLYPHS.contains(&c)
+        && !matches!(
+            c.general_category(),
+            G::SpaceSeparator
+                | G::LineSeparator
+                | G::ParagraphSeparator
+                | G::Control
+                | G::Format
+                | G::Surrogate
+                | G::PrivateUse
+                | G::Unassigned
+                | G::NonspacingMark
+                | G::EnclosingMark
+        )
 }
 
 impl TryFrom<String> for ProductName {
@@ -219,6 +275,90 @@ mod tests {
         assert!(ProductName::parse("x".repeat(201)).is_err());
         assert!(ProductName::parse("line\nbreak").is_err());
         assert!(ProductName::parse("<script>alert(1)</script>").is_ok());
+    }
+
+    #[test]
+    fn names_in_any_script_are_accepted() {
+        for good in [
+            "Tea",
+            "Café",
+            "Cafe\u{301}",
+            "日本茶",
+            "Кофе",
+            "قهوة عربية",
+            "קפה",
+            "हिन्दी चाय",
+            "☕ Mug",
+            "❤\u{FE0F} Mug",
+            "Ceramic mug, 350 ml — blue",
+            "№ 5",
+            "x",
+        ] {
+            assert_eq!(
+                ProductName::parse(good).map(String::from).as_deref(),
+                Ok(good),
+                "{good:?} should be accepted"
+            );
+        }
+    }
+
+    const INVISIBLE: &str = "product_name must contain a visible character";
+    const FORMATTING: &str =
+        "product_name must not contain invisible formatting or direction characters";
+
+    #[test]
+    fn names_that_hide_themselves_are_refused() {
+        let cases = [
+            // Nothing a reader could see.
+            ("\u{3164}", INVISIBLE),
+            ("\u{3164}\u{3164}\u{3164}", INVISIBLE),
+            ("\u{115F}\u{1160}", INVISIBLE),
+            ("\u{FFA0}", INVISIBLE),
+            ("\u{2800}", INVISIBLE),
+            ("\u{2800} \u{3164}", INVISIBLE),
+            ("\u{17B5}\u{1D159}", INVISIBLE),
+            ("\u{301}", INVISIBLE),
+            (" \u{301}\u{308} ", INVISIBLE),
+            ("\u{20DD}", INVISIBLE),
+            ("\u{FE0F}", INVISIBLE),
+            ("\u{E000}", INVISIBLE),
+            ("\u{F0000}", INVISIBLE),
+            ("\u{378}", INVISIBLE),
+            ("\u{3000}\u{3164}\u{A0}", INVISIBLE),
+            // Zero-width and other format characters, even beside visible text.
+            ("\u{200B}\u{200B}", FORMATTING),
+            ("Te\u{200B}a", FORMATTING),
+            ("Te\u{200C}a", FORMATTING),
+            ("👨\u{200D}👩", FORMATTING),
+            ("\u{2060}Tea", FORMATTING),
+            ("Tea\u{2061}", FORMATTING),
+            ("Tea\u{2062}", FORMATTING),
+            ("Tea\u{2063}", FORMATTING),
+            ("Tea\u{2064}", FORMATTING),
+            ("\u{FEFF}Tea", FORMATTING),
+            ("Te\u{AD}a", FORMATTING),
+            ("Tea\u{E0041}\u{E007F}", FORMATTING),
+            ("\u{180E}", FORMATTING),
+            // Direction controls: they reorder what is shown around them.
+            ("Mug\u{202E}gpj.exe", FORMATTING),
+            ("\u{202A}Tea", FORMATTING),
+            ("\u{202B}Tea", FORMATTING),
+            ("\u{202C}Tea", FORMATTING),
+            ("\u{202D}Tea", FORMATTING),
+            ("\u{2066}Tea\u{2069}", FORMATTING),
+            ("\u{2067}Tea", FORMATTING),
+            ("\u{2068}Tea", FORMATTING),
+            ("Tea\u{200E}", FORMATTING),
+            ("Tea\u{200F}", FORMATTING),
+            ("Tea\u{61C}", FORMATTING),
+        ];
+        for (bad, message) in cases {
+            assert_eq!(
+                ProductName::parse(bad).map_err(|e| e.to_string()),
+                Err(message.to_owned()),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -49,12 +49,18 @@ async fn a_charge_must_be_for_the_orders_total() {
 
     for wrong in [689, 691, 0, -690] {
         let response = charge(&app, &order_id, wrong).await;
-        assert_problem(
+        let problem = assert_problem(
             response,
             StatusCode::UNPROCESSABLE_ENTITY,
             &format!("amount {wrong}"),
         )
         .await;
+        // The order's total in the unit the request uses, not "$6.90 cents".
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("of 690 cents") && !detail.contains('$'),
+            "amount {wrong}: {detail}"
+        );
     }
     assert_eq!(app.payments_of(&order_id).await.len(), 1);
 }

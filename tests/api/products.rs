@@ -109,3 +109,49 @@ async fn an_unknown_product_is_not_found() {
     )
     .await;
 }
+
+/// A name that shows nothing, or that turns the text around it, would let a
+/// listing pass for another (an empty row, "Mug" shown as something else): the
+/// API refuses it and keeps what it had.
+#[actix_web::test]
+async fn names_that_hide_themselves_are_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    app.stock_product("mug", 1200, 5).await;
+    let before = app.get_json("/api/products/mug").await;
+
+    for (name, why) in [
+        ("\u{200B}\u{200B}", "invisible formatting"),
+        ("\u{3164}", "visible character"),
+        ("\u{2800}", "visible character"),
+        ("\u{301}\u{301}", "visible character"),
+        ("Mug\u{202E}gpj.exe", "direction"),
+        ("\u{2066}Mug\u{2069}", "direction"),
+        ("Mug\u{200F}", "direction"),
+        ("Mu\u{FEFF}g", "invisible formatting"),
+    ] {
+        for id in ["mug", "ghost"] {
+            let response = app.put_product(id, name, 100, 1).await;
+            let problem = assert_problem(
+                response,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("{id} named {name:?}"),
+            )
+            .await;
+            let detail = problem["detail"].as_str().unwrap_or_default();
+            assert!(
+                detail.contains("product_name") && detail.contains(why),
+                "{name:?}: the problem says what is wrong: {detail}"
+            );
+        }
+    }
+
+    assert_eq!(app.get_json("/api/products/mug").await, before);
+    assert_problem(
+        app.get("/api/products/ghost").await,
+        StatusCode::NOT_FOUND,
+        "no product was created",
+    )
+    .await;
+    let catalog = app.get_json("/api/products").await;
+    assert_eq!(catalog["products"], json!([before]));
+}
