@@ -29,17 +29,30 @@ pub fn free_port() -> u16 {
 /// In CI a missing nginx fails the test instead.
 pub fn nginx() -> Option<PathBuf> {
     // Debian puts it in /usr/sbin, which is not on an ordinary user's PATH.
-    let found = ["nginx", "/usr/sbin/nginx"].into_iter().find(|program| {
-        Command::new(program)
-            .arg("-v")
+    program(&["nginx", "/usr/sbin/nginx"], "-v", "nginx")
+}
+
+/// The openssl command line tool, or `None` (after saying so loudly), as [`nginx`].
+pub fn openssl() -> Option<PathBuf> {
+    program(&["openssl"], "version", "openssl")
+}
+
+/// The first of `candidates` that runs `version_arg` successfully. When none
+/// does: a failure in CI, a loud skip elsewhere.
+fn program(candidates: &[&str], version_arg: &str, package: &str) -> Option<PathBuf> {
+    let found = candidates.iter().find(|candidate| {
+        Command::new(candidate)
+            .arg(version_arg)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success())
     });
     if found.is_none() {
-        let message =
-            "nginx is not installed: the gateway tests cannot run (apt-get install nginx)";
+        let message = format!(
+            "{package} is not installed: gateway tests that need it cannot run \
+             (apt-get install {package})"
+        );
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
         // Straight to the process's stderr: the test harness would hide `eprintln!`.
         let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED: {message} !!!\n");
@@ -116,14 +129,19 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn start(nginx: &Path, upstream: &str) -> Gateway {
-        let port = free_port();
+    /// The checked-in configuration on `port`, in front of `upstream`.
+    pub async fn start(nginx: &Path, port: u16, upstream: &str) -> Gateway {
         Gateway::start_with(nginx, port, &conf_for(port, upstream)).await
     }
 
     /// nginx running `conf`, which listens on `port`.
     pub async fn start_with(nginx: &Path, port: u16, conf: &str) -> Gateway {
-        let prefix = prefix_with(conf);
+        Gateway::start_in(nginx, port, prefix_with(conf)).await
+    }
+
+    /// nginx running the configuration in `prefix` (made by [`prefix_with`], then
+    /// given whatever else it needs), which listens on plain HTTP on `port`.
+    pub async fn start_in(nginx: &Path, port: u16, prefix: TempDir) -> Gateway {
         let checked = nginx_test(nginx, prefix.path());
         assert!(
             checked.status.success(),
@@ -202,17 +220,33 @@ pub struct App {
 }
 
 impl App {
-    /// On a SQLite database of its own.
-    pub async fn start(payment_latency_ms: u64) -> App {
+    /// On a SQLite database of its own, behind a gateway on `gateway_port`.
+    pub async fn start(gateway_port: u16, payment_latency_ms: u64) -> App {
         let latency = payment_latency_ms.to_string();
-        App::start_on(None, &[("MINIMART_PAYMENT_LATENCY_MS", &latency)]).await
+        App::start_on(
+            Some(gateway_port),
+            None,
+            &[("MINIMART_PAYMENT_LATENCY_MS", &latency)],
+        )
+        .await
     }
 
     /// On `database_url` (a SQLite file in its folder when `None`), with `env`
-    /// over the defaults.
-    pub async fn start_on(database_url: Option<&str>, env: &[(&str, &str)]) -> App {
+    /// over the defaults. Behind a gateway on `gateway_port`, if any: the app's
+    /// public origin (`MINIMART_PUBLIC_URL`) is then the gateway's,
+    /// `http://127.0.0.1:{gateway_port}`.
+    pub async fn start_on(
+        gateway_port: Option<u16>,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> App {
         let folder = tempfile::tempdir().expect("a temporary directory");
-        let address = format!("127.0.0.1:{}", free_port());
+        // Not the port set aside for the gateway, which nginx has not taken yet.
+        let port = std::iter::repeat_with(free_port)
+            .find(|&port| Some(port) != gateway_port)
+            .expect("a free port");
+        let address = format!("127.0.0.1:{port}");
+        let public_url = gateway_port.map(|port| format!("http://127.0.0.1:{port}"));
         let log = std::fs::File::create(folder.path().join("app.log")).expect("a log file");
         let database_url = database_url.map_or_else(
             || format!("sqlite://{}", folder.path().join("shop.db").display()),
@@ -227,6 +261,7 @@ impl App {
             .env("MINIMART_WORKERS", "2")
             // The per-request "answered" line, to find the gateway's id in.
             .env("RUST_LOG", "info,minimart::http::request_id=debug")
+            .envs(public_url.iter().map(|url| ("MINIMART_PUBLIC_URL", url)))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
@@ -276,8 +311,10 @@ impl Drop for App {
 /// The app and nginx in front of it.
 pub async fn shop(payment_latency_ms: u64) -> Option<(App, Gateway)> {
     let nginx = nginx()?;
-    let app = App::start(payment_latency_ms).await;
-    let gateway = Gateway::start(&nginx, &app.address).await;
+    // The gateway's port first: the app is told its public origin.
+    let port = free_port();
+    let app = App::start(port, payment_latency_ms).await;
+    let gateway = Gateway::start(&nginx, port, &app.address).await;
     Some((app, gateway))
 }
 

@@ -1,18 +1,24 @@
-//! What the gateway answers itself: too many orders from one address, bodies far
-//! too large, and an app that is not there. On the API that is always
-//! problem+json, never nginx's own HTML page.
+//! What the gateway answers itself: too many orders or admin sign-in attempts
+//! from one address, bodies far too large, and an app that is not there. On the
+//! API that is always problem+json, never nginx's own HTML page.
 
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::harness::{Gateway, shop};
-use crate::helpers::assert_problem;
+use crate::harness::{Gateway, shop, until_logged};
+use crate::helpers::{ADMIN_TOKEN, assert_problem};
 
 /// More than the configured burst (20), sent at once.
 const BURST: usize = 60;
+
+/// POST /admin/sign-in per address: answered at once (1 + burst 5), then one
+/// more every 10 s (rate=6r/m).
+const SIGN_IN_AT_ONCE: usize = 6;
+const SIGN_IN_EVERY: Duration = Duration::from_secs(10);
 
 async fn place_order(gateway: &Gateway) -> Response {
     gateway
@@ -173,5 +179,131 @@ async fn with_the_app_down_the_api_answers_problems_and_pages_a_page() {
         gateway.error_log().contains("Connection refused"),
         "{}",
         gateway.error_log()
+    );
+}
+
+/// A client that shows redirects instead of following them, sending from `from`
+/// (any 127.x.y.z reaches the gateway on 127.0.0.1).
+fn admin_client(from: Ipv4Addr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(IpAddr::V4(from))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client")
+}
+
+async fn sign_in(client: &reqwest::Client, gateway: &Gateway, token: &str) -> Response {
+    client
+        .post(gateway.url("/admin/sign-in"))
+        .header(header::ORIGIN, &gateway.base)
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("POST sign-in")
+}
+
+#[actix_web::test]
+async fn guessing_the_admin_token_is_limited_but_admin_pages_are_not() {
+    let Some((_app, gateway)) = shop(0).await else {
+        return;
+    };
+    let guesser = admin_client(Ipv4Addr::LOCALHOST);
+
+    // Only POSTs count: the sign-in URL read many times costs no attempt.
+    for _ in 0..2 * SIGN_IN_AT_ONCE {
+        let read = guesser
+            .get(gateway.url("/admin/sign-in"))
+            .send()
+            .await
+            .expect("GET sign-in");
+        assert_ne!(read.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    // Quick wrong guesses, one after the other.
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    for n in 0..2 * SIGN_IN_AT_ONCE {
+        let response = sign_in(&guesser, &gateway, &format!("guess-{n}")).await;
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|value| value.to_str().unwrap().to_owned());
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.text().await.expect("a body");
+        answers.push((id, status, retry_after, content_type, body));
+    }
+    // A token comes back every 10 s: on a very slow run, some more get through.
+    let refilled = (started.elapsed().as_secs() / SIGN_IN_EVERY.as_secs()) as usize;
+
+    // Which answers the app gave, and which nginx gave alone: the access log says
+    // whether the request went upstream.
+    let last_id = &answers.last().expect("answers").0;
+    let log = until_logged(|| gateway.access_log(), &format!("request_id={last_id}")).await;
+    let reached_app = |id: &str| {
+        let line = log
+            .lines()
+            .find(|line| line.contains(&format!("request_id={id}")))
+            .unwrap_or_else(|| panic!("{id} in the access log:\n{log}"));
+        assert!(line.contains("\"POST /admin/sign-in "), "{line}");
+        !line.contains(" upstream=- ")
+    };
+    let reached: Vec<bool> = answers.iter().map(|(id, ..)| reached_app(id)).collect();
+    let passed = reached.iter().filter(|&&reached| reached).count();
+    assert!(
+        reached[..SIGN_IN_AT_ONCE].iter().all(|&reached| reached),
+        "the first {SIGN_IN_AT_ONCE} attempts reach the app: {reached:?}"
+    );
+    assert!(
+        passed <= SIGN_IN_AT_ONCE + refilled && !reached[reached.len() - 1],
+        "then the gateway answers alone: {reached:?}"
+    );
+    for ((_, status, _, _, body), reached) in answers.iter().zip(&reached) {
+        if *reached {
+            // The app's own refusal (today a 401; the app may also throttle).
+            assert!(
+                [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(status),
+                "{status}: {body}"
+            );
+            assert!(!body.contains("Too many sign-in attempts from this address"));
+            continue;
+        }
+        assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    }
+    assert_eq!(
+        answers[0].1,
+        StatusCode::UNAUTHORIZED,
+        "a wrong token, told by the app"
+    );
+    let (_, _, retry_after, content_type, body) = answers.last().expect("answers");
+    assert_eq!(retry_after.as_deref(), Some("10"), "one attempt every 10 s");
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(body.contains("<h1>Too Many Requests</h1>"), "{body}");
+    assert!(
+        body.contains("Too many sign-in attempts from this address"),
+        "{body}"
+    );
+    assert!(!body.contains("nginx"), "not nginx's own page: {body}");
+
+    // Right after: the admin pages answer as before, and so does the right token
+    // from another address.
+    let dashboard = guesser
+        .get(gateway.url("/admin"))
+        .send()
+        .await
+        .expect("GET /admin");
+    assert_eq!(dashboard.status(), StatusCode::OK);
+    let admin = admin_client(Ipv4Addr::new(127, 0, 0, 2));
+    assert_eq!(
+        sign_in(&admin, &gateway, ADMIN_TOKEN).await.status(),
+        StatusCode::SEE_OTHER
     );
 }

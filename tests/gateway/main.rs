@@ -1,10 +1,10 @@
 //! The gateway as shoppers reach it: nginx runs the checked-in `gateway.conf` on a
 //! free loopback port in front of the real minimart binary, and every route, the
-//! order event stream, the order rate limit and the answers for an app that is
-//! down are checked through it.
+//! order event stream, the order and sign-in rate limits, the answers for an app
+//! that is down, and the configuration's HTTPS part are checked through it.
 //!
-//! Without nginx installed the tests are skipped with a loud message, except in CI
-//! (`CI=true`), where that is a failure.
+//! Without nginx (or, for HTTPS, openssl) installed the tests are skipped with a
+//! loud message, except in CI (`CI=true`), where that is a failure.
 
 // A failed expectation in a test is a failed test: panicking is the point here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,3 +25,4 @@ mod harness;
 mod limits;
 mod multi_instance;
 mod routes;
+mod tls;

@@ -26,8 +26,9 @@ const PRODUCTS: [(&str, i64); 3] = [("mi-kettle", 40), ("mi-mug", 30), ("mi-bean
 const SHOPPERS: usize = 16;
 const ORDERS_EACH: usize = 25;
 
-async fn instance(database_url: &str) -> App {
+async fn instance(gateway_port: u16, database_url: &str) -> App {
     App::start_on(
+        Some(gateway_port),
         Some(database_url),
         &[
             // Slow enough that the killed instance has sagas in flight.
@@ -94,10 +95,10 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
         return;
     };
     let database_url = cluster.fresh_database().await;
-    let first = instance(&database_url).await;
-    let mut second = instance(&database_url).await;
-
     let port = free_port();
+    let first = instance(port, &database_url).await;
+    let mut second = instance(port, &database_url).await;
+
     // The checked-in order limit (a few per second per address) would refuse a
     // load from one test client: this copy raises it, and changes nothing else.
     let conf = conf_for_pool(port, &[&first.address, &second.address])
@@ -219,8 +220,9 @@ async fn a_saga_slower_than_its_lease_stays_with_the_instance_that_runs_it() {
         ("MINIMART_PAYMENT_LATENCY_MS", "4000"),
         ("MINIMART_SAGA_LEASE_SECS", "2"),
     ];
-    let first = App::start_on(Some(&database_url), &env).await;
-    let second = App::start_on(Some(&database_url), &env).await;
+    // No gateway here: the instances are reached directly.
+    let first = App::start_on(None, Some(&database_url), &env).await;
+    let second = App::start_on(None, Some(&database_url), &env).await;
     let client = reqwest::Client::new();
     let base = format!("http://{}", first.address);
     let created = put_product_at(&client, &base, "slow-tea", "Slow tea", 450, 5).await;
