@@ -17,6 +17,7 @@ mod payments;
 mod postgres;
 mod products;
 mod request_id;
+mod security;
 
 /// These tests run on SQLite; `tests/api_postgres` runs them again on Postgres.
 const BACKEND: helpers::Backend = helpers::Backend::Sqlite;

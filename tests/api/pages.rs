@@ -9,7 +9,7 @@ use reqwest::{Client, StatusCode};
 use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app, spawn_app_with};
 
 /// A browser: keeps cookies, and shows redirects instead of following them.
-fn browser() -> Client {
+pub fn browser() -> Client {
     Client::builder()
         .cookie_store(true)
         .redirect(Policy::none())
@@ -17,7 +17,7 @@ fn browser() -> Client {
         .expect("a client")
 }
 
-async fn page(client: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
+pub async fn page(client: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
     let response = client.get(app.url(path)).send().await.expect("GET");
     let status = response.status();
     let content_type = response
@@ -34,7 +34,7 @@ async fn page(client: &Client, app: &TestApp, path: &str) -> (StatusCode, String
 }
 
 /// The value of the first `name="..." value="..."` input in a page.
-fn input_value(html: &str, name: &str) -> String {
+pub fn input_value(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&marker)

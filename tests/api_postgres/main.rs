@@ -29,5 +29,7 @@ mod postgres;
 mod products;
 #[path = "../api/request_id.rs"]
 mod request_id;
+#[path = "../api/security.rs"]
+mod security;
 
 const BACKEND: helpers::Backend = helpers::Backend::Postgres;
