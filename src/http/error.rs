@@ -1,12 +1,14 @@
 //! The one place where errors become HTTP answers. Every error a client can cause
-//! is a 4xx with an RFC 9457 problem+json body that says what was wrong; a 5xx
+//! is a 4xx with an RFC 9457 problem+json body that says what was wrong (on the
+//! storefront's pages, the same error as an HTML page: `pages::PageError`); a 5xx
 //! means an outage or a bug, and is logged with its cause chain.
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::{StatusCode, header};
+use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
+use super::pages::PageError;
 use crate::actors::inventory::InventoryError;
 use crate::actors::orders::OrderError;
 use crate::actors::payment::{ChargeError, PaymentError};
@@ -33,8 +35,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
-    #[error("{0} is not allowed on this resource")]
-    MethodNotAllowed(String),
+    /// `allow` is what the resource answers, for the `Allow` header.
+    #[error("{method} is not allowed on this resource")]
+    MethodNotAllowed { method: Method, allow: Vec<Method> },
     /// A dependency (the database, an actor) is not answering; retrying may work.
     #[error("the service is temporarily unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -54,6 +57,14 @@ struct Problem<'a> {
 }
 
 impl ApiError {
+    /// The `Allow` header of a 405, which belongs to the answer whatever its body.
+    pub(super) fn allow_header(&self) -> Option<header::Allow> {
+        match self {
+            ApiError::MethodNotAllowed { allow, .. } => Some(header::Allow(allow.clone())),
+            _ => None,
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
@@ -64,7 +75,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -82,7 +93,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,6 +114,9 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             _ => {}
+        }
+        if let Some(allow) = self.allow_header() {
+            response.insert_header(allow);
         }
         response.json(Problem {
             kind: "about:blank",
@@ -162,8 +176,34 @@ impl From<ChargeError> for ApiError {
     }
 }
 
+/// How a route's refusals are written: problem+json for programs (`/api/`,
+/// `/healthz`), an HTML page for people (the storefront). The route table
+/// (`http::routes`) puts it on each resource, so that the refusals of extractors
+/// (a bad path, query or body) are written as that route's own errors are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorFormat {
+    Problem,
+    Page,
+}
+
+impl ErrorFormat {
+    /// The format of the route that `req` matched; problem+json when it says none.
+    pub fn of(req: &HttpRequest) -> ErrorFormat {
+        req.app_data::<ErrorFormat>()
+            .copied()
+            .unwrap_or(ErrorFormat::Problem)
+    }
+
+    pub fn error(self, error: ApiError) -> actix_web::Error {
+        match self {
+            ErrorFormat::Problem => error.into(),
+            ErrorFormat::Page => PageError(error).into(),
+        }
+    }
+}
+
 /// Refusals of JSON bodies: too large, not JSON, not valid JSON, or the wrong shape.
-pub fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+pub fn json_error(error: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
     let api = match &error {
         JsonPayloadError::OverflowKnownLength { limit, .. }
         | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit: *limit },
@@ -176,19 +216,21 @@ pub fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error 
         }
         other => ApiError::BadRequest(format!("the request body could not be read: {other}")),
     };
-    api.into()
+    ErrorFormat::of(req).error(api)
 }
 
-pub fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
-    let PathError::Deserialize(cause) = &error else {
-        return ApiError::BadRequest(error.to_string()).into();
+pub fn path_error(error: PathError, req: &HttpRequest) -> actix_web::Error {
+    let detail = match &error {
+        PathError::Deserialize(cause) => cause.to_string(),
+        other => other.to_string(),
     };
-    ApiError::BadRequest(cause.to_string()).into()
+    ErrorFormat::of(req).error(ApiError::BadRequest(detail))
 }
 
-pub fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    let QueryPayloadError::Deserialize(cause) = &error else {
-        return ApiError::BadRequest(error.to_string()).into();
+pub fn query_error(error: QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
+    let detail = match &error {
+        QueryPayloadError::Deserialize(cause) => format!("bad query string: {cause}"),
+        other => other.to_string(),
     };
-    ApiError::BadRequest(format!("bad query string: {cause}")).into()
+    ErrorFormat::of(req).error(ApiError::BadRequest(detail))
 }

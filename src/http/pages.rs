@@ -68,7 +68,11 @@ impl ResponseError for PageError {
                 self.0.to_string(),
             )
         };
-        HttpResponse::build(status)
+        let mut response = HttpResponse::build(status);
+        if let Some(allow) = self.0.allow_header() {
+            response.insert_header(allow);
+        }
+        response
             .content_type("text/html; charset=utf-8")
             .body(views::errors::error_page(status.as_u16(), title, &detail).into_string())
     }
