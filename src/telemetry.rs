@@ -1,17 +1,69 @@
 //! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
 
+use std::fmt;
 use std::io::IsTerminal;
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the global subscriber. A second call (tests start many apps) is a no-op.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let _ = subscriber(filter, std::io::stderr, std::io::stderr().is_terminal()).try_init();
+}
+
+fn subscriber<W>(filter: EnvFilter, writer: W, ansi: bool) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .finish()
+        .with(QuietMalformedRequests)
+}
+
+/// actix-http answers a request it cannot parse (bad syntax, a bad header) with
+/// 400 itself, before the app sees it, and then logs it as an ERROR: one line
+/// per bad request, which any client can send by the hundred. Those lines are
+/// dropped; actix-http logs the same error at TRACE (`parse error: ...`) too.
+/// Its other errors, and everyone else's, are kept.
+struct QuietMalformedRequests;
+
+const DISPATCHER: &str = "actix_http::h1::dispatcher";
+const PARSE_ERROR: &str = "stream error: request parse error";
+
+impl<S: Subscriber> Layer<S> for QuietMalformedRequests {
+    fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
+        let metadata = event.metadata();
+        if metadata.target() != DISPATCHER || *metadata.level() != Level::ERROR {
+            return true;
+        }
+        let mut message = MessageStartsWith {
+            prefix: PARSE_ERROR,
+            found: false,
+        };
+        event.record(&mut message);
+        !message.found
+    }
+}
+
+struct MessageStartsWith {
+    prefix: &'static str,
+    found: bool,
+}
+
+impl Visit for MessageStartsWith {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.found = format!("{value:?}").starts_with(self.prefix);
+        }
+    }
 }
 
 /// An error followed by its causes, for the log: `outer: middle: root cause`.
@@ -24,4 +76,47 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the subscriber writes, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("the log").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_request_actix_http_cannot_parse_is_no_error_line_but_other_errors_are() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = subscriber(EnvFilter::new("info"), move || writer.clone(), false);
+
+        tracing::subscriber::with_default(subscriber, || {
+            // What actix-http 3 writes, word for word.
+            let parse = "request parse error: invalid Header provided";
+            tracing::error!(target: "actix_http::h1::dispatcher", "stream error: {}", parse);
+            tracing::error!(target: "actix_http::h1::dispatcher", "stream error: {}", "internal error");
+            tracing::error!(target: "minimart::http", "request failed");
+        });
+
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(!log.contains("parse error"), "{log}");
+        assert!(log.contains("stream error: internal error"), "{log}");
+        assert!(log.contains("request failed"), "{log}");
+    }
 }

@@ -1,12 +1,14 @@
 //! The one place where errors become HTTP answers. Every error a client can cause
-//! is a 4xx with an RFC 9457 problem+json body that says what was wrong; a 5xx
+//! is a 4xx with an RFC 9457 problem+json body that says what was wrong (on the
+//! storefront's pages, the same error as an HTML page: `pages::PageError`); a 5xx
 //! means an outage or a bug, and is logged with its cause chain.
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::{StatusCode, header};
+use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
+use super::pages::PageError;
 use crate::actors::inventory::InventoryError;
 use crate::actors::orders::OrderError;
 use crate::actors::payment::{ChargeError, PaymentError};
@@ -33,8 +35,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
-    #[error("{0} is not allowed on this resource")]
-    MethodNotAllowed(String),
+    /// `allow` is what the resource answers, for the `Allow` header.
+    #[error("{method} is not allowed on this resource")]
+    MethodNotAllowed { method: Method, allow: Vec<Method> },
     /// Too many wrong admin tokens from this address: it may try again later.
     #[error("too many failed attempts: retry after {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
@@ -57,6 +60,7 @@ struct Problem<'a> {
 }
 
 impl ApiError {
+    /// The `Allow` header of a 405, which belongs to the answer whatever its body.
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
@@ -67,7 +71,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -89,6 +93,9 @@ impl ApiError {
             ApiError::TooManyAttempts { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header(header::Allow(allow.clone()));
+            }
             _ => {}
         }
     }
@@ -105,7 +112,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -178,8 +185,34 @@ impl From<ChargeError> for ApiError {
     }
 }
 
+/// How a route's refusals are written: problem+json for programs (`/api/`,
+/// `/healthz`), an HTML page for people (the storefront). The route table
+/// (`http::routes`) puts it on each resource, so that the refusals of extractors
+/// (a bad path, query or body) are written as that route's own errors are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorFormat {
+    Problem,
+    Page,
+}
+
+impl ErrorFormat {
+    /// The format of the route that `req` matched; problem+json when it says none.
+    pub fn of(req: &HttpRequest) -> ErrorFormat {
+        req.app_data::<ErrorFormat>()
+            .copied()
+            .unwrap_or(ErrorFormat::Problem)
+    }
+
+    pub fn error(self, error: ApiError) -> actix_web::Error {
+        match self {
+            ErrorFormat::Problem => error.into(),
+            ErrorFormat::Page => PageError(error).into(),
+        }
+    }
+}
+
 /// Refusals of JSON bodies: too large, not JSON, not valid JSON, or the wrong shape.
-pub fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+pub fn json_error(error: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
     let api = match &error {
         JsonPayloadError::OverflowKnownLength { limit, .. }
         | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit: *limit },
@@ -192,19 +225,21 @@ pub fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error 
         }
         other => ApiError::BadRequest(format!("the request body could not be read: {other}")),
     };
-    api.into()
+    ErrorFormat::of(req).error(api)
 }
 
-pub fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
-    let PathError::Deserialize(cause) = &error else {
-        return ApiError::BadRequest(error.to_string()).into();
+pub fn path_error(error: PathError, req: &HttpRequest) -> actix_web::Error {
+    let detail = match &error {
+        PathError::Deserialize(cause) => cause.to_string(),
+        other => other.to_string(),
     };
-    ApiError::BadRequest(cause.to_string()).into()
+    ErrorFormat::of(req).error(ApiError::BadRequest(detail))
 }
 
-pub fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    let QueryPayloadError::Deserialize(cause) = &error else {
-        return ApiError::BadRequest(error.to_string()).into();
+pub fn query_error(error: QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
+    let detail = match &error {
+        QueryPayloadError::Deserialize(cause) => format!("bad query string: {cause}"),
+        other => other.to_string(),
     };
-    ApiError::BadRequest(format!("bad query string: {cause}")).into()
+    ErrorFormat::of(req).error(ApiError::BadRequest(detail))
 }

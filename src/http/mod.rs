@@ -79,7 +79,8 @@ pub fn serve(
     Ok(server.run())
 }
 
-/// Every route the app serves.
+/// Every route the app serves: `resource` for programs (refusals are
+/// problem+json), `page` for people (refusals are HTML pages).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").get(api::healthz))
         .service(resource("/api/products").get(api::list_products))
@@ -112,7 +113,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(admin::edit_product)
                 .post(admin::update_product),
         )
-        .service(web::resource("/static/{file}").get(pages::asset))
+        .service(page("/static/{file}").get(pages::asset))
         .default_service(web::to(pages::not_found_page));
 }
 
@@ -130,22 +131,113 @@ fn security_headers() -> DefaultHeaders {
         .add(("X-Frame-Options", "DENY"))
 }
 
-/// A resource whose unsupported methods get a problem+json 405.
-fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+// The route table's builder and what it installs. (Its imports are kept here,
+// apart from those of `serve`.)
+use std::convert::Infallible;
+
+use actix_web::body::{BodySize, BodyStream, BoxBody, MessageBody};
+use actix_web::dev::{AppService, HttpServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, Handler, Responder, Route};
+use error::ErrorFormat;
+
+/// An API resource: its refusals are problem+json.
+fn resource(path: &str) -> Endpoint {
+    Endpoint::new(path, ErrorFormat::Problem)
 }
 
-/// A page whose unsupported methods get an HTML 405.
-fn page(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(page_method_not_allowed))
+/// A page: its refusals are HTML pages.
+fn page(path: &str) -> Endpoint {
+    Endpoint::new(path, ErrorFormat::Page)
 }
 
-async fn page_method_not_allowed(req: HttpRequest) -> Result<HttpResponse, pages::PageError> {
-    Err(pages::PageError(ApiError::MethodNotAllowed(
-        req.method().to_string(),
-    )))
+/// One path of the route table and its handlers by method. Any other method gets
+/// a 405 whose `Allow` header lists the methods given here, so that the header
+/// is the table. A GET handler answers HEAD too.
+struct Endpoint {
+    resource: Resource,
+    format: ErrorFormat,
+    methods: Vec<Method>,
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+impl Endpoint {
+    fn new(path: &str, format: ErrorFormat) -> Endpoint {
+        Endpoint {
+            // Extractors' refusals (error.rs) look the format up here.
+            resource: web::resource(path).app_data(format),
+            format,
+            methods: Vec::new(),
+        }
+    }
+
+    /// GET, and HEAD by the same handler: actix-http sends a HEAD answer's
+    /// status and headers without its body.
+    fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let head = web::head()
+            .to(handler.clone())
+            .wrap(from_fn(end_streams_on_head));
+        self.route(web::get().to(handler), Method::GET)
+            .route(head, Method::HEAD)
+    }
+
+    fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.route(web::post().to(handler), Method::POST)
+    }
+
+    fn route(mut self, route: Route, method: Method) -> Self {
+        self.resource = self.resource.route(route);
+        self.methods.push(method);
+        self
+    }
+}
+
+impl HttpServiceFactory for Endpoint {
+    fn register(self, config: &mut AppService) {
+        let Endpoint {
+            resource,
+            format,
+            methods,
+        } = self;
+        let method_not_allowed = move |req: HttpRequest| {
+            let error = ApiError::MethodNotAllowed {
+                method: req.method().clone(),
+                allow: methods.clone(),
+            };
+            async move { Err::<HttpResponse, _>(format.error(error)) }
+        };
+        resource
+            .default_service(web::to(method_not_allowed))
+            .register(config);
+    }
+}
+
+/// actix-http writes no body for HEAD but still runs a streamed body to its
+/// end before the connection may serve its next request, and an order's event
+/// stream lasts as long as its saga. A HEAD answer's stream is dropped for one
+/// that ends at once; the headers stay those of GET.
+async fn end_streams_on_head(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let response = next.call(req).await?.map_into_boxed_body();
+    if response.response().body().size() != BodySize::Stream {
+        return Ok(response);
+    }
+    Ok(response.map_body(|_, _| {
+        BoxBody::new(BodyStream::new(futures_util::stream::empty::<
+            Result<Bytes, Infallible>,
+        >()))
+    }))
 }

@@ -10,6 +10,7 @@ mod crash;
 mod health;
 mod helpers;
 mod idempotency;
+mod manners;
 mod orders;
 mod pages;
 mod payments;
