@@ -105,6 +105,19 @@ impl ProductName {
         Ok(ProductName(trimmed.to_owned()))
     }
 
+    /// A name as stored. Names stored before the rule on invisible characters
+    /// may break it: they are shown without their format characters rather
+    /// than refused, so that an old catalog still loads.
+    pub fn stored(raw: String) -> Result<ProductName, ParseError> {
+        ProductName::parse(raw.as_str()).or_else(|refused| {
+            let shown: String = raw
+                .chars()
+                .filter(|&c| c.general_category() != GeneralCategory::Format)
+                .collect();
+            ProductName::parse(shown).map_err(|_| refused)
+        })
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -370,5 +383,16 @@ mod tests {
         assert!(Stock::parse(-1).is_err());
         assert!(Stock::parse(0).is_ok());
         assert!(Stock::parse(Stock::MAX + 1).is_err());
+    }
+
+    #[test]
+    fn a_name_stored_before_the_rule_loads_without_its_format_characters() {
+        let old = "Mug \u{202E}gum".to_owned();
+        assert!(ProductName::parse(old.as_str()).is_err());
+        assert_eq!(
+            ProductName::stored(old).map(|n| n.0),
+            Ok("Mug gum".to_owned())
+        );
+        assert!(ProductName::stored("\u{200B}".to_owned()).is_err());
     }
 }

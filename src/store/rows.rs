@@ -34,7 +34,7 @@ impl TryFrom<ProductRow> for StockedProduct {
         Ok(StockedProduct {
             product: Product {
                 product_id: product_id(row.product_id)?,
-                product_name: ProductName::parse(row.product_name)
+                product_name: ProductName::stored(row.product_name)
                     .map_err(|e| corrupt("product_name", e))?,
                 price: Price::parse(row.price).map_err(|e| corrupt("price", e))?,
                 stock: Stock::saturating(row.stock),
