@@ -93,3 +93,29 @@ impl AdminSessions {
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[actix_rt::test]
+    async fn a_session_counts_only_with_the_token_that_opened_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::open(&StoreOptions::new(url)).await.unwrap();
+        let today = AdminSessions::new(store.clone(), "digest of today's token".to_owned());
+        let rotated = AdminSessions::new(store, "digest of a new token".to_owned());
+
+        let session = today.open().await.unwrap();
+        assert_eq!(today.find(session.id).await.unwrap(), Some(session.clone()));
+        assert_eq!(rotated.find(session.id).await.unwrap(), None);
+        assert!(session.accepts_csrf(&session.csrf.clone()));
+        assert!(!session.accepts_csrf("guess"));
+
+        assert!(today.end(session.id).await.unwrap());
+        assert_eq!(today.find(session.id).await.unwrap(), None);
+    }
+}

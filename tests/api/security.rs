@@ -22,7 +22,7 @@ fn no_redirects() -> Client {
 }
 
 /// The admin session cookie a sign-in sets, as `name=value`.
-async fn sign_in(app: &TestApp) -> String {
+pub async fn sign_in(app: &TestApp) -> String {
     let response = no_redirects()
         .post(app.url("/admin/sign-in"))
         .form(&[("token", ADMIN_TOKEN)])
@@ -46,7 +46,7 @@ fn session_cookie(response: &Response) -> String {
 
 /// The dashboard's CSRF token for the session, or `None` when the cookie opens
 /// no session (the sign-in page is shown instead).
-async fn dashboard_csrf(app: &TestApp, cookie: &str) -> Option<String> {
+pub async fn dashboard_csrf(app: &TestApp, cookie: &str) -> Option<String> {
     let page = app
         .client
         .get(app.url("/admin"))
@@ -78,7 +78,7 @@ async fn save_product(app: &TestApp, cookie: &str, csrf: &str, id: &str) -> Stat
         .status()
 }
 
-async fn sign_out(app: &TestApp, cookie: &str, csrf: &str) {
+pub async fn sign_out(app: &TestApp, cookie: &str, csrf: &str) {
     let response = app
         .client
         .post(app.url("/admin/sign-out"))

@@ -31,5 +31,6 @@ mod products;
 mod request_id;
 #[path = "../api/security.rs"]
 mod security;
+mod sessions;
 
 const BACKEND: helpers::Backend = helpers::Backend::Postgres;
