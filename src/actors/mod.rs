@@ -17,7 +17,9 @@ use actix_rt::ArbiterHandle;
 
 use book::OrderBook;
 use inventory::{Inventory, InventoryActor, InventoryError};
-use orders::OrdersActor;
+use orders::{GetOrder, OrderError, OrdersActor};
+
+use crate::domain::{Order, OrderId};
 use payment::{PaymentActor, PaymentSettings};
 
 use crate::store::Store;
@@ -36,8 +38,8 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct Actors {
     pub orders: Addr<OrdersActor>,
-    /// The orders whose saga runs here: read them without a message.
-    pub order_book: OrderBook,
+    /// The orders whose saga runs here: [`Actors::order`] reads them without a message.
+    order_book: OrderBook,
     pub inventory: Inventory,
     pub payment: Addr<PaymentActor>,
     _thread: Arc<ActorThread>,
@@ -54,6 +56,16 @@ impl Drop for ActorThread {
 }
 
 impl Actors {
+    /// An order as Orders knows it: one whose saga runs here straight from the
+    /// book its saga keeps (no message: a shopper's page and its polling ask
+    /// often), any other by `GetOrder`.
+    pub async fn order(&self, order_id: OrderId) -> Result<Option<Order>, OrderError> {
+        match self.order_book.get(order_id) {
+            Some(order) => Ok(Some(order)),
+            None => self.orders.send(GetOrder(order_id)).await?,
+        }
+    }
+
     /// Starts the actors on an arbiter (a thread) of their own. The caller's
     /// thread keeps what was started there before, such as the store's writer
     /// task: each write is many round trips between that task and the database

@@ -29,6 +29,8 @@ pub enum OrderError {
     Store(#[from] StoreError),
     #[error("the catalog could not be read")]
     Catalog(#[from] InventoryError),
+    #[error("the orders actor did not answer")]
+    Mailbox(#[from] MailboxError),
 }
 
 /// Place an order for `quantity` units of a product.

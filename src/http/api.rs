@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::session::AdminAuth;
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
-use crate::actors::orders::{GetOrder, PlaceOrder};
+use crate::actors::orders::PlaceOrder;
 use crate::actors::payment::{Charge, GetPayment, ListPayments};
 use crate::domain::{
     IdempotencyKey, Money, Order, OrderId, OrderStatus, OrderStep, Payment, PaymentId,
@@ -182,12 +182,7 @@ impl From<Order> for OrderView {
 
 pub async fn get_order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
     let order_id = OrderId::parse(&order_id)?;
-    // An order being followed is answered from the book, without a message.
-    let order = match actors.order_book.get(order_id) {
-        Some(order) => Some(order),
-        None => actors.orders.send(GetOrder(order_id)).await??,
-    };
-    match order {
+    match actors.order(order_id).await? {
         Some(order) => Ok(HttpResponse::Ok().json(OrderView::from(order))),
         None => Err(ApiError::NotFound(format!(
             "order {order_id} does not exist"

@@ -155,7 +155,9 @@ impl From<OrderError> for ApiError {
             OrderError::UnknownProduct(_)
             | OrderError::TotalTooLarge
             | OrderError::IdempotencyKeyReused => ApiError::Unprocessable(error.to_string()),
-            OrderError::Store(_) | OrderError::Catalog(_) => ApiError::Unavailable(Box::new(error)),
+            OrderError::Store(_) | OrderError::Catalog(_) | OrderError::Mailbox(_) => {
+                ApiError::Unavailable(Box::new(error))
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::session::{Shopper, Site};
 use crate::actors::Actors;
 use crate::actors::inventory::InventoryError;
-use crate::actors::orders::{GetOrder, ListShopperOrders, OrderError, PlaceOrder};
+use crate::actors::orders::{ListShopperOrders, OrderError, PlaceOrder};
 use crate::assets;
 use crate::domain::{IdempotencyKey, Order, OrderId, ParseError, Product, ProductId, Quantity};
 use crate::telemetry::error_chain;
@@ -255,14 +255,10 @@ fn product_name<'a>(products: &'a [(ProductId, Product)], order: &Order) -> Opti
 
 pub async fn order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
     let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
-    let order = match actors.order_book.get(order_id) {
-        Some(order) => order,
-        None => actors
-            .orders
-            .send(GetOrder(order_id))
-            .await??
-            .ok_or_else(|| not_found("no such order"))?,
-    };
+    let order = actors
+        .order(order_id)
+        .await?
+        .ok_or_else(|| not_found("no such order"))?;
     let product = actors.inventory.catalog.product(&order.product_id).await?;
     let view = OrderView {
         order: &order,
