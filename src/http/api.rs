@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::json::Json;
 use super::session::AdminAuth;
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
@@ -40,14 +41,14 @@ pub struct ProductBody {
 pub async fn upsert_product(
     _: Admin,
     product_id: web::Path<ProductId>,
-    body: web::Json<ProductBody>,
+    body: Json<ProductBody>,
     actors: web::Data<Actors>,
 ) -> Reply {
     let ProductBody {
         product_name,
         price,
         stock,
-    } = body.into_inner();
+    } = body.0;
     let product = actors
         .inventory
         .addr
@@ -123,13 +124,13 @@ struct OrderAccepted {
 
 pub async fn place_order(
     key: IdempotencyKeyHeader,
-    body: web::Json<OrderBody>,
+    body: Json<OrderBody>,
     actors: web::Data<Actors>,
 ) -> Reply {
     let OrderBody {
         product_id,
         quantity,
-    } = body.into_inner();
+    } = body.0;
     let placed = actors
         .orders
         .send(PlaceOrder {
@@ -219,11 +220,11 @@ impl From<Payment> for PaymentView {
     }
 }
 
-pub async fn charge(body: web::Json<ChargeBody>, actors: web::Data<Actors>) -> Reply {
+pub async fn charge(body: Json<ChargeBody>, actors: web::Data<Actors>) -> Reply {
     let ChargeBody {
         order_id,
         total_amount,
-    } = body.into_inner();
+    } = body.0;
     let payment = actors
         .payment
         .send(Charge {

@@ -3,7 +3,7 @@
 //! storefront's pages, the same error as an HTML page: `pages::PageError`); a 5xx
 //! means an outage or a bug, and is logged with its cause chain.
 
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{PathError, QueryPayloadError};
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
@@ -23,6 +23,12 @@ pub enum ApiError {
     /// The request is well-formed but its content is refused.
     #[error("{0}")]
     Unprocessable(String),
+    /// A field of the request is refused (`field` names it, when known).
+    #[error("{detail}")]
+    InvalidField {
+        field: Option<String>,
+        detail: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("a valid admin bearer token is required")]
@@ -57,6 +63,9 @@ struct Problem<'a> {
     status: u16,
     detail: String,
     code: &'static str,
+    /// The request field at fault, for a refused field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 impl ApiError {
@@ -64,7 +73,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unprocessable(_) => "invalid_request",
+            ApiError::Unprocessable(_) | ApiError::InvalidField { .. } => "invalid_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
@@ -105,7 +114,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::InvalidField { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -133,6 +144,10 @@ impl ResponseError for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             code: self.code(),
+            field: match self {
+                ApiError::InvalidField { field, .. } => field.as_deref(),
+                _ => None,
+            },
         })
     }
 }
@@ -152,9 +167,13 @@ impl From<actix::MailboxError> for ApiError {
 impl From<OrderError> for ApiError {
     fn from(error: OrderError) -> Self {
         match error {
-            OrderError::UnknownProduct(_)
-            | OrderError::TotalTooLarge
-            | OrderError::IdempotencyKeyReused => ApiError::Unprocessable(error.to_string()),
+            OrderError::UnknownProduct(_) => ApiError::InvalidField {
+                field: Some("product_id".to_owned()),
+                detail: error.to_string(),
+            },
+            OrderError::TotalTooLarge | OrderError::IdempotencyKeyReused => {
+                ApiError::Unprocessable(error.to_string())
+            }
             OrderError::Store(_) | OrderError::Catalog(_) | OrderError::Mailbox(_) => {
                 ApiError::Unavailable(Box::new(error))
             }
@@ -211,23 +230,6 @@ impl ErrorFormat {
             ErrorFormat::Page => PageError(error).into(),
         }
     }
-}
-
-/// Refusals of JSON bodies: too large, not JSON, not valid JSON, or the wrong shape.
-pub fn json_error(error: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
-    let api = match &error {
-        JsonPayloadError::OverflowKnownLength { limit, .. }
-        | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit: *limit },
-        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
-        JsonPayloadError::Deserialize(cause) if cause.is_data() => {
-            ApiError::Unprocessable(format!("the request body is not valid: {cause}"))
-        }
-        JsonPayloadError::Deserialize(cause) => {
-            ApiError::BadRequest(format!("the request body is not valid JSON: {cause}"))
-        }
-        other => ApiError::BadRequest(format!("the request body could not be read: {other}")),
-    };
-    ErrorFormat::of(req).error(api)
 }
 
 pub fn path_error(error: PathError, req: &HttpRequest) -> actix_web::Error {

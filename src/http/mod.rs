@@ -3,6 +3,7 @@
 mod admin;
 mod api;
 pub mod error;
+mod json;
 mod pages;
 mod request_id;
 mod session;
@@ -44,11 +45,8 @@ pub fn serve(
             .app_data(actors.clone())
             .app_data(admin.clone())
             .app_data(site.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(BODY_LIMIT)
-                    .error_handler(error::json_error),
-            )
+            // The body extractors' limit (JSON bodies: `json::Json`).
+            .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(

@@ -14,6 +14,17 @@ struct Case {
     body: Option<String>,
     admin: bool,
     expect: StatusCode,
+    /// The field the problem names (`field`), for a refused body field.
+    field: Option<&'static str>,
+}
+
+impl Case {
+    fn field(self, field: &'static str) -> Case {
+        Case {
+            field: Some(field),
+            ..self
+        }
+    }
 }
 
 fn order(what: &'static str, body: &str, expect: StatusCode) -> Case {
@@ -25,6 +36,7 @@ fn order(what: &'static str, body: &str, expect: StatusCode) -> Case {
         body: Some(body.to_owned()),
         admin: false,
         expect,
+        field: None,
     }
 }
 
@@ -37,6 +49,7 @@ fn product(what: &'static str, id: &str, body: &str, expect: StatusCode) -> Case
         body: Some(body.to_owned()),
         admin: true,
         expect,
+        field: None,
     }
 }
 
@@ -49,6 +62,7 @@ fn get(what: &'static str, path: &str, expect: StatusCode) -> Case {
         body: None,
         admin: false,
         expect,
+        field: None,
     }
 }
 
@@ -80,67 +94,80 @@ fn cases() -> Vec<Case> {
             "product id of the wrong type",
             r#"{"product_id":5,"quantity":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("product_id"),
         order(
             "quantity as a string",
             r#"{"product_id":"tea","quantity":"2"}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("quantity"),
         order(
             "missing quantity",
             r#"{"product_id":"tea"}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("quantity"),
         order(
             "missing product id",
             r#"{"quantity":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("product_id"),
         order(
             "zero quantity",
             r#"{"product_id":"tea","quantity":0}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("quantity"),
         order(
             "negative quantity",
             r#"{"product_id":"tea","quantity":-3}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("quantity"),
         order(
             "fractional quantity",
             r#"{"product_id":"tea","quantity":1.5}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("quantity"),
         order(
             "absurd quantity",
             r#"{"product_id":"tea","quantity":1000001}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("quantity"),
         order(
             "quantity past i64",
             r#"{"product_id":"tea","quantity":99999999999999999999}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("quantity"),
         order(
             "quantity in exponent form",
             r#"{"product_id":"tea","quantity":1e30}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("quantity"),
         order(
             "over-long product id",
             &format!(r#"{{"product_id":"{long_id}","quantity":1}}"#),
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("product_id"),
         order(
             "product id with a quote",
             r#"{"product_id":"tea' OR '1'='1","quantity":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("product_id"),
         order(
             "unknown product",
             r#"{"product_id":"coffee","quantity":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("product_id"),
         Case {
             content_type: Some("text/plain"),
             ..order(
@@ -163,55 +190,64 @@ fn cases() -> Vec<Case> {
             "tea",
             r#"{"product_name":"Tea","price":0,"stock":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("price"),
         product(
             "negative price",
             "tea",
             r#"{"product_name":"Tea","price":-5,"stock":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("price"),
         product(
             "fractional price",
             "tea",
             r#"{"product_name":"Tea","price":3.5,"stock":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("price"),
         product(
             "price as a string",
             "tea",
             r#"{"product_name":"Tea","price":"350","stock":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("price"),
         product(
             "absurd price",
             "tea",
             r#"{"product_name":"Tea","price":1000000000000,"stock":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("price"),
         product(
             "negative stock",
             "tea",
             r#"{"product_name":"Tea","price":350,"stock":-1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("stock"),
         product(
             "fractional stock",
             "tea",
             r#"{"product_name":"Tea","price":350,"stock":0.5}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("stock"),
         product(
             "absurd stock",
             "tea",
             r#"{"product_name":"Tea","price":350,"stock":1000000000001}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("stock"),
         product(
             "blank name",
             "tea",
             r#"{"product_name":"   ","price":350,"stock":1}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("product_name"),
         product(
             "over-long name",
             "tea",
@@ -220,13 +256,15 @@ fn cases() -> Vec<Case> {
                 "n".repeat(201)
             ),
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("product_name"),
         product(
             "missing stock",
             "tea",
             r#"{"product_name":"Tea","price":350}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("stock"),
         product(
             "over-long product id in the path",
             &long_id,
@@ -284,7 +322,8 @@ fn cases() -> Vec<Case> {
             "payment for a non-UUID order",
             r#"{"order_id":"abc","total_amount":350}"#,
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("order_id"),
         payment(
             "fractional payment amount",
             &format!(
@@ -292,12 +331,14 @@ fn cases() -> Vec<Case> {
                 uuid::Uuid::now_v7()
             ),
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("total_amount"),
         payment(
             "payment without an amount",
             &format!(r#"{{"order_id":"{}"}}"#, uuid::Uuid::now_v7()),
             S::UNPROCESSABLE_ENTITY,
-        ),
+        )
+        .field("total_amount"),
     ]
 }
 
@@ -323,7 +364,13 @@ async fn every_bad_request_is_a_clear_4xx_that_changes_nothing() {
 
     for case in cases() {
         let response = send(&app, &case).await;
-        assert_problem(response, case.expect, case.what).await;
+        let problem = assert_problem(response, case.expect, case.what).await;
+        assert_eq!(
+            problem.get("field").and_then(Value::as_str),
+            case.field,
+            "{}: {problem}",
+            case.what
+        );
     }
 
     let after: Value = app.get_json("/api/products").await;
