@@ -20,7 +20,9 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::sync::oneshot;
 
 use super::orders::{GetOrder, OrderError};
-use crate::domain::{Money, OrderId, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus};
+use crate::domain::{
+    Money, OrderId, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus, SagaOutcome,
+};
 use crate::store::{Store, StoreError};
 
 /// How the simulated provider behaves.
@@ -213,10 +215,10 @@ async fn charge(
             expected: order.total_amount,
         });
     }
-    // Only an order whose stock is held may be charged: charging earlier could take
-    // money for an order that is then rejected for want of stock. An order past
-    // that step may have been charged already: then that payment is the answer.
-    if order.step != OrderStep::Reserved {
+    // Only an order a payment moves on (its stock held) may be charged: charging
+    // earlier could take money for an order then rejected for want of stock. An
+    // order past that step may have been charged already: that payment answers.
+    if order.step.next(SagaOutcome::Paid).is_none() {
         if let Some(existing) = store.payments_for_order(order_id).await?.into_iter().next() {
             return Ok(existing);
         }

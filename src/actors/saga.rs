@@ -29,7 +29,7 @@ use super::inventory::{
 use super::payment::{Charge, ChargeError, PaymentActor};
 use tokio::sync::broadcast;
 
-use crate::domain::{Order, OrderEvent, OrderId, OrderStep, PaymentStatus};
+use crate::domain::{Order, OrderEvent, OrderId, OrderStep, PaymentStatus, SagaOutcome};
 use crate::store::{Line, OrderMove, Store, StoreError};
 use crate::telemetry::error_chain;
 
@@ -150,15 +150,15 @@ impl Saga {
     }
 
     /// Drives the order from `step`, one arrow of the state machine at a time,
-    /// until it is decided; `step` follows it.
+    /// until it is decided; `step` follows it. Each pending step waits on its own
+    /// outcome, and [`OrderStep::next`] says where that outcome leads.
     async fn drive(&self, order: &Order, step: &mut OrderStep) -> Result<(), SagaError> {
         loop {
             *step = match *step {
                 OrderStep::Placed => self.reserve(order).await?,
                 OrderStep::Reserved => self.charge(order).await?,
-                OrderStep::Confirmed | OrderStep::Rejected | OrderStep::PaymentFailed => {
-                    return Ok(());
-                }
+                // No arrow leaves the other steps: the order is decided.
+                _ => return Ok(()),
             };
         }
     }
@@ -190,12 +190,13 @@ impl Saga {
                 amount: order.total_amount,
             })
             .await??;
+        let arrow = |outcome, reason| {
+            let step = OrderStep::Reserved.next(outcome);
+            step.map(|step| OrderMove { step, reason })
+        };
         let moved = match payment.status {
             PaymentStatus::Succeeded => {
-                let then = Some(OrderMove {
-                    step: OrderStep::Confirmed,
-                    reason: None,
-                });
+                let then = arrow(SagaOutcome::Paid, None);
                 self.inventory
                     .send(CommitReservation {
                         order_id: order.order_id,
@@ -206,10 +207,8 @@ impl Saga {
             PaymentStatus::Declined => {
                 // Stock goes back in the commit that makes the order final: a
                 // crash before it leaves a pending order that is driven again.
-                let then = Some(OrderMove {
-                    step: OrderStep::PaymentFailed,
-                    reason: Some("the payment was declined".to_owned()),
-                });
+                let reason = Some("the payment was declined".to_owned());
+                let then = arrow(SagaOutcome::Declined, reason);
                 self.inventory
                     .send(ReleaseReservation {
                         order_id: order.order_id,

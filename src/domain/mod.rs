@@ -12,7 +12,7 @@ mod product;
 pub use money::Money;
 pub use order::{
     IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, OrderStep, OwnedKey, Quantity,
-    ShopperId, StockDecision,
+    SagaOutcome, ShopperId, StockDecision,
 };
 pub use payment::{Payment, PaymentId, PaymentStatus};
 pub use product::{Price, Product, ProductId, ProductName, Stock};

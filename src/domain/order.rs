@@ -116,13 +116,8 @@ impl fmt::Display for OrderStatus {
 }
 
 /// Where an order's saga stands. Persisted with the order, so that a restart knows
-/// where to resume and a shopper can watch the steps.
-///
-/// ```text
-/// PLACED --reserve ok--> RESERVED --charge SUCCEEDED--> CONFIRMED
-///   |                        \------charge DECLINED---> PAYMENT_FAILED
-///   \------not enough stock----------------------------> REJECTED
-/// ```
+/// where to resume and a shopper can watch the steps. It moves only along the
+/// saga's arrows (see [`OrderStep::next`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStep {
@@ -132,6 +127,26 @@ pub enum OrderStep {
     Rejected,
     PaymentFailed,
 }
+
+/// What settles a pending step of the saga: Inventory's decision on the stock,
+/// then the payment's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SagaOutcome {
+    StockHeld,
+    StockRefused,
+    Paid,
+    Declined,
+}
+
+/// Every arrow of the saga, (from, on, to): the one place its rules are written.
+/// A step no arrow leaves is decided.
+#[rustfmt::skip]
+const ARROWS: [(OrderStep, SagaOutcome, OrderStep); 4] = [
+    (OrderStep::Placed,   SagaOutcome::StockHeld,    OrderStep::Reserved),
+    (OrderStep::Placed,   SagaOutcome::StockRefused, OrderStep::Rejected),
+    (OrderStep::Reserved, SagaOutcome::Paid,         OrderStep::Confirmed),
+    (OrderStep::Reserved, SagaOutcome::Declined,     OrderStep::PaymentFailed),
+];
 
 impl OrderStep {
     pub fn status(self) -> OrderStatus {
@@ -143,14 +158,20 @@ impl OrderStep {
         }
     }
 
-    /// The step an order must be at to move to this one: each step has one arrow
-    /// into it, and PLACED, where every order starts, has none.
-    pub fn previous(self) -> Option<OrderStep> {
-        match self {
-            OrderStep::Placed => None,
-            OrderStep::Reserved | OrderStep::Rejected => Some(OrderStep::Placed),
-            OrderStep::Confirmed | OrderStep::PaymentFailed => Some(OrderStep::Reserved),
-        }
+    /// Where the saga's arrow from this step on `outcome` leads; `None` when
+    /// there is no such arrow.
+    pub fn next(self, outcome: SagaOutcome) -> Option<OrderStep> {
+        let arrow = ARROWS
+            .iter()
+            .find(|&&(from, on, _)| (from, on) == (self, outcome));
+        arrow.map(|&(.., to)| to)
+    }
+
+    /// The step an order must be at to move to this one: each step has at most
+    /// one arrow into it, and PLACED, where every order starts, has none.
+    pub fn reached_from(self) -> Option<OrderStep> {
+        let arrow = ARROWS.iter().find(|&&(.., to)| to == self);
+        arrow.map(|&(from, ..)| from)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -181,14 +202,14 @@ pub enum StockDecision {
 impl StockDecision {
     /// The arrow a PLACED order takes once its stock is decided, and the reason
     /// a rejected order gives the shopper.
-    pub fn next_step(self) -> (OrderStep, Option<String>) {
-        match self {
-            StockDecision::Held => (OrderStep::Reserved, None),
+    pub fn next_step(self) -> Option<(OrderStep, Option<String>)> {
+        let (outcome, reason) = match self {
+            StockDecision::Held => (SagaOutcome::StockHeld, None),
             StockDecision::Short {
                 requested,
                 available: Some(available),
             } => (
-                OrderStep::Rejected,
+                SagaOutcome::StockRefused,
                 Some(format!(
                     "not enough stock: {} requested, {available} available",
                     requested.units()
@@ -198,14 +219,15 @@ impl StockDecision {
                 requested,
                 available: None,
             } => (
-                OrderStep::Rejected,
+                SagaOutcome::StockRefused,
                 Some(format!("not enough stock: {} requested", requested.units())),
             ),
             StockDecision::UnknownProduct => (
-                OrderStep::Rejected,
+                SagaOutcome::StockRefused,
                 Some("the product is no longer sold".to_owned()),
             ),
-        }
+        };
+        OrderStep::Placed.next(outcome).map(|step| (step, reason))
     }
 }
 
@@ -354,17 +376,81 @@ mod tests {
         assert!(OrderStep::PaymentFailed.status().is_terminal());
     }
 
+    use OrderStep::{Confirmed, PaymentFailed, Placed, Rejected, Reserved};
+    use SagaOutcome::{Declined, Paid, StockHeld, StockRefused};
+
+    const STEPS: [OrderStep; 5] = [Placed, Reserved, Confirmed, Rejected, PaymentFailed];
+    const OUTCOMES: [SagaOutcome; 4] = [StockHeld, StockRefused, Paid, Declined];
+
     #[test]
     fn steps_round_trip_through_their_names() {
-        for step in [
-            OrderStep::Placed,
-            OrderStep::Reserved,
-            OrderStep::Confirmed,
-            OrderStep::Rejected,
-            OrderStep::PaymentFailed,
-        ] {
+        for step in STEPS {
             assert_eq!(step.as_str().parse::<OrderStep>(), Ok(step));
         }
+    }
+
+    #[test]
+    fn every_step_on_every_outcome_moves_as_the_table_says() {
+        #[rustfmt::skip]
+        let expected: [(OrderStep, [Option<OrderStep>; 4]); 5] = [
+            // on:           StockHeld,      StockRefused,   Paid,            Declined
+            (Placed,        [Some(Reserved), Some(Rejected), None,            None]),
+            (Reserved,      [None,           None,           Some(Confirmed), Some(PaymentFailed)]),
+            (Confirmed,     [None; 4]),
+            (Rejected,      [None; 4]),
+            (PaymentFailed, [None; 4]),
+        ];
+        assert_eq!(expected.map(|(step, _)| step), STEPS);
+        for (step, row) in expected {
+            for (outcome, to) in OUTCOMES.into_iter().zip(row) {
+                assert_eq!(step.next(outcome), to, "{step:?} on {outcome:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn pending_steps_have_a_way_on_and_decided_steps_none() {
+        for step in STEPS {
+            let ways_on = OUTCOMES.into_iter().filter_map(|o| step.next(o)).count();
+            assert_eq!(ways_on == 0, step.status().is_terminal(), "{step:?}");
+        }
+    }
+
+    #[test]
+    fn a_step_is_reached_only_from_where_its_arrow_leaves() {
+        for to in STEPS {
+            let into: Vec<OrderStep> = (STEPS.into_iter())
+                .filter(|from| OUTCOMES.into_iter().any(|o| from.next(o) == Some(to)))
+                .collect();
+            assert!(into.len() <= 1, "{to:?} is reached from {into:?}");
+            assert_eq!(to.reached_from(), into.first().copied(), "{to:?}");
+        }
+        assert_eq!(Placed.reached_from(), None);
+    }
+
+    #[test]
+    fn no_order_comes_back_to_a_step_it_left() {
+        // A walk of as many arrows as there are steps would visit a step twice.
+        let mut walks = STEPS.to_vec();
+        for _ in STEPS {
+            walks = (walks.into_iter())
+                .flat_map(|step| OUTCOMES.into_iter().filter_map(move |o| step.next(o)))
+                .collect();
+        }
+        assert_eq!(walks, []);
+    }
+
+    #[test]
+    fn a_stock_decision_moves_a_placed_order_with_the_shoppers_reason() {
+        let short = StockDecision::Short {
+            requested: Quantity(3),
+            available: Some(1),
+        };
+        let reason = "not enough stock: 3 requested, 1 available".to_owned();
+        assert_eq!(StockDecision::Held.next_step(), Some((Reserved, None)));
+        assert_eq!(short.next_step(), Some((Rejected, Some(reason))));
+        let gone = StockDecision::UnknownProduct.next_step();
+        assert_eq!(gone.map(|(step, _)| step), Some(Rejected));
     }
 
     #[test]

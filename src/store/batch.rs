@@ -354,7 +354,7 @@ async fn decided_before<T: Tx>(
         .collect()
 }
 
-/// An order's move, for the job at `job`: to `step`, from the step before it.
+/// An order's move, for the job at `job`: to `step`, from where its arrow leaves.
 #[derive(Serialize)]
 struct Move {
     #[serde(skip)]
@@ -377,7 +377,7 @@ impl Move {
         reason: Option<String>,
         at: DateTime<Utc>,
     ) -> Move {
-        let from_step = to.previous().map(OrderStep::as_str);
+        let from_step = to.reached_from().map(OrderStep::as_str);
         let (step, status) = (to.as_str(), to.status().as_str());
         Move {
             job,
@@ -435,9 +435,9 @@ fn decide(
             Job::Reserve(reserve) => {
                 let input = &reserve.input;
                 let outcome = reserve_lines(input, stock, &mut decided, &mut rows, changes)?;
-                let then = input
-                    .advance_order
-                    .then(|| decision(&outcome, &input.lines).next_step());
+                let then = (input.advance_order)
+                    .then(|| decision(&outcome, &input.lines).next_step())
+                    .flatten();
                 reserve.output = Some(Reserved {
                     outcome,
                     moved: None,

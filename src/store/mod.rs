@@ -186,8 +186,8 @@ impl Store {
         self.write(order).await
     }
 
-    /// Moves an order to `step` from the step before it (see
-    /// [`OrderStep::previous`]) and records the event, which it answers. `None`,
+    /// Moves an order to `step` from the step the saga's arrow into it leaves
+    /// ([`OrderStep::reached_from`]) and records the event, which it answers. `None`,
     /// writing nothing, when the order is anywhere else: already at `step`, past
     /// it, or moved another way.
     pub async fn advance_order(
@@ -509,7 +509,7 @@ pub struct Settle {
     pub at: DateTime<Utc>,
 }
 
-/// An order's move to `step`, from the step before it.
+/// An order's move to `step`, from the step the saga's arrow into it leaves.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OrderMove {
     pub step: OrderStep,
