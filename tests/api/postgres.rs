@@ -7,13 +7,15 @@
 //! server: it takes `stop` and `start` commands on a pipe from this process, and
 //! when the pipe closes (the cluster was dropped, or this process ended, however it
 //! ended) it stops the server and removes the folder, so nothing is left behind.
-//! A test that restarts its server gets a [`Cluster`] of its own.
+//! A test that restarts its server gets a [`Cluster`] of its own, and so does one
+//! that needs TLS (a self-signed certificate made with the `openssl` command).
 //!
 //! Without Postgres installed the Postgres tests are skipped with a loud message,
 //! except in CI (`CI=true`), where that is a failure.
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
@@ -26,6 +28,8 @@ use sqlx::{Connection, PgConnection};
 /// the process ends).
 pub struct Cluster {
     admin_url: String,
+    /// The server's certificate, when it takes TLS connections.
+    certificate: Option<PathBuf>,
     /// Commands to the keeper (`stop`, `start`); closing it (when the process
     /// ends) stops the server and removes its folder. `None` for a server that
     /// someone else runs (`MINIMART_TEST_POSTGRES_URL`).
@@ -36,13 +40,35 @@ impl Cluster {
     /// A cluster for one test that needs to stop and start its server; `None`
     /// (after saying so loudly) when Postgres is not installed. In CI that fails.
     pub fn dedicated() -> Option<Cluster> {
-        match start_cluster() {
+        match start_cluster(false) {
             Ok(cluster) => Some(cluster),
             Err(why) => {
                 say_unavailable(&why);
                 None
             }
         }
+    }
+
+    /// A dedicated cluster that also takes TLS connections (`ssl=on`), with a
+    /// self-signed certificate for `localhost` and 127.0.0.1, and the path of that
+    /// certificate (for `sslrootcert`). `None` (after saying so loudly) when
+    /// Postgres or the openssl command is missing. In CI that fails.
+    pub fn dedicated_tls() -> Option<(Cluster, PathBuf)> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            skip(
+                "openssl is not installed: the Postgres TLS test cannot run (apt-get install openssl)",
+            );
+            return None;
+        }
+        let cluster = match start_cluster(true) {
+            Ok(cluster) => cluster,
+            Err(why) => {
+                say_unavailable(&why);
+                return None;
+            }
+        };
+        let certificate = cluster.certificate.clone()?;
+        Some((cluster, certificate))
     }
 
     /// The URL of a new, empty database on this server.
@@ -86,7 +112,7 @@ fn shared_cluster() -> &'static Cluster {
         if let Ok(url) = std::env::var("MINIMART_TEST_POSTGRES_URL") {
             return Cluster::external(url);
         }
-        start_cluster().unwrap_or_else(|why| {
+        start_cluster(false).unwrap_or_else(|why| {
             say_unavailable(&why);
             // Every test of this process needs it: skip them all.
             std::process::exit(0)
@@ -99,6 +125,7 @@ impl Cluster {
     fn external(admin_url: String) -> Cluster {
         Cluster {
             admin_url,
+            certificate: None,
             keeper: None,
         }
     }
@@ -114,16 +141,23 @@ impl Cluster {
 
 /// Says loudly that Postgres tests cannot run; in CI, fails instead.
 fn say_unavailable(why: &str) {
-    let message = format!(
+    skip(&format!(
         "Postgres is not available: the Postgres tests cannot run ({why}; \
          apt-get install postgresql, or set MINIMART_TEST_POSTGRES_URL)"
-    );
+    ));
+}
+
+/// Says loudly that tests are skipped, and why; in CI, fails instead.
+fn skip(message: &str) {
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
     // Straight to the process's stderr: the test harness would hide `eprintln!`.
     let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED: {message} !!!\n");
 }
 
-fn start_cluster() -> Result<Cluster, String> {
+/// Starts a cluster; with `tls`, it takes TLS connections too (`ssl=on`), with a
+/// certificate made here (`server.crt` and `server.key`, Postgres' default names,
+/// in its data folder).
+fn start_cluster(tls: bool) -> Result<Cluster, String> {
     let bin = postgres_bin_dir().ok_or("initdb and postgres were not found")?;
     let root = tempfile::Builder::new()
         .prefix("minimart-pg-")
@@ -158,15 +192,21 @@ fn start_cluster() -> Result<Cluster, String> {
         ));
     }
 
+    let certificate = if tls {
+        Some(make_certificate(&data, as_user)?)
+    } else {
+        None
+    };
+
     let port = free_port();
     // The keeper: starts the server, then obeys `stop` and `start` lines on its
     // stdin; when stdin closes it stops the server (fast shutdown) and removes the
     // folder. Durability settings are off: a test cluster that dies is thrown away.
     let script = r#"
-        bin=$1 root=$2 port=$3
+        bin=$1 root=$2 port=$3 ssl=$4
         serve() {
             "$bin/postgres" -D "$root/data" -p "$port" -k "$root" -c listen_addresses=127.0.0.1 \
-                -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+                -c ssl="$ssl" -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
                 -c max_connections=300 >>"$root/server.log" 2>&1 &
             server=$!
         }
@@ -187,6 +227,7 @@ fn start_cluster() -> Result<Cluster, String> {
         .arg(&bin)
         .arg(&root)
         .arg(port.to_string())
+        .arg(if tls { "on" } else { "off" })
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -195,8 +236,43 @@ fn start_cluster() -> Result<Cluster, String> {
     let stdin = child.stdin.take().ok_or("no pipe to the keeper")?;
     Ok(Cluster {
         admin_url: format!("postgres://minimart@127.0.0.1:{port}/postgres"),
+        certificate,
         keeper: Some(stdin),
     })
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, valid for a day, and
+/// its key, in the data folder, owned by the cluster's user (Postgres refuses a
+/// key that others may read). Answers the certificate's path.
+fn make_certificate(data: &Path, as_user: Option<(u32, u32)>) -> Result<PathBuf, String> {
+    let (certificate, key) = (data.join("server.crt"), data.join("server.key"));
+    let mut openssl = Command::new("openssl");
+    openssl
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // Not a CA (openssl's default for -x509): rustls refuses a CA certificate
+        // as the server's own, even as its own root (`sslmode=verify-full`).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    run_as(&mut openssl, as_user);
+    let made = openssl.output().map_err(|e| format!("openssl: {e}"))?;
+    if !made.status.success() {
+        return Err(format!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        ));
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    Ok(certificate)
 }
 
 /// The folder holding `initdb` and `postgres`: on the PATH, or Debian's newest.

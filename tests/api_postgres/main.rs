@@ -32,5 +32,6 @@ mod request_id;
 #[path = "../api/security.rs"]
 mod security;
 mod sessions;
+mod tls;
 
 const BACKEND: helpers::Backend = helpers::Backend::Postgres;
