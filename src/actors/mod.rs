@@ -30,8 +30,6 @@ pub enum StartError {
     Thread(#[source] std::io::Error),
     #[error("could not start the inventory")]
     Inventory(#[from] InventoryError),
-    #[error("the actors' thread stopped during start-up")]
-    Stopped,
 }
 
 /// The addresses of the running actors, handed to the HTTP layer as app data.
@@ -72,25 +70,23 @@ impl Actors {
     /// connection's thread, and each would otherwise wait its turn behind every
     /// saga ready to run on the same single-threaded runtime.
     ///
-    /// Orders and Payment know each other (the saga charges; a charge checks its
-    /// order), so Payment is started from inside Orders' start-up, with its
-    /// address in hand.
+    /// Payment knows nobody (a charge brings the order it is for), so it
+    /// starts first and Orders, which charges, gets its address.
     pub async fn start(store: Store, payment: PaymentSettings) -> Result<Actors, StartError> {
         let arbiter = Arbiter::try_new().map_err(StartError::Thread)?.handle();
         let inventory = InventoryActor::start_in(store.clone(), &arbiter).await?;
         let order_book = OrderBook::default();
-        let (payment_tx, payment_rx) = tokio::sync::oneshot::channel();
+        let payment = {
+            let store = store.clone();
+            PaymentActor::start_in_arbiter(&arbiter, move |_| PaymentActor::new(store, payment))
+        };
         let orders = {
-            let (inventory, order_book) = (inventory.clone(), order_book.clone());
-            OrdersActor::start_in_arbiter(&arbiter, move |ctx: &mut Context<OrdersActor>| {
-                // This runs on the actors' arbiter: Payment starts there too.
-                let payment =
-                    PaymentActor::new(store.clone(), ctx.address().recipient(), payment).start();
-                let _ = payment_tx.send(payment.clone());
+            let (inventory, order_book, payment) =
+                (inventory.clone(), order_book.clone(), payment.clone());
+            OrdersActor::start_in_arbiter(&arbiter, move |_| {
                 OrdersActor::new(store, inventory, payment, order_book)
             })
         };
-        let payment = payment_rx.await.map_err(|_| StartError::Stopped)?;
         Ok(Actors {
             orders,
             order_book,

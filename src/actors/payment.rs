@@ -19,9 +19,8 @@ use chrono::Utc;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::sync::oneshot;
 
-use super::orders::{GetOrder, OrderError};
 use crate::domain::{
-    Money, OrderId, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus, SagaOutcome,
+    Money, Order, OrderId, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus, SagaOutcome,
 };
 use crate::store::{Store, StoreError};
 
@@ -61,8 +60,6 @@ impl PaymentSettings {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChargeError {
-    #[error("order {0} does not exist")]
-    UnknownOrder(OrderId),
     // In cents, as `total_amount` is given: `Money` displays as dollars.
     #[error("total_amount must equal the order's total of {cents} cents", cents = .expected.cents())]
     AmountMismatch { expected: Money },
@@ -74,9 +71,7 @@ pub enum ChargeError {
     },
     #[error("payment storage failed")]
     Store(#[source] Arc<StoreError>),
-    #[error("the orders service is unavailable")]
-    Orders(#[source] Arc<OrderError>),
-    #[error("the orders service did not answer")]
+    #[error("the payment actor did not answer")]
     Mailbox(#[from] MailboxError),
 }
 
@@ -86,23 +81,19 @@ impl From<StoreError> for ChargeError {
     }
 }
 
-impl From<OrderError> for ChargeError {
-    fn from(error: OrderError) -> Self {
-        ChargeError::Orders(Arc::new(error))
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
     #[error("payment storage failed")]
     Store(#[from] StoreError),
 }
 
-/// Charge an order its total. Sent by the order saga and by `POST /api/payments`.
+/// Charge an order its total. Sent by the order saga and by `POST /api/payments`,
+/// with the order as Orders knows it: whether it may be charged, and for how
+/// much, is decided from that alone, so Payment never asks Orders.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Payment, ChargeError>")]
 pub struct Charge {
-    pub order_id: OrderId,
+    pub order: Order,
     pub amount: Money,
 }
 
@@ -135,17 +126,15 @@ type ChargeKey = (OrderId, Money);
 
 pub struct PaymentActor {
     store: Store,
-    orders: Recipient<GetOrder>,
     settings: PaymentSettings,
     /// Charges under way, with whoever asked for the same charge meanwhile.
     in_flight: HashMap<ChargeKey, Vec<Waiter>>,
 }
 
 impl PaymentActor {
-    pub fn new(store: Store, orders: Recipient<GetOrder>, settings: PaymentSettings) -> Self {
+    pub fn new(store: Store, settings: PaymentSettings) -> Self {
         PaymentActor {
             store,
-            orders,
             settings,
             in_flight: HashMap::new(),
         }
@@ -164,7 +153,7 @@ impl Handler<Charge> for PaymentActor {
     type Result = ResponseFuture<Result<Payment, ChargeError>>;
 
     fn handle(&mut self, msg: Charge, ctx: &mut Context<Self>) -> Self::Result {
-        let key = (msg.order_id, msg.amount);
+        let key = (msg.order.order_id, msg.amount);
         if let Some(waiters) = self.in_flight.get_mut(&key) {
             let (tx, rx) = oneshot::channel();
             waiters.push(tx);
@@ -174,10 +163,9 @@ impl Handler<Charge> for PaymentActor {
         self.in_flight.insert(key, Vec::new());
         let me = ctx.address();
         let store = self.store.clone();
-        let orders = self.orders.clone();
         let settings = self.settings;
         Box::pin(async move {
-            let result = charge(&store, &orders, settings, msg.order_id, msg.amount).await;
+            let result = charge(&store, settings, &msg.order, msg.amount).await;
             me.do_send(ChargeSettled {
                 key,
                 result: result.clone(),
@@ -199,17 +187,11 @@ impl Handler<ChargeSettled> for PaymentActor {
 
 async fn charge(
     store: &Store,
-    orders: &Recipient<GetOrder>,
     settings: PaymentSettings,
-    order_id: OrderId,
+    order: &Order,
     amount: Money,
 ) -> Result<Payment, ChargeError> {
-    // The order first: while its saga runs here, it comes from memory, so the
-    // saga's own charge reads nothing from the database.
-    let order = orders
-        .send(GetOrder(order_id))
-        .await??
-        .ok_or(ChargeError::UnknownOrder(order_id))?;
+    let order_id = order.order_id;
     if order.total_amount != amount {
         return Err(ChargeError::AmountMismatch {
             expected: order.total_amount,

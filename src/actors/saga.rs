@@ -156,7 +156,14 @@ impl Saga {
         loop {
             *step = match *step {
                 OrderStep::Placed => self.reserve(order).await?,
-                OrderStep::Reserved => self.charge(order).await?,
+                // The order as this run has moved it, for Payment to judge.
+                OrderStep::Reserved => {
+                    self.charge(&Order {
+                        step: *step,
+                        ..order.clone()
+                    })
+                    .await?
+                }
                 // No arrow leaves the other steps: the order is decided.
                 _ => return Ok(()),
             };
@@ -186,7 +193,7 @@ impl Saga {
         let payment = self
             .payment
             .send(Charge {
-                order_id: order.order_id,
+                order: order.clone(),
                 amount: order.total_amount,
             })
             .await??;

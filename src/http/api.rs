@@ -225,10 +225,14 @@ pub async fn charge(body: Json<ChargeBody>, actors: web::Data<Actors>) -> Reply 
         order_id,
         total_amount,
     } = body.0;
+    let order = actors
+        .order(order_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("order {order_id} does not exist")))?;
     let payment = actors
         .payment
         .send(Charge {
-            order_id,
+            order,
             amount: Money::from_cents(total_amount),
         })
         .await??;

@@ -196,10 +196,9 @@ impl From<PaymentError> for ApiError {
 impl From<ChargeError> for ApiError {
     fn from(error: ChargeError) -> Self {
         match error {
-            ChargeError::UnknownOrder(_) => ApiError::NotFound(error.to_string()),
             ChargeError::AmountMismatch { .. } => ApiError::Unprocessable(error.to_string()),
             ChargeError::NotPayable { .. } => ApiError::Conflict(error.to_string()),
-            ChargeError::Store(_) | ChargeError::Orders(_) | ChargeError::Mailbox(_) => {
+            ChargeError::Store(_) | ChargeError::Mailbox(_) => {
                 ApiError::Unavailable(Box::new(error))
             }
         }
