@@ -5,7 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser};
+use clap::builder::PossibleValue;
+use clap::{ArgAction, Parser, ValueEnum};
 use subtle::ConstantTimeEq;
 
 use crate::actors::payment::PaymentSettings;
@@ -161,6 +162,24 @@ impl Config {
     }
 }
 
+/// `--sqlite-synchronous`: the store's durability setting, as operators name it.
+/// The store knows nothing of the command line; its names and help live here.
+impl ValueEnum for SqliteSynchronous {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[SqliteSynchronous::Normal, SqliteSynchronous::Full]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            SqliteSynchronous::Normal => PossibleValue::new("normal").help(
+                "Durable against a crashed or killed process; the last commits may be lost on power loss",
+            ),
+            SqliteSynchronous::Full => PossibleValue::new("full")
+                .help("Durable against power loss too: one fsync per commit"),
+        })
+    }
+}
+
 fn parse_rate(raw: &str) -> Result<f64, String> {
     match raw.parse::<f64>() {
         Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
@@ -291,6 +310,18 @@ mod tests {
     fn flags_parse_with_their_defaults() {
         let config = Config::try_parse_from(["minimart", "--addr", "127.0.0.1:0"]);
         assert!(config.is_ok_and(|c| c.addr == "127.0.0.1:0"));
+    }
+
+    #[test]
+    fn sqlite_synchronous_is_normal_or_full() {
+        let parse = |value| Config::try_parse_from(["minimart", "--sqlite-synchronous", value]);
+        assert!(parse("full").is_ok_and(|c| c.sqlite_synchronous == SqliteSynchronous::Full));
+        assert!(parse("normal").is_ok_and(|c| c.sqlite_synchronous == SqliteSynchronous::Normal));
+        let refused = parse("sometimes").map(|_| ()).unwrap_err().to_string();
+        assert!(
+            refused.contains("'sometimes'") && refused.contains("[possible values: normal, full]"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::session::{AdminAuth, Site};
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
 use crate::actors::sessions::AdminSession;
-use crate::domain::{Price, Product, ProductId, ProductName, Stock};
+use crate::domain::{Money, Price, Product, ProductId, ProductName, Stock};
 use crate::views::admin::{self as view, ProductForm};
 
 type Page = Result<HttpResponse, PageError>;
@@ -233,8 +233,8 @@ fn parse_product(fields: &ProductFields) -> Result<Product, ProductForm> {
     let product_name = ProductName::parse(fields.product_name.as_str())
         .map_err(|e| errors.push(("product_name", e.to_string())))
         .ok();
-    let price = parse_dollars(&fields.price)
-        .and_then(Price::parse)
+    let price = Money::parse_dollars(&fields.price)
+        .and_then(|amount| Price::parse(amount.cents()))
         .map_err(|e| errors.push(("price", e.to_string())))
         .ok();
     let stock = fields
@@ -259,50 +259,5 @@ fn parse_product(fields: &ProductFields) -> Result<Product, ProductForm> {
             stock: fields.stock.clone(),
             errors,
         }),
-    }
-}
-
-/// "12", "12.5" or "12.50" dollars as cents. People type prices in dollars.
-fn parse_dollars(raw: &str) -> Result<i64, crate::domain::ParseError> {
-    let invalid =
-        || crate::domain::ParseError::new("price must be an amount in dollars, like 12.50");
-    let raw = raw.trim().trim_start_matches('$');
-    let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
-    if whole.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || fraction.len() > 2
-        || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(invalid());
-    }
-    let whole: i64 = whole.parse().map_err(|_| invalid())?;
-    let cents: i64 = format!("{fraction:0<2}").parse().map_err(|_| invalid())?;
-    whole
-        .checked_mul(100)
-        .and_then(|c| c.checked_add(cents))
-        .ok_or_else(invalid)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_dollars;
-
-    #[test]
-    fn prices_are_typed_in_dollars() {
-        assert_eq!(parse_dollars("12.50"), Ok(1250));
-        assert_eq!(parse_dollars("12.5"), Ok(1250));
-        assert_eq!(parse_dollars("$3"), Ok(300));
-        assert_eq!(parse_dollars(" 0.07 "), Ok(7));
-        for bad in [
-            "",
-            "abc",
-            "1.234",
-            "-2",
-            "1,50",
-            ".5",
-            "99999999999999999999",
-        ] {
-            assert!(parse_dollars(bad).is_err(), "{bad:?} should be refused");
-        }
     }
 }

@@ -39,8 +39,9 @@ use super::{Changes, StoreError, StoreOptions};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// How hard SQLite works to make a commit durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// How hard SQLite works to make a commit durable. (The command line names these
+/// `normal` and `full`: see `crate::config`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqliteSynchronous {
     /// Durable against a crashed or killed process; the last commits may be lost on power loss.
     Normal,
