@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::actors::payment::PaymentSettings;
 use crate::store::{SqliteSynchronous, StoreOptions};
+use crate::telemetry::LogFormat;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_DATABASE_URL: &str = "sqlite://minimart.db";
@@ -108,6 +109,10 @@ pub struct Config {
     #[arg(long, env = "MINIMART_IDEMPOTENCY_TTL_SECS", default_value_t = DEFAULT_IDEMPOTENCY_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_ttl_secs: u64,
 
+    /// How log lines are written: `text`, or `json` (one object per line).
+    #[arg(long, env = "MINIMART_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[arg(long, env = "MINIMART_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
     pub shutdown_timeout_secs: u64,
@@ -134,6 +139,7 @@ impl Default for Config {
             public_url: None,
             session_key: None,
             idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
+            log_format: LogFormat::Text,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
         }
     }

@@ -10,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    telemetry::init();
+    telemetry::init(config.log_format);
     let served = match Application::build(config).await {
         Ok(app) => app.run_until_signalled().await,
         Err(error) => {

@@ -1,4 +1,7 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as
+//! text for people or, with `MINIMART_LOG_FORMAT=json`, one JSON object per
+//! line for a log pipeline (timestamp, level, target, the spans' fields, the
+//! message and the event's fields).
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -10,22 +13,56 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global subscriber. A second call (tests start many apps) is a no-op.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = subscriber(filter, std::io::stderr, std::io::stderr().is_terminal()).try_init();
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
-fn subscriber<W>(filter: EnvFilter, writer: W, ansi: bool) -> impl Subscriber + Send + Sync
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not a log format: text or json")),
+        }
+    }
+}
+
+/// Installs the global subscriber. A second call (tests start many apps) is a no-op.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let _ = subscriber(filter, std::io::stderr, ansi, format).try_init();
+}
+
+fn subscriber<W>(
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+    format: LogFormat,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi)
-        .finish()
-        .with(QuietMalformedRequests)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => Box::new(lines.with_ansi(ansi).finish().with(QuietMalformedRequests)),
+        LogFormat::Json => Box::new(
+            lines
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(true)
+                .finish()
+                .with(QuietMalformedRequests),
+        ),
+    }
 }
 
 /// actix-http answers a request it cannot parse (bad syntax, a bad header) with
@@ -104,7 +141,12 @@ mod tests {
     fn a_request_actix_http_cannot_parse_is_no_error_line_but_other_errors_are() {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = subscriber(EnvFilter::new("info"), move || writer.clone(), false);
+        let subscriber = subscriber(
+            EnvFilter::new("info"),
+            move || writer.clone(),
+            false,
+            LogFormat::Text,
+        );
 
         tracing::subscriber::with_default(subscriber, || {
             // What actix-http 3 writes, word for word.
@@ -118,5 +160,31 @@ mod tests {
         assert!(!log.contains("parse error"), "{log}");
         assert!(log.contains("stream error: internal error"), "{log}");
         assert!(log.contains("request failed"), "{log}");
+    }
+
+    #[test]
+    fn json_lines_carry_time_level_target_spans_and_message() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = subscriber(
+            EnvFilter::new("info"),
+            move || writer.clone(),
+            false,
+            LogFormat::Json,
+        );
+
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("saga", request_id = "r-1");
+            span.in_scope(|| tracing::info!(outcome = "CONFIRMED", "order decided"));
+        });
+
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
+        assert!(line["timestamp"].is_string(), "{line}");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["target"], "minimart::telemetry::tests");
+        assert_eq!(line["message"], "order decided");
+        assert_eq!(line["outcome"], "CONFIRMED");
+        assert_eq!(line["spans"][0]["request_id"], "r-1");
     }
 }

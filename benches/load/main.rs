@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     // The in-process server logs only when asked (RUST_LOG=minimart=debug, say):
     // its per-order log lines would otherwise cost the run what it measures.
     if std::env::var_os("RUST_LOG").is_some() {
-        minimart::telemetry::init();
+        minimart::telemetry::init(minimart::telemetry::LogFormat::Text);
     }
     let results = match load::run(&options) {
         Ok(results) => results,

@@ -40,6 +40,7 @@ pub struct Actors {
     order_book: OrderBook,
     pub inventory: Inventory,
     pub payment: Addr<PaymentActor>,
+    store: Store,
     _thread: Arc<ActorThread>,
 }
 
@@ -54,6 +55,12 @@ impl Drop for ActorThread {
 }
 
 impl Actors {
+    /// Whether the actors can do their work: their database answers. (The
+    /// actors start only once its migrations are done.)
+    pub async fn ready(&self) -> Result<(), crate::store::StoreError> {
+        self.store.ping().await
+    }
+
     /// An order as Orders knows it: one whose saga runs here straight from the
     /// book its saga keeps (no message: a shopper's page and its polling ask
     /// often), any other by `GetOrder`.
@@ -81,8 +88,12 @@ impl Actors {
             PaymentActor::start_in_arbiter(&arbiter, move |_| PaymentActor::new(store, payment))
         };
         let orders = {
-            let (inventory, order_book, payment) =
-                (inventory.clone(), order_book.clone(), payment.clone());
+            let (store, inventory, order_book, payment) = (
+                store.clone(),
+                inventory.clone(),
+                order_book.clone(),
+                payment.clone(),
+            );
             OrdersActor::start_in_arbiter(&arbiter, move |_| {
                 OrdersActor::new(store, inventory, payment, order_book)
             })
@@ -92,6 +103,7 @@ impl Actors {
             order_book,
             inventory,
             payment,
+            store,
             _thread: Arc::new(ActorThread(arbiter)),
         })
     }

@@ -42,6 +42,9 @@ pub struct PlaceOrder {
     pub idempotency_key: Option<IdempotencyKey>,
     /// The browser placing it, when it comes from the storefront.
     pub shopper: Option<ShopperId>,
+    /// The id of the request that placed it: every log line of its saga
+    /// carries it.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +178,7 @@ impl Handler<PlaceOrder> for OrdersActor {
                 CreateOrderOutcome::Created(order) => {
                     tracing::info!(order_id = %order.order_id, product_id = %order.product_id, quantity = order.quantity.units(), "order placed");
                     book.track(order.clone());
-                    actix_rt::spawn(saga.run(order.clone()));
+                    actix_rt::spawn(saga.run(order.clone(), msg.request_id));
                     Ok(Placed {
                         order,
                         replayed: false,
@@ -254,7 +257,7 @@ impl Handler<ResumeUnfinished> for OrdersActor {
             for order in unfinished {
                 tracing::info!(order_id = %order.order_id, step = order.step.as_str(), "resuming saga");
                 book.track(order.clone());
-                actix_rt::spawn(saga.clone().run(order));
+                actix_rt::spawn(saga.clone().run(order, None));
             }
             Ok(count)
         })

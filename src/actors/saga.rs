@@ -120,8 +120,17 @@ impl Saga {
 
     /// Drives the order to a terminal status, retrying failed steps. Does nothing
     /// when the order's saga already runs in this process.
-    pub(crate) async fn run(self, order: Order) {
-        let span = tracing::info_span!("saga", order_id = %order.order_id);
+    /// `request_id` is the placing request's, for the saga's log lines (a saga
+    /// resumed after a restart has none).
+    pub(crate) async fn run(self, order: Order, request_id: Option<String>) {
+        let span = tracing::info_span!(
+            "saga",
+            order_id = %order.order_id,
+            request_id = tracing::field::Empty
+        );
+        if let Some(request_id) = request_id {
+            span.record("request_id", request_id);
+        }
         async move {
             let Some(_running) = self.running.enter(order.order_id) else {
                 tracing::debug!("the saga already runs here");

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::json::Json;
+use super::request_id;
 use super::session::AdminAuth;
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
@@ -25,8 +26,19 @@ use crate::domain::{
 
 type Reply = Result<HttpResponse, ApiError>;
 
+/// The process answers: for a liveness probe.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The process can serve: its database answers (and was migrated before the
+/// server started). For a readiness probe and a load balancer.
+pub async fn readyz(actors: web::Data<Actors>) -> Reply {
+    actors
+        .ready()
+        .await
+        .map_err(|error| ApiError::Unavailable(Box::new(error)))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
 }
 
 // Products.
@@ -123,6 +135,7 @@ struct OrderAccepted {
 }
 
 pub async fn place_order(
+    req: HttpRequest,
     key: IdempotencyKeyHeader,
     body: Json<OrderBody>,
     actors: web::Data<Actors>,
@@ -138,6 +151,7 @@ pub async fn place_order(
             quantity,
             idempotency_key: key.0,
             shopper: None,
+            request_id: request_id::of(&req),
         })
         .await??;
     let order = placed.order;

@@ -81,6 +81,7 @@ pub fn serve(
 /// problem+json), `page` for people (refusals are HTML pages).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").get(api::healthz))
+        .service(resource("/readyz").get(api::readyz))
         .service(resource("/api/products").get(api::list_products))
         .service(
             resource("/api/products/{product_id}")

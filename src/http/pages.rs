@@ -9,6 +9,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::request_id;
 use super::session::{Shopper, Site};
 use crate::actors::Actors;
 use crate::actors::inventory::InventoryError;
@@ -203,6 +204,7 @@ pub async fn buy(
             quantity,
             idempotency_key: Some(key.clone()),
             shopper: Some(shopper.0),
+            request_id: request_id::of(&req),
         })
         .await?;
     let placed = match placed {

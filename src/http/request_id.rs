@@ -7,11 +7,11 @@
 
 use std::time::Instant;
 
-use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -48,6 +48,11 @@ impl std::fmt::Display for RequestId {
     }
 }
 
+/// The request's id, for work that outlives the request (an order's saga).
+pub fn of(req: &actix_web::HttpRequest) -> Option<String> {
+    req.extensions().get::<RequestId>().map(|id| id.0.clone())
+}
+
 /// Runs the request inside a `request` span carrying its id, and answers the id.
 /// Installed outermost, so that every other middleware's lines carry it too.
 pub async fn request_id(
@@ -65,6 +70,7 @@ pub async fn request_id(
         method = %req.method(),
         path = %req.path(),
     );
+    req.extensions_mut().insert(id.clone());
     let started = Instant::now();
     let mut response = next.call(req).instrument(span.clone()).await?;
     span.in_scope(|| {

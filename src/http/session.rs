@@ -97,7 +97,8 @@ pub async fn shopper_cookie(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let path = req.path();
-    if path.starts_with("/api/") || path.starts_with("/static/") || path == "/healthz" {
+    let probe = path == "/healthz" || path == "/readyz";
+    if path.starts_with("/api/") || path.starts_with("/static/") || probe {
         return next.call(req).await;
     }
     let known = req

@@ -276,6 +276,11 @@ impl Store {
         on_backend!(self, db => db.payments_for_order(order_id).await)
     }
 
+    /// Whether the database answers (a read on the read pool).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_backend!(self, db => db.ping().await)
+    }
+
     // Admin sessions and shared secrets.
 
     pub async fn open_session(&self, session: AdminSessionRow) -> Result<(), StoreError> {

@@ -111,6 +111,11 @@ macro_rules! shared_reads {
                     row.map(|row| decode_one::<PaymentRow, _>(&row)).transpose()
                 }
 
+                pub(in crate::store) async fn ping(&self) -> Result<(), StoreError> {
+                    sqlx::query("SELECT 1").execute(&self.reads).await?;
+                    Ok(())
+                }
+
                 pub(in crate::store) async fn admin_session(
                     &self,
                     session_id: uuid::Uuid,

@@ -12,6 +12,17 @@ async fn health_is_ok_once_the_app_serves() {
 }
 
 #[actix_web::test]
+async fn ready_once_the_database_answers() {
+    let app = spawn_app().await;
+
+    let response = app.get("/readyz").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["status"], "ready");
+}
+
+#[actix_web::test]
 async fn unknown_paths_and_methods_are_refused_as_problems() {
     let app = spawn_app().await;
 

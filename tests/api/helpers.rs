@@ -48,7 +48,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     // Logs only when asked for (RUST_LOG=debug cargo test ...): quiet by default.
     if std::env::var_os("RUST_LOG").is_some() {
-        minimart::telemetry::init();
+        minimart::telemetry::init(minimart::telemetry::LogFormat::Text);
     }
     let database = test_database().await;
     let mut config = Config {

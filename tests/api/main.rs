@@ -10,6 +10,7 @@ mod crash;
 mod health;
 mod helpers;
 mod idempotency;
+mod logs;
 mod manners;
 mod orders;
 mod pages;

@@ -71,6 +71,14 @@ async fn a_database_restart_under_load_is_503_then_recovers_by_itself() {
         .collect();
     actix_rt::time::sleep(Duration::from_millis(500)).await;
     cluster.stop();
+    // Alive, but not ready: a load balancer takes it out of the pool.
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    assert_problem(
+        app.get("/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "readiness while Postgres is away",
+    )
+    .await;
     actix_rt::time::sleep(Duration::from_secs(2)).await;
     cluster.start().await;
 
@@ -85,6 +93,11 @@ async fn a_database_restart_under_load_is_503_then_recovers_by_itself() {
         assert!(Instant::now() < deadline, "the shop did not recover");
         actix_rt::time::sleep(Duration::from_millis(100)).await;
     };
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        StatusCode::OK,
+        "ready again"
+    );
     stop.store(true, Ordering::Relaxed);
     let mut refused = Vec::new();
     for shopper in shoppers {

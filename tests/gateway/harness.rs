@@ -276,7 +276,7 @@ impl App {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(response) = client
-                .get(format!("http://{}/healthz", app.address))
+                .get(format!("http://{}/readyz", app.address))
                 .send()
                 .await
                 && response.status() == StatusCode::OK

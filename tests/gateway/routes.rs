@@ -115,6 +115,7 @@ async fn every_route_answers_through_the_gateway() {
     ok_page(&gateway, "/admin").await;
     ok_page(&gateway, "/fragments/availability?ids=green-tea").await;
     assert_eq!(ok_json(&gateway, "/healthz").await["status"], "ok");
+    assert_eq!(ok_json(&gateway, "/readyz").await["status"], "ready");
 
     // The app's asset URLs carry their content hash; its year-long cache header
     // arrives as it was sent, once.

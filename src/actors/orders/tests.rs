@@ -97,6 +97,7 @@ async fn place(
             quantity: units(quantity),
             idempotency_key,
             shopper: None,
+            request_id: None,
         })
         .await
         .unwrap()
@@ -507,7 +508,7 @@ async fn a_late_run_of_a_saga_agrees_with_the_first_even_when_stock_came_back() 
         events,
         OrderBook::default(),
     );
-    actix_rt::time::timeout(Duration::from_secs(5), late.run(order.clone()))
+    actix_rt::time::timeout(Duration::from_secs(5), late.run(order.clone(), None))
         .await
         .expect("the late run ends");
 

@@ -76,6 +76,7 @@ async fn charged_order(actors: &Actors, units: i64) -> Order {
             quantity: Quantity::parse(units).unwrap(),
             idempotency_key: None,
             shopper: None,
+            request_id: None,
         })
         .await
         .unwrap()
