@@ -7,6 +7,7 @@
 //! the order is terminal and nothing is left to send: it gets `204 No Content`,
 //! which tells `EventSource` to stop. A watcher that falls behind the live feed
 //! ends its stream too, and catches up from the recorded events on reconnect.
+//! The stream hears its own order's events only (see `actors::orders::watchers`).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -15,12 +16,12 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::error::ApiError;
 use super::pages::PageError;
 use crate::actors::Actors;
 use crate::actors::orders::WatchOrder;
+use crate::actors::orders::watchers::Watch;
 use crate::domain::{Order, OrderEvent, OrderId};
 use crate::views::order::{OrderView, outcome, steps};
 
@@ -75,7 +76,7 @@ struct Feed {
     order: Order,
     product_name: Option<String>,
     queued: VecDeque<OrderEvent>,
-    live: broadcast::Receiver<OrderEvent>,
+    live: Watch,
     last_seq: u32,
     finished: bool,
 }
@@ -93,11 +94,13 @@ impl Feed {
                 let frame = self.apply(event);
                 return Some((Ok(frame), self));
             }
+            // The live feed holds this order's events only: the timer starts
+            // again after a frame sent, and nothing else.
             tokio::select! {
                 received = self.live.recv() => match received {
-                    Ok(event) if event.order_id == self.order.order_id => self.queued.push_back(event),
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_) | RecvError::Closed) => return None,
+                    Some(event) => self.queued.push_back(event),
+                    // Fell behind, or the shop is stopping: the client reconnects.
+                    None => return None,
                 },
                 () = tokio::time::sleep(KEEP_ALIVE) => {
                     return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self));
