@@ -4,6 +4,8 @@
 //! of orders are in flight at once and none waits for another's payment. At start
 //! the actor resumes every order that had not reached a terminal status.
 
+pub mod watchers;
+
 use actix::prelude::*;
 use chrono::Utc;
 
@@ -12,6 +14,8 @@ use super::inventory::{Inventory, InventoryError};
 use super::payment::PaymentActor;
 use super::saga::Saga;
 use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use watchers::{Watch, Watchers};
 
 use crate::domain::{IdempotencyKey, Order, OrderEvent, OrderId, ProductId, Quantity, ShopperId};
 use crate::store::{CreateOrderOutcome, NewOrder, Store, StoreError};
@@ -72,10 +76,10 @@ pub struct OrderWatch {
     pub order: Order,
     /// Recorded events after `after_seq`, in order.
     pub missed: Vec<OrderEvent>,
-    /// Every order's events committed since the watch began; the watcher filters
-    /// by order and skips what `missed` already held (by `seq`). A watcher that
-    /// lags behind loses live events, and re-reads them with a new watch.
-    pub live: broadcast::Receiver<OrderEvent>,
+    /// This order's events committed since the watch began (the watcher skips what
+    /// `missed` already held, by `seq`). The feed ends when the watcher falls
+    /// behind; it re-reads what it missed with a new watch.
+    pub live: Watch,
 }
 
 /// The orders a shopper placed from the storefront, newest first.
@@ -99,6 +103,9 @@ pub struct OrdersActor {
     inventory: Inventory,
     saga: Saga,
     events: broadcast::Sender<OrderEvent>,
+    /// Who follows which order; fed from `events` by the dispatcher task.
+    watchers: Watchers,
+    dispatcher: Option<JoinHandle<()>>,
     /// The orders whose saga runs here, as last committed.
     book: OrderBook,
 }
@@ -125,6 +132,8 @@ impl OrdersActor {
             store,
             inventory,
             events,
+            watchers: Watchers::default(),
+            dispatcher: None,
             book,
         }
     }
@@ -135,6 +144,9 @@ impl Actor for OrdersActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        // Each event committed goes to its order's watchers, and to nobody else.
+        let dispatch = self.watchers.clone().dispatch(self.events.subscribe());
+        self.dispatcher = Some(actix_rt::spawn(dispatch));
         // Other instances' events reach this one's watchers too.
         self.store.forward_events(self.events.clone());
         // With other instances on the database, one of them may die with orders
@@ -142,6 +154,15 @@ impl Actor for OrdersActor {
         if let Some(every) = self.store.claim_interval() {
             ctx.run_interval(every, |_, ctx| ctx.notify(ResumeUnfinished));
         }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // The bus outlives the actor (the sagas and the store hold it): the
+        // dispatcher ends with the actor, and so does every watcher's feed.
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.abort();
+        }
+        self.watchers.end_all();
     }
 }
 
@@ -214,8 +235,8 @@ impl Handler<WatchOrder> for OrdersActor {
     type Result = ResponseFuture<Result<Option<OrderWatch>, OrderError>>;
 
     fn handle(&mut self, msg: WatchOrder, _: &mut Context<Self>) -> Self::Result {
-        // Subscribe before reading, so that no event falls between the two.
-        let live = self.events.subscribe();
+        // Watch before reading, so that no event falls between the two.
+        let live = self.watchers.watch(msg.order_id);
         let store = self.store.clone();
         Box::pin(async move {
             let Some(order) = store.order(msg.order_id).await? else {

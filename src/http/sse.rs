@@ -2,29 +2,40 @@
 //!
 //! A stream first sends the recorded events the client has not seen (after its
 //! `Last-Event-ID`), then the live ones as the saga commits them, each as the
-//! rendered steps (`event: step`) and, at the end, the outcome notification
-//! (`event: outcome`); then it ends. When the browser reconnects after the end,
-//! the order is terminal and nothing is left to send: it gets `204 No Content`,
-//! which tells `EventSource` to stop. A watcher that falls behind the live feed
-//! ends its stream too, and catches up from the recorded events on reconnect.
+//! rendered steps (`event: step`, `id:` its sequence number) and, at the end, the
+//! outcome notification (`event: outcome`); then it ends. When the browser
+//! reconnects after the end, the order is terminal and nothing is left to send: it
+//! gets `204 No Content`, which tells `EventSource` to stop. A watcher that falls
+//! behind the live feed ends its stream too, and catches up from the recorded
+//! events on reconnect.
+//!
+//! The stream hears its own order's events only (see `actors::orders::watchers`).
+//! The framing, the `retry:` advice and the keep-alive comments are
+//! `actix_web_lab::sse`'s. Its keep-alive ticks every period on a timer of its own,
+//! data or not, so nothing pushes it back: a stream is never quiet for longer than
+//! a period. `Last-Event-ID` is read here (the crate does not).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use actix_web::http::header;
-use actix_web::web::Bytes;
-use actix_web::{HttpRequest, HttpResponse, web};
-use tokio::sync::broadcast::{self, error::RecvError};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, Responder, web};
+use actix_web_lab::sse;
+use futures_util::Stream;
 
 use super::error::ApiError;
 use super::pages::PageError;
 use crate::actors::Actors;
 use crate::actors::orders::WatchOrder;
+use crate::actors::orders::watchers::Watch;
 use crate::domain::{Order, OrderEvent, OrderId};
 use crate::views::order::{OrderView, outcome, steps};
 
+/// A comment at least this often keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a browser waits before it reconnects a stream that broke off.
+const RETRY: Duration = Duration::from_secs(3);
 
 pub async fn order_events(
     req: HttpRequest,
@@ -56,66 +67,105 @@ pub async fn order_events(
         .product(&watch.order.product_id)
         .await?
         .map(|product| product.product_name.as_str().to_owned());
-    let feed = Feed {
-        order: watch.order,
+    let feed = Feed::new(
+        watch.order,
         product_name,
-        queued: watch.missed.into(),
-        live: watch.live,
-        last_seq: after_seq,
-        finished: false,
-    };
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(futures_util::stream::unfold(feed, Feed::next)))
+        watch.missed,
+        watch.live,
+        after_seq,
+    );
+    let mut response = event_stream(feed, KEEP_ALIVE).respond_to(&req);
+    let headers = response.headers_mut();
+    // The crate says `Content-Encoding: identity`; nothing here compresses, and a
+    // stream answers without any coding, as before.
+    headers.remove(header::CONTENT_ENCODING);
+    // nginx, and proxies like it, pass the stream on as it comes.
+    headers.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    Ok(response)
 }
 
+/// The stream: `retry:` first, then the feed's frames, and a keep-alive comment
+/// every `keep_alive` on a timer of its own.
+fn event_stream(
+    feed: Feed,
+    keep_alive: Duration,
+) -> sse::Sse<impl Stream<Item = Result<sse::Event, Infallible>> + 'static> {
+    sse::Sse::from_stream(feed.frames())
+        .with_keep_alive(keep_alive)
+        .with_retry_duration(RETRY)
+}
+
+/// One order's stream: the recorded events, then the live ones, as frames.
 struct Feed {
     order: Order,
     product_name: Option<String>,
     queued: VecDeque<OrderEvent>,
-    live: broadcast::Receiver<OrderEvent>,
+    live: Watch,
     last_seq: u32,
+    /// Frames made and not yet sent.
+    frames: VecDeque<sse::Event>,
     finished: bool,
 }
 
 impl Feed {
-    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Feed)> {
-        if self.finished {
-            return None;
+    fn new(
+        order: Order,
+        product_name: Option<String>,
+        missed: Vec<OrderEvent>,
+        live: Watch,
+        after_seq: u32,
+    ) -> Feed {
+        Feed {
+            order,
+            product_name,
+            queued: missed.into(),
+            live,
+            last_seq: after_seq,
+            frames: VecDeque::new(),
+            finished: false,
         }
+    }
+
+    /// The frames, until the outcome's; or until the live feed ends (a watcher
+    /// that fell behind, or the shop stopping), when the client reconnects.
+    fn frames(self) -> impl Stream<Item = Result<sse::Event, Infallible>> + 'static {
+        futures_util::stream::unfold(self, Feed::next)
+    }
+
+    async fn next(mut self) -> Option<(Result<sse::Event, Infallible>, Feed)> {
         loop {
-            if let Some(event) = self.queued.pop_front() {
-                if event.seq <= self.last_seq {
-                    continue; // already sent, from the recorded events
-                }
-                let frame = self.apply(event);
+            if let Some(frame) = self.frames.pop_front() {
                 return Some((Ok(frame), self));
             }
-            tokio::select! {
-                received = self.live.recv() => match received {
-                    Ok(event) if event.order_id == self.order.order_id => self.queued.push_back(event),
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_) | RecvError::Closed) => return None,
-                },
-                () = tokio::time::sleep(KEEP_ALIVE) => {
-                    return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self));
+            if self.finished {
+                return None;
+            }
+            match self.queued.pop_front() {
+                // Sent already, from the recorded events.
+                Some(event) if event.seq <= self.last_seq => {}
+                Some(event) => self.apply(event),
+                None => {
+                    let event = self.live.recv().await?;
+                    self.queued.push_back(event);
                 }
             }
         }
     }
 
-    /// The frames for one event; marks the feed finished at a terminal step.
-    fn apply(&mut self, event: OrderEvent) -> Bytes {
+    /// Makes the frames for one event; marks the feed finished at a terminal step.
+    fn apply(&mut self, event: OrderEvent) {
         self.last_seq = event.seq;
         self.order.step = event.step;
         self.order.reason = event.reason;
         self.order.updated_at = event.at;
         let id = event.seq.to_string();
-        let steps = steps(self.order.step).into_string();
+        let steps = sse::Data::new(steps(self.order.step).into_string()).event("step");
         if !self.order.status().is_terminal() {
-            return Bytes::from(frame(Some(&id), "step", &steps));
+            self.frames.push_back(steps.id(id).into());
+            return;
         }
         self.finished = true;
         let view = OrderView {
@@ -123,36 +173,154 @@ impl Feed {
             product_name: self.product_name.as_deref(),
         };
         // The id goes on the last frame: a reconnect before it re-sends both.
-        let mut frames = frame(None, "step", &steps);
-        frames.push_str(&frame(Some(&id), "outcome", &outcome(&view).into_string()));
-        Bytes::from(frames)
+        let outcome = sse::Data::new(outcome(&view).into_string())
+            .event("outcome")
+            .id(id);
+        self.frames.extend([steps.into(), outcome.into()]);
     }
-}
-
-/// One server-sent event; every line of `data` gets its own `data:` field.
-fn frame(id: Option<&str>, event: &str, data: &str) -> String {
-    let mut text = String::new();
-    if let Some(id) = id {
-        text.push_str(&format!("id: {id}\n"));
-    }
-    text.push_str(&format!("event: {event}\n"));
-    for line in data.lines() {
-        text.push_str(&format!("data: {line}\n"));
-    }
-    text.push('\n');
-    text
 }
 
 #[cfg(test)]
 mod tests {
-    use super::frame;
+    use std::pin::Pin;
+    use std::time::Instant;
 
-    #[test]
-    fn multi_line_data_is_one_field_per_line() {
-        assert_eq!(
-            frame(Some("3"), "step", "<a>\n<b>"),
-            "id: 3\nevent: step\ndata: <a>\ndata: <b>\n\n"
+    use actix_web::body::{self, MessageBody};
+    use actix_web::web::Bytes;
+    use chrono::Utc;
+    use futures_util::future::poll_fn;
+    use tokio::sync::broadcast;
+
+    use super::*;
+    use crate::actors::orders::watchers::Watchers;
+    use crate::domain::{Money, OrderStep, ProductId, Quantity};
+
+    fn order(order_id: OrderId, step: OrderStep) -> Order {
+        Order {
+            order_id,
+            product_id: ProductId::parse("tea").unwrap(),
+            quantity: Quantity::parse(2).unwrap(),
+            total_amount: Money::from_cents(700),
+            step,
+            reason: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn event(order_id: OrderId, seq: u32, step: OrderStep) -> OrderEvent {
+        OrderEvent {
+            order_id,
+            seq,
+            step,
+            reason: None,
+            at: Utc::now(),
+        }
+    }
+
+    async fn next_chunk(
+        body: &mut Pin<Box<impl MessageBody<Error: std::fmt::Debug>>>,
+    ) -> Option<Bytes> {
+        let chunk = tokio::time::timeout(
+            Duration::from_secs(5),
+            poll_fn(|cx| body.as_mut().poll_next(cx)),
+        )
+        .await
+        .expect("the stream moves");
+        chunk.map(|chunk| chunk.unwrap())
+    }
+
+    #[actix_rt::test]
+    async fn steps_then_the_outcome_then_the_end() {
+        let watchers = Watchers::default();
+        let order_id = OrderId::generate();
+        let missed = vec![
+            event(order_id, 1, OrderStep::Placed),
+            event(order_id, 2, OrderStep::Reserved),
+        ];
+        let live = watchers.watch(order_id);
+        let feed = Feed::new(order(order_id, OrderStep::Reserved), None, missed, live, 1);
+        // The live feed repeats an event the recorded ones held: it is sent once.
+        watchers.deliver(&event(order_id, 2, OrderStep::Reserved));
+        watchers.deliver(&event(order_id, 3, OrderStep::Confirmed));
+
+        let text = body::to_bytes(event_stream(feed, Duration::from_secs(60)))
+            .await
+            .unwrap();
+
+        let text = std::str::from_utf8(&text)
+            .unwrap()
+            .replace(": keep-alive\n\n", "");
+        let confirmed = order(order_id, OrderStep::Confirmed);
+        let view = OrderView {
+            order: &confirmed,
+            product_name: None,
+        };
+        let expected = format!(
+            "retry: 3000\n\n\
+             id: 2\nevent: step\ndata: {}\n\n\
+             event: step\ndata: {}\n\n\
+             id: 3\nevent: outcome\ndata: {}\n\n",
+            steps(OrderStep::Reserved).into_string(),
+            steps(OrderStep::Confirmed).into_string(),
+            outcome(&view).into_string(),
         );
-        assert_eq!(frame(None, "outcome", "x"), "event: outcome\ndata: x\n\n");
+        assert_eq!(text, expected);
+        assert!(text.contains("Order confirmed"), "{text}");
+        assert_eq!(watchers.count(), 0, "the ended stream's watcher is gone");
+    }
+
+    #[actix_rt::test]
+    async fn keep_alives_come_on_time_while_other_orders_move() {
+        const PERIOD: Duration = Duration::from_millis(100);
+        let watchers = Watchers::default();
+        let (bus, _) = broadcast::channel(4096);
+        actix_rt::spawn(watchers.clone().dispatch(bus.subscribe()));
+        let (quiet, busy) = (OrderId::generate(), OrderId::generate());
+        let feed = Feed::new(
+            order(quiet, OrderStep::Reserved),
+            None,
+            Vec::new(),
+            watchers.watch(quiet),
+            2,
+        );
+        // Another order's events, every 5 ms, all along.
+        let traffic = {
+            let bus = bus.clone();
+            actix_rt::spawn(async move {
+                for seq in 1.. {
+                    let _ = bus.send(event(busy, seq, OrderStep::Reserved));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let mut body = Box::pin(event_stream(feed, PERIOD));
+
+        assert_eq!(next_chunk(&mut body).await.unwrap(), "retry: 3000\n\n");
+        let mut last = Instant::now();
+        let mut keep_alives = 0;
+        while keep_alives < 5 {
+            let chunk = next_chunk(&mut body).await.unwrap();
+            assert_eq!(
+                chunk, ": keep-alive\n\n",
+                "nothing else for the quiet order"
+            );
+            let gap = last.elapsed();
+            assert!(
+                gap < PERIOD * 2,
+                "a keep-alive {gap:?} after the last frame (period {PERIOD:?})"
+            );
+            last = Instant::now();
+            keep_alives += 1;
+        }
+
+        bus.send(event(quiet, 3, OrderStep::Confirmed)).unwrap();
+        let mut rest = String::new();
+        while let Some(chunk) = next_chunk(&mut body).await {
+            rest.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert!(rest.contains("id: 3\nevent: outcome"), "{rest}");
+        assert_eq!(watchers.count(), 0, "the ended stream's watcher is gone");
+        traffic.abort();
     }
 }

@@ -45,7 +45,10 @@ pub fn order_panel(view: &OrderView<'_>) -> Markup {
                 dt { "Total" } dd { (order.total_amount) }
             }
             @if pending {
-                div hx-ext="sse" sse-connect=(format!("/orders/{}/events", order.order_id)) {
+                // The page closes the stream itself at the outcome: the stream's end
+                // would otherwise be an error to the extension, which would connect
+                // again (and hear 204, another error) for as long as the page is open.
+                div hx-ext="sse" sse-connect=(format!("/orders/{}/events", order.order_id)) sse-close="outcome" {
                     div sse-swap="step" hx-swap="innerHTML" { (steps(order.step)) }
                     div.notifications role="status" aria-live="polite" sse-swap="outcome" hx-swap="innerHTML" {}
                 }

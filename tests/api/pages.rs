@@ -175,6 +175,10 @@ async fn an_htmx_buy_answers_the_live_order_panel_and_a_fresh_key() {
     assert_eq!(response.status(), StatusCode::OK);
     let fragment = response.text().await.expect("a body");
     assert!(fragment.contains("sse-connect=\"/orders/"), "{fragment}");
+    assert!(
+        fragment.contains("sse-close=\"outcome\""),
+        "the page ends the stream at the outcome: {fragment}"
+    );
     assert!(fragment.contains("hx-swap-oob"), "the form gets a new key");
     assert_ne!(input_value(&fragment, "idempotency_key"), key);
 }

@@ -1,11 +1,15 @@
 //! Starting chromedriver and a headless Chromium session, and the few things the
-//! stories ask of a page.
+//! stories ask of a page. Every page a story visits must also keep the browser's
+//! console clean: the browser's log is read (and emptied) whenever a story opens a
+//! page, checks one's accessibility or finishes, and any error or warning from the
+//! pages' scripts fails the story.
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -54,6 +58,9 @@ impl Browser {
             .expect("chromedriver starts");
         let profile = tempfile::tempdir().expect("a profile directory");
         let capabilities = json!({
+            // The browser's log (console messages, uncaught exceptions) from the start
+            // of each page's load, read back with `BrowserLog`.
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -90,8 +97,45 @@ impl Browser {
         })
     }
 
+    /// Opens `url`, once the page left behind has been found console-clean.
     pub async fn open(&self, url: &str) {
+        self.assert_console_clean().await;
         self.client.goto(url).await.expect("the page opens");
+    }
+
+    /// Fails on any error or warning the pages' scripts wrote to the console (or
+    /// threw) since the last look.
+    pub async fn assert_console_clean(&self) {
+        let problems = self.console_problems().await;
+        assert!(problems.is_empty(), "{problems}");
+    }
+
+    /// The errors and warnings in the browser's log since the last look (reading
+    /// the log empties it), said with the page now open; empty when there are none.
+    async fn console_problems(&self) -> String {
+        let log = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("the browser's log");
+        let problems: Vec<&Value> = log
+            .as_array()
+            .expect("log entries")
+            .iter()
+            .filter(|entry| matches!(entry["level"].as_str(), Some("SEVERE" | "WARNING")))
+            // Failed loads are the server's answers, not the scripts': a wrong admin
+            // token is a 401 on purpose (and there is no /favicon.ico). What the
+            // scripts make of an answer shows as `console-api` or `javascript`.
+            .filter(|entry| entry["source"].as_str() != Some("network"))
+            .collect();
+        if problems.is_empty() {
+            return String::new();
+        }
+        let page = match self.client.current_url().await {
+            Ok(url) => url.to_string(),
+            Err(error) => error.to_string(),
+        };
+        format!("console errors or warnings (the browser now on {page}): {problems:#?}")
     }
 
     pub async fn css(&self, selector: &str) -> fantoccini::elements::Element {
@@ -125,8 +169,10 @@ impl Browser {
         }
     }
 
-    /// Runs axe-core in the page and fails on serious or critical violations.
+    /// Runs axe-core in the page and fails on serious or critical violations (and
+    /// on console errors or warnings so far).
     pub async fn assert_accessible(&self, page: &str) {
+        self.assert_console_clean().await;
         self.client.execute(AXE, vec![]).await.expect("axe loads");
         let violations = self
             .client
@@ -175,8 +221,40 @@ impl Drop for Browser {
 }
 
 impl Browser {
-    /// Ends the session (closing Chromium) before chromedriver is stopped.
+    /// Checks the last page's console, then ends the session (closing Chromium)
+    /// before chromedriver is stopped.
     pub async fn finish(self) {
+        // What a page does at its end (an event stream closing, say) shows shortly
+        // after the story's last look at it.
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        let problems = self.console_problems().await;
         let _ = self.client.clone().close().await;
+        assert!(problems.is_empty(), "{problems}");
+    }
+}
+
+/// Chromedriver's command for the browser's log (`goog:loggingPrefs`): the entries
+/// since the last read, each with `level`, `source`, `message` and `timestamp`.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        // fantoccini's `url` types, named through reqwest's re-export of the crate.
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (hyper::Method, Option<String>) {
+        (
+            hyper::Method::POST,
+            Some(json!({ "type": "browser" }).to_string()),
+        )
     }
 }
