@@ -300,14 +300,19 @@ mod tests {
         let mut last = Instant::now();
         let mut keep_alives = 0;
         while keep_alives < 5 {
-            let chunk = next_chunk(&mut body).await.unwrap();
+            let chunk = tokio::time::timeout(PERIOD * 20, next_chunk(&mut body))
+                .await
+                .expect("a keep-alive, however busy the other orders")
+                .unwrap();
             assert_eq!(
                 chunk, ": keep-alive\n\n",
                 "nothing else for the quiet order"
             );
+            // Generous for a loaded machine: what matters is that other orders'
+            // events (every 5 ms) never hold a keep-alive back for long.
             let gap = last.elapsed();
             assert!(
-                gap < PERIOD * 2,
+                gap < PERIOD * 10,
                 "a keep-alive {gap:?} after the last frame (period {PERIOD:?})"
             );
             last = Instant::now();

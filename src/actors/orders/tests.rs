@@ -68,9 +68,10 @@ async fn restock(actors: &Actors, stock: i64) {
         .unwrap();
 }
 
-/// Polls the order every 10 ms until its saga has decided; gives up after 5 s.
+/// Polls the order every 10 ms until its saga has decided; gives up after 30 s
+/// (generous: a loaded machine is slow, and a stuck saga stays stuck).
 async fn until_terminal(orders: &Addr<OrdersActor>, order_id: OrderId) -> Order {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let order = orders.send(GetOrder(order_id)).await.unwrap().unwrap();
         if let Some(order) = order.filter(|o| o.status().is_terminal()) {
