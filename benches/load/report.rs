@@ -1,11 +1,23 @@
 //! What a run found, three ways: a table on stdout, JSON (`--json`), and an HTML
-//! page with hand-drawn SVG charts (`--report`): no script, nothing fetched.
+//! page (maud) with SVG charts drawn by plotters (`--report`): no script, nothing
+//! fetched.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use plotters::coord::Shift;
+use plotters::coord::cartesian::Cartesian2d;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
+use plotters::element::{DashedPathElement, DynElement, IntoDynElement, PathElement, Rectangle};
+use plotters::prelude::{
+    ChartBuilder, ChartContext, Color, DrawingArea, DrawingBackend, IntoDrawingArea, IntoFont,
+    IntoLogRange, RGBColor, SVGBackend, TRANSPARENT, Text, TextStyle,
+};
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 use super::LoadError;
@@ -489,142 +501,63 @@ impl Results {
         write(&dir.join("index.html"), &self.html())
     }
 
-    fn html(&self) -> String {
-        let seconds = |f: &dyn Fn(&SecondFigures) -> Option<f64>| -> Vec<(f64, f64)> {
-            self.series
-                .iter()
-                .filter_map(|s| f(s).map(|y| (s.second as f64 + 0.5, y)))
-                .collect()
+    /// The series of a line chart, those about orders only when there are orders.
+    fn lines(&self, series: &[Series]) -> Vec<Line> {
+        let orders = self.scenario != "reads";
+        let at = |value: fn(&SecondFigures) -> Option<f64>| {
+            let at = |s: &SecondFigures| value(s).map(|y| (s.second as f64 + 0.5, y));
+            self.series.iter().filter_map(at).collect()
         };
-        let mut latency_lines = Vec::new();
-        if self.scenario != "reads" {
-            latency_lines.push(Line {
-                name: "order to outcome p50",
-                color: "#4477aa",
-                points: seconds(&|s| s.order_p50_ms),
-                dashed: false,
-            });
-            latency_lines.push(Line {
-                name: "order to outcome p99",
-                color: "#cc3311",
-                points: seconds(&|s| s.order_p99_ms),
-                dashed: false,
-            });
-            latency_lines.push(Line {
-                name: "POST /api/orders p99",
-                color: "#ee7733",
-                points: seconds(&|s| s.post_p99_ms),
-                dashed: true,
-            });
-        }
-        latency_lines.push(Line {
-            name: "every request p99",
-            color: "#228833",
-            points: seconds(&|s| s.request_p99_ms),
-            dashed: true,
-        });
-        let mut throughput_lines = vec![
-            Line {
-                name: "requests/s",
-                color: "#228833",
-                points: seconds(&|s| Some(s.requests as f64)),
-                dashed: false,
-            },
-            Line {
-                name: "floor (GET /healthz)",
-                color: "#777777",
-                points: self
-                    .series
-                    .first()
-                    .zip(self.series.last())
-                    .map(|(first, last)| {
-                        vec![
-                            (first.second as f64, self.floor_rps),
-                            (last.second as f64 + 1.0, self.floor_rps),
-                        ]
-                    })
-                    .unwrap_or_default(),
-                dashed: true,
-            },
-        ];
-        if self.scenario != "reads" {
-            throughput_lines.push(Line {
-                name: "orders decided/s",
-                color: "#4477aa",
-                points: seconds(&|s| Some(s.decided as f64)),
-                dashed: false,
-            });
-            throughput_lines.push(Line {
-                name: "CONFIRMED/s",
-                color: "#aa3377",
-                points: seconds(&|s| Some(s.confirmed as f64)),
-                dashed: true,
-            });
-        }
-        let rss_lines = [Line {
-            name: "VmRSS (MiB)",
-            color: "#4477aa",
-            points: seconds(&|s| s.rss_kib.map(|kib| kib as f64 / 1024.0)),
-            dashed: false,
-        }];
+        let series = series.iter().filter(|series| orders || !series.3);
+        series
+            .map(|&(name, color, stroke, _, value)| Line(name, color, stroke, at(value)))
+            .collect()
+    }
+
+    fn html(&self) -> String {
+        let mut throughput = self.lines(&THROUGHPUT);
+        let ends = self.series.first().zip(self.series.last());
+        let floor = ends.map(|(first, last)| [first.second as f64, last.second as f64 + 1.0]);
+        let floor = floor.into_iter().flatten().map(|x| (x, self.floor_rps));
+        let floor = Line("floor (GET /healthz)", GREY, Dashed, floor.collect());
+        throughput.insert(1, floor);
         let histogram_title = if self.order_to_outcome.is_some() {
             "Order to outcome: latency histogram"
         } else {
             "Request latency histogram"
         };
-
-        let mut page = String::new();
-        let _ = write!(
-            page,
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>minimart load report: {scenario}</title>\
-             <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}}\
-             pre{{background:#f6f6f6;padding:1rem;overflow-x:auto;font-size:13px}}\
-             h1{{font-size:1.5rem}} h2{{font-size:1.1rem;margin-top:2rem}}\
-             .ok{{color:#1a7f37}} .broken{{color:#cf222e}}</style></head><body>\
-             <h1>minimart load report: {scenario} scenario, {load} load</h1>\
-             <p>{when}. Orders decided: <b>{orders:.0}/s</b> ({ratio:.3} × floor), \
-             CONFIRMED {confirmed:.0}/s ({cratio:.3} × floor); floor {floor:.0} req/s. \
-             Invariants: <b class=\"{class}\">{verdict}</b>.</p>",
-            scenario = escape(&self.scenario),
-            load = escape(&self.load),
-            when = escape(&self.started_at),
-            orders = self.orders_per_s,
-            ratio = self.orders_ratio,
-            confirmed = self.confirmed_per_s,
-            cratio = self.confirmed_ratio,
-            floor = self.floor_rps,
-            class = if self.invariants_ok { "ok" } else { "broken" },
-            verdict = if self.invariants_ok { "OK" } else { "BROKEN" },
-        );
-        let _ = write!(
-            page,
-            "<h2>Throughput over time</h2>{}",
-            line_chart("per second", &throughput_lines)
-        );
-        let _ = write!(
-            page,
-            "<h2>Latency over time</h2>{}",
-            line_chart("milliseconds", &latency_lines)
-        );
-        let _ = write!(
-            page,
-            "<h2>{histogram_title}</h2>{}",
-            histogram_chart(&self.latency_histogram)
-        );
-        if self.in_process {
-            let _ = write!(
-                page,
-                "<h2>Memory over time (server and client)</h2>{}",
-                line_chart("MiB", &rss_lines)
-            );
+        let verdict = if self.invariants_ok { "OK" } else { "BROKEN" };
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    title { "minimart load report: " (self.scenario) }
+                    style { (STYLE) }
+                }
+                body {
+                    h1 { "minimart load report: " (self.scenario) " scenario, " (self.load) " load" }
+                    p {
+                        (self.started_at) ". Orders decided: "
+                        b { (format!("{:.0}/s", self.orders_per_s)) }
+                        (format!(
+                            " ({:.3} × floor), CONFIRMED {:.0}/s ({:.3} × floor); floor {:.0} req/s. ",
+                            self.orders_ratio, self.confirmed_per_s, self.confirmed_ratio, self.floor_rps
+                        ))
+                        "Invariants: " b class=(verdict.to_lowercase()) { (verdict) } "."
+                    }
+                    h2 { "Throughput over time" } (line_chart("per second", &throughput))
+                    h2 { "Latency over time" } (line_chart("milliseconds", &self.lines(&LATENCY)))
+                    h2 { (histogram_title) } (histogram_chart(&self.latency_histogram))
+                    @if self.in_process {
+                        h2 { "Memory over time (server and client)" }
+                        (line_chart("MiB", &self.lines(&MEMORY)))
+                    }
+                    h2 { "The figures" } pre { (self.table()) }
+                }
+            }
         }
-        let _ = writeln!(
-            page,
-            "<h2>The figures</h2><pre>{}</pre></body></html>",
-            escape(&self.table())
-        );
-        page
+        .into_string()
     }
 }
 
@@ -635,42 +568,153 @@ fn write(path: &Path, text: &str) -> Result<(), LoadError> {
     })
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}\
+    pre{background:#f6f6f6;padding:1rem;overflow-x:auto;font-size:13px}\
+    h1{font-size:1.5rem} h2{font-size:1.1rem;margin-top:2rem} svg{width:100%;height:auto}\
+    .ok{color:#1a7f37} .broken{color:#cf222e}";
+
+// Charts: SVG drawn by plotters, inline in the page.
+
+const BLUE: RGBColor = RGBColor(0x44, 0x77, 0xaa);
+const RED: RGBColor = RGBColor(0xcc, 0x33, 0x11);
+const ORANGE: RGBColor = RGBColor(0xee, 0x77, 0x33);
+const GREEN: RGBColor = RGBColor(0x22, 0x88, 0x33);
+const PURPLE: RGBColor = RGBColor(0xaa, 0x33, 0x77);
+const GREY: RGBColor = RGBColor(0x77, 0x77, 0x77);
+
+#[derive(Clone, Copy)]
+enum Stroke {
+    Solid,
+    Dashed,
 }
+use Stroke::{Dashed, Solid};
 
-// Charts: plain SVG, drawn here.
+/// A line of a chart: its name in the legend, colour, stroke, whether it is about
+/// orders (none in the reads scenario), and its value in a second of the run.
+#[rustfmt::skip]
+type Series = (&'static str, RGBColor, Stroke, bool, fn(&SecondFigures) -> Option<f64>);
 
-const WIDTH: f64 = 1000.0;
-const HEIGHT: f64 = 300.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
-const TOP: f64 = 30.0;
-const BOTTOM: f64 = 40.0;
+#[rustfmt::skip]
+const THROUGHPUT: [Series; 3] = [
+    ("requests/s", GREEN, Solid, false, |s| Some(s.requests as f64)),
+    ("orders decided/s", BLUE, Solid, true, |s| Some(s.decided as f64)),
+    ("CONFIRMED/s", PURPLE, Dashed, true, |s| Some(s.confirmed as f64)),
+];
+#[rustfmt::skip]
+const LATENCY: [Series; 4] = [
+    ("order to outcome p50", BLUE, Solid, true, |s| s.order_p50_ms),
+    ("order to outcome p99", RED, Solid, true, |s| s.order_p99_ms),
+    ("POST /api/orders p99", ORANGE, Dashed, true, |s| s.post_p99_ms),
+    ("every request p99", GREEN, Dashed, false, |s| s.request_p99_ms),
+];
+#[rustfmt::skip]
+const MEMORY: [Series; 1] = [
+    ("VmRSS (MiB)", BLUE, Solid, false, |s| s.rss_kib.map(|kib| kib as f64 / 1024.0)),
+];
 
-struct Line<'a> {
-    name: &'a str,
-    color: &'a str,
-    points: Vec<(f64, f64)>,
-    dashed: bool,
-}
+/// A line as drawn: name, colour, stroke and (second, value) points.
+struct Line(&'static str, RGBColor, Stroke, Vec<(f64, f64)>);
 
-/// A round number at or above `value`, for an axis's top (1, 2 or 5 × 10^n).
-fn nice_ceiling(value: f64) -> f64 {
-    if value <= 0.0 || !value.is_finite() {
-        return 1.0;
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+/// A chart with a y axis from 0 up.
+type Chart<'c, 'b, X> = ChartContext<'c, SVGBackend<'b>, Cartesian2d<X, RangedCoordf64>>;
+
+/// The SVG that `draw` makes, or a line saying why there is none. Plotters
+/// escapes the text it writes, so the SVG goes into the page as it is.
+fn svg(draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Drawn) -> Markup {
+    let mut text = String::new();
+    let drawn = {
+        let root = SVGBackend::with_string(&mut text, (1000, 300)).into_drawing_area();
+        draw(&root).and_then(|()| Ok(root.present()?))
+    };
+    match drawn {
+        Ok(()) => PreEscaped(text),
+        Err(error) => html! { p.broken { "The chart could not be drawn: " (error.to_string()) } },
     }
-    let magnitude = 10f64.powf(value.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|step| step * magnitude)
-        .find(|candidate| *candidate >= value)
-        .unwrap_or(10.0 * magnitude)
 }
 
+/// A path through `points` in `line`'s colour and stroke (dashes 6 px, gaps 4).
+fn path<DB: DrawingBackend, C: Clone + 'static>(
+    points: Vec<C>,
+    line: &Line,
+) -> DynElement<'static, DB, C> {
+    let style = line.1.stroke_width(2);
+    match line.2 {
+        Solid => PathElement::new(points, style).into_dyn(),
+        Dashed => DashedPathElement::new(points, 6, 4, style).into_dyn(),
+    }
+}
+
+fn line_chart(y_label: &str, lines: &[Line]) -> Markup {
+    let points = || lines.iter().flat_map(|line| line.3.iter());
+    let x_max = points().map(|p| p.0).fold(1.0, f64::max);
+    let y_max = points().map(|p| p.1).fold(0.0, f64::max) * 1.05;
+    let y_max = if y_max > 0.0 { y_max } else { 1.0 };
+    svg(|root| {
+        // The legend: one row above the plot, so that it hides no line.
+        let (legend, plot) = root.split_vertically(30);
+        for (index, line) in lines.iter().enumerate() {
+            let x = 80 + 190 * index as i32;
+            legend.draw(&path(vec![(x, 15), (x + 24, 15)], line))?;
+            let font = ("sans-serif", 15).into_font();
+            let font = TextStyle::from(font).pos(Pos::new(HPos::Left, VPos::Center));
+            legend.draw(&Text::new(line.0, (x + 30, 15), font))?;
+        }
+        let descriptions = ("seconds into the run", y_label);
+        let mut chart = axes(&plot, 0.0..x_max, y_max, descriptions)?;
+        for line in lines {
+            chart.draw_series([path(line.3.clone(), line)])?;
+        }
+        Ok(())
+    })
+}
+
+/// The log-spaced buckets as bars on a log axis.
+fn histogram_chart(buckets: &[Bucket]) -> Markup {
+    let ends = buckets.first().zip(buckets.last());
+    let (low, high) = ends.map_or((0.01, 1.0), |(first, last)| (first.from_ms, last.to_ms));
+    let y_max = buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1) as f64 * 1.05;
+    svg(|root| {
+        let descriptions = ("milliseconds (log scale)", "orders");
+        let mut chart = axes(root, (low..high).log_scale(), y_max, descriptions)?;
+        chart.draw_series(buckets.iter().map(|bucket| {
+            let corners = [(bucket.from_ms, 0.0), (bucket.to_ms, bucket.count as f64)];
+            let mut bar = Rectangle::new(corners, BLUE.filled());
+            bar.set_margin(0, 0, 0, 1);
+            bar
+        }))?;
+        Ok(())
+    })
+}
+
+/// A chart on `area` from 0 to `y_max` high, its axes drawn with their labels.
+fn axes<'c, 'b, X>(
+    area: &DrawingArea<SVGBackend<'b>, Shift>,
+    x: X,
+    y_max: f64,
+    (x_desc, y_desc): (&str, &str),
+) -> Result<Chart<'c, 'b, X::CoordDescType>, Box<dyn std::error::Error>>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .light_line_style(TRANSPARENT)
+        .x_label_formatter(&|value| short(*value))
+        .y_label_formatter(&|value| short(*value))
+        .draw()?;
+    Ok(chart)
+}
+
+/// An axis's tick label: 12k, 250, 3, 0.5.
 fn short(value: f64) -> String {
     if value >= 10_000.0 {
         format!("{:.0}k", value / 1000.0)
@@ -681,163 +725,99 @@ fn short(value: f64) -> String {
     }
 }
 
-fn frame(svg: &mut String, y_label: &str, x_max: f64, y_max: f64, x_label: &str) {
-    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" \
-         font-family=\"system-ui,sans-serif\" font-size=\"12\" role=\"img\">\
-         <rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"#fcfcfc\" stroke=\"#ccc\"/>"
-    );
-    for i in 0..=5 {
-        let value = y_max * f64::from(i) / 5.0;
-        let y = TOP + plot_h - plot_h * f64::from(i) / 5.0;
-        let _ = write!(
-            svg,
-            "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
-             <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{label}</text>",
-            x2 = WIDTH - RIGHT,
-            tx = LEFT - 6.0,
-            ty = y + 4.0,
-            label = short(value)
-        );
-    }
-    // Ticks at round numbers of seconds; `x_max` is a whole number of steps.
-    let step = x_step(x_max);
-    let mut value = 0.0;
-    while value <= x_max + 1e-9 {
-        let x = LEFT + plot_w * value / x_max;
-        let _ = write!(
-            svg,
-            "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"middle\">{label}</text>",
-            y = HEIGHT - BOTTOM + 16.0,
-            label = short(value)
-        );
-        value += step;
-    }
-    let _ = write!(
-        svg,
-        "<text x=\"{x}\" y=\"{y}\" text-anchor=\"middle\">{x_label}</text>\
-         <text x=\"14\" y=\"{ly}\" transform=\"rotate(-90 14 {ly})\" text-anchor=\"middle\">{y_label}</text>",
-        x = LEFT + plot_w / 2.0,
-        y = HEIGHT - 6.0,
-        ly = TOP + plot_h / 2.0,
-        x_label = escape(x_label),
-        y_label = escape(y_label),
-    );
-}
+#[cfg(test)]
+#[allow(clippy::unwrap_used, dead_code)] // dead in the bench, which runs no test
+mod tests {
+    use std::time::{Duration, Instant};
 
-/// A round step for about ten ticks up to `max`.
-fn x_step(max: f64) -> f64 {
-    nice_ceiling(max / 10.0)
-}
+    use clap::Parser;
 
-fn line_chart(y_label: &str, lines: &[Line<'_>]) -> String {
-    let widest = lines
-        .iter()
-        .flat_map(|line| line.points.iter().map(|p| p.0))
-        .fold(1.0, f64::max);
-    let step = x_step(widest);
-    let x_max = (widest / step).ceil() * step;
-    let y_max = nice_ceiling(
-        lines
-            .iter()
-            .flat_map(|line| line.points.iter().map(|p| p.1))
-            .fold(0.0, f64::max)
-            * 1.05,
-    );
-    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
-    let mut svg = String::new();
-    frame(&mut svg, y_label, x_max, y_max, "seconds into the run");
-    for (index, line) in lines.iter().enumerate() {
-        let points: Vec<String> = line
-            .points
-            .iter()
-            .map(|&(x, y)| {
-                format!(
-                    "{:.1},{:.1}",
-                    LEFT + plot_w * x / x_max,
-                    TOP + plot_h - plot_h * (y / y_max).min(1.0)
-                )
-            })
-            .collect();
-        let dash = if line.dashed {
-            " stroke-dasharray=\"6 4\""
-        } else {
-            ""
-        };
-        let _ = write!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{dash} points=\"{points}\"/>\
-             <line x1=\"{lx}\" x2=\"{lx2}\" y1=\"{ly}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2\"{dash}/>\
-             <text x=\"{tx}\" y=\"{ty}\">{name}</text>",
-            color = line.color,
-            points = points.join(" "),
-            lx = LEFT + 10.0 + 190.0 * index as f64,
-            lx2 = LEFT + 34.0 + 190.0 * index as f64,
-            ly = TOP - 12.0,
-            tx = LEFT + 38.0 + 190.0 * index as f64,
-            ty = TOP - 8.0,
-            name = escape(line.name),
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
+    use super::*;
 
-fn histogram_chart(buckets: &[Bucket]) -> String {
-    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
-    let y_max = nice_ceiling(buckets.iter().map(|b| b.count).max().unwrap_or(1) as f64);
-    let mut svg = String::new();
-    // The x axis is the bucket index; label it with the buckets' edges instead.
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" \
-         font-family=\"system-ui,sans-serif\" font-size=\"12\" role=\"img\">\
-         <rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"#fcfcfc\" stroke=\"#ccc\"/>"
-    );
-    for i in 0..=5 {
-        let y = TOP + plot_h - plot_h * f64::from(i) / 5.0;
-        let _ = write!(
-            svg,
-            "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
-             <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{label}</text>",
-            x2 = WIDTH - RIGHT,
-            tx = LEFT - 6.0,
-            ty = y + 4.0,
-            label = short(y_max * f64::from(i) / 5.0)
-        );
-    }
-    let width = plot_w / buckets.len().max(1) as f64;
-    for (index, bucket) in buckets.iter().enumerate() {
-        let height = plot_h * bucket.count as f64 / y_max;
-        let x = LEFT + width * index as f64;
-        let _ = write!(
-            svg,
-            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{height:.1}\" fill=\"#4477aa\">\
-             <title>{from:.2} to {to:.2} ms: {count}</title></rect>",
-            y = TOP + plot_h - height,
-            w = (width - 1.0).max(1.0),
-            from = bucket.from_ms,
-            to = bucket.to_ms,
-            count = bucket.count,
-        );
-        if index % 5 == 0 {
-            let _ = write!(
-                svg,
-                "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"middle\">{label}</text>",
-                y = HEIGHT - BOTTOM + 16.0,
-                label = short(bucket.from_ms)
-            );
+    const HOSTILE: &str = "<script>alert(1)</script>";
+
+    /// Three made-up seconds of an orders run, with a hostile scenario name.
+    fn sample() -> Results {
+        let options = Options::try_parse_from(["load", "--scenario", "orders", "--duration", "3"]);
+        let options = options.unwrap();
+        let (start, window) = (Instant::now(), Duration::from_secs(3));
+        let mut load = Recorder::new(start, window, 3, Default::default());
+        for (second, figures) in (1..).zip(load.series.iter_mut()) {
+            (figures.requests, figures.decided, figures.confirmed) = (900 * second, 300, 250);
+            for micros in [800, 2_000, 9_000 * second] {
+                figures.any.record(micros).unwrap();
+                figures.outcome.record(micros).unwrap();
+                figures.post.record(micros / 2).unwrap();
+            }
         }
+        for micros in [700, 1_200, 2_500, 4_000, 30_000] {
+            load.order_outcome.record(micros).unwrap();
+        }
+        let error = format!("POST /api/orders: {HOSTILE}");
+        load.errors.insert(error, 2);
+        let mut results = results(Measured {
+            options: &options,
+            target: "in-process".to_owned(),
+            floor_rps: 1_000.0,
+            load: &load,
+            rss_start: Some(40_000),
+            rss_end: Some(50_000),
+            rss_series: &[Some(41_000), Some(45_000), Some(46_000)],
+            in_process: true,
+            invariants: Invariants::default(),
+        });
+        results.scenario = HOSTILE.to_owned();
+        results
     }
-    let _ = write!(
-        svg,
-        "<text x=\"{x}\" y=\"{y}\" text-anchor=\"middle\">milliseconds (log scale)</text>\
-         <text x=\"14\" y=\"{ly}\" transform=\"rotate(-90 14 {ly})\" text-anchor=\"middle\">orders</text></svg>",
-        x = LEFT + plot_w / 2.0,
-        y = HEIGHT - 6.0,
-        ly = TOP + plot_h / 2.0,
-    );
-    svg
+
+    /// Each `<h2>` with the number of charts under it, once the page is known
+    /// to close every element it opens, in order (`<meta>` aside).
+    fn sections<'a>(page: &'a str) -> Vec<(&'a str, usize)> {
+        let mut open = Vec::new();
+        for tag in page.split('<').skip(1).filter_map(|s| s.split_once('>')) {
+            match tag.0.strip_prefix('/') {
+                Some(name) => assert_eq!(open.pop(), Some(name), "{page}"),
+                None if tag.0.starts_with('!') || tag.0.ends_with('/') => {}
+                None => open.extend(tag.0.split(' ').next().filter(|name| *name != "meta")),
+            }
+        }
+        assert!(open.is_empty(), "{open:?} left open");
+        let sections = page.split("<h2>").filter_map(|s| s.split_once("</h2>"));
+        let charts = |(title, rest): (&'a str, &str)| (title, rest.matches("<svg").count());
+        sections.map(charts).collect()
+    }
+
+    #[test]
+    fn the_report_has_its_sections_with_a_chart_each_and_escapes_what_it_shows() {
+        let mut results = sample();
+        let page = results.html();
+        let charts = [
+            ("Throughput over time", 1),
+            ("Latency over time", 1),
+            ("Order to outcome: latency histogram", 1),
+            ("Memory over time (server and client)", 1),
+            ("The figures", 0),
+        ];
+        assert_eq!(sections(&page), charts);
+        assert!(page.contains("CONFIRMED/s"));
+        let labels = ["seconds into the run", "milliseconds (log scale)", "VmRSS"];
+        assert!(labels.iter().all(|label| page.contains(label)), "{page}");
+        // In the title, the heading and the table twice (run line, errors), as text.
+        assert!(!page.contains("<script"), "{page}");
+        let escaped = page.matches("&lt;script&gt;alert(1)&lt;/script&gt;");
+        assert_eq!(escaped.count(), 4);
+
+        // Reads against a server elsewhere: no order lines, no memory chart.
+        (results.scenario, results.in_process) = ("reads".to_owned(), false);
+        results.order_to_outcome = None;
+        let page = results.html();
+        let charts = [
+            ("Throughput over time", 1),
+            ("Latency over time", 1),
+            ("Request latency histogram", 1),
+            ("The figures", 0),
+        ];
+        assert_eq!(sections(&page), charts);
+        assert!(!page.contains("CONFIRMED/s"));
+    }
 }
