@@ -4,7 +4,7 @@
 //! after reaches a terminal status with stock conserved.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -29,10 +29,32 @@ async fn accepted_id(response: reqwest::Response) -> String {
     body["order_id"].as_str().expect("an id").to_owned()
 }
 
+/// What the shoppers have been told so far, for the test to wait on.
+#[derive(Default)]
+struct Told {
+    accepted: AtomicUsize,
+    refused: AtomicUsize,
+}
+
+impl Told {
+    /// Waits (up to a deadline) until `count` says enough.
+    async fn until(&self, what: &str, count: impl Fn(&Told) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !count(self) {
+            assert!(Instant::now() < deadline, "never {what}");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
 /// Places orders until told to stop; answers the accepted order ids and the keys
 /// of the orders refused (503: whether the order exists is unknown until the key
 /// is retried).
-async fn order_until(app: Arc<TestApp>, stop: Arc<AtomicBool>) -> (Vec<String>, Vec<String>) {
+async fn order_until(
+    app: Arc<TestApp>,
+    stop: Arc<AtomicBool>,
+    told: Arc<Told>,
+) -> (Vec<String>, Vec<String>) {
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -40,9 +62,11 @@ async fn order_until(app: Arc<TestApp>, stop: Arc<AtomicBool>) -> (Vec<String>, 
         let response = place(&app, &key).await;
         if response.status() == StatusCode::ACCEPTED {
             accepted.push(accepted_id(response).await);
+            told.accepted.fetch_add(1, Ordering::Relaxed);
         } else {
             assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "while down").await;
             refused.push(key);
+            told.refused.fetch_add(1, Ordering::Relaxed);
         }
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
@@ -66,10 +90,17 @@ async fn a_database_restart_under_load_is_503_then_recovers_by_itself() {
     app.stock_product("outage-tea", 300, 10_000).await;
 
     let stop = Arc::new(AtomicBool::new(false));
+    let told = Arc::new(Told::default());
     let shoppers: Vec<_> = (0..4)
-        .map(|_| actix_rt::spawn(order_until(Arc::clone(&app), Arc::clone(&stop))))
+        .map(|_| {
+            let (app, stop, told) = (Arc::clone(&app), Arc::clone(&stop), Arc::clone(&told));
+            actix_rt::spawn(order_until(app, stop, told))
+        })
         .collect();
-    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    told.until("an order accepted before the outage", |told| {
+        told.accepted.load(Ordering::Relaxed) >= 20
+    })
+    .await;
     cluster.stop();
     // Alive, but not ready: a load balancer takes it out of the pool.
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
@@ -79,7 +110,10 @@ async fn a_database_restart_under_load_is_503_then_recovers_by_itself() {
         "readiness while Postgres is away",
     )
     .await;
-    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    told.until("a shopper told 503 during the outage", |told| {
+        told.refused.load(Ordering::Relaxed) >= 4
+    })
+    .await;
     cluster.start().await;
 
     // Back by itself: a new order is accepted within a few seconds.
