@@ -17,7 +17,9 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use watchers::{Watch, Watchers};
 
-use crate::domain::{IdempotencyKey, Order, OrderEvent, OrderId, ProductId, Quantity, ShopperId};
+use crate::domain::{
+    IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, ProductId, Quantity, ShopperId,
+};
 use crate::store::{CreateOrderOutcome, NewOrder, Store, StoreError};
 use crate::telemetry::error_chain;
 
@@ -89,6 +91,21 @@ pub struct ListShopperOrders {
     pub shopper: ShopperId,
     pub limit: u32,
 }
+
+/// The most recent orders, newest first, of one status or of any: the admin's
+/// view of the shop.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Order>, OrderError>")]
+pub struct ListOrders {
+    pub status: Option<OrderStatus>,
+    pub limit: u32,
+}
+
+/// An order with every event it has recorded, oldest first; `None` for an
+/// unknown order.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<(Order, Vec<OrderEvent>)>, OrderError>")]
+pub struct GetOrderTimeline(pub OrderId);
 
 /// Resume the sagas of the unfinished orders this process should drive (every one
 /// with SQLite; the stalled ones with Postgres, see `Store::claim_unfinished_orders`,
@@ -258,6 +275,33 @@ impl Handler<ListShopperOrders> for OrdersActor {
     fn handle(&mut self, msg: ListShopperOrders, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         Box::pin(async move { Ok(store.shopper_orders(msg.shopper, msg.limit).await?) })
+    }
+}
+
+impl Handler<ListOrders> for OrdersActor {
+    type Result = ResponseFuture<Result<Vec<Order>, OrderError>>;
+
+    fn handle(&mut self, msg: ListOrders, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(store.recent_orders(msg.status, msg.limit).await?) })
+    }
+}
+
+impl Handler<GetOrderTimeline> for OrdersActor {
+    type Result = ResponseFuture<Result<Option<(Order, Vec<OrderEvent>)>, OrderError>>;
+
+    fn handle(
+        &mut self,
+        GetOrderTimeline(order_id): GetOrderTimeline,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let Some(order) = store.order(order_id).await? else {
+                return Ok(None);
+            };
+            Ok(Some((order, store.order_events(order_id, 0).await?)))
+        })
     }
 }
 

@@ -107,6 +107,23 @@ impl OrderStatus {
     pub fn is_terminal(self) -> bool {
         self != OrderStatus::Pending
     }
+
+    pub const ALL: [OrderStatus; 4] = [
+        OrderStatus::Pending,
+        OrderStatus::Confirmed,
+        OrderStatus::Rejected,
+        OrderStatus::PaymentFailed,
+    ];
+
+    /// `PENDING`, `CONFIRMED`, `REJECTED` or `PAYMENT_FAILED`.
+    pub fn parse(raw: &str) -> Result<OrderStatus, ParseError> {
+        OrderStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == raw)
+            .ok_or_else(|| {
+                ParseError::new("status must be PENDING, CONFIRMED, REJECTED or PAYMENT_FAILED")
+            })
+    }
 }
 
 impl fmt::Display for OrderStatus {

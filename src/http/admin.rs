@@ -13,8 +13,9 @@ use super::pages::{PageError, find_product};
 use super::session::{AdminAuth, Site};
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
+use crate::actors::orders::{GetOrderTimeline, ListOrders};
 use crate::actors::sessions::AdminSession;
-use crate::domain::{Money, Price, Product, ProductId, ProductName, Stock};
+use crate::domain::{Money, OrderId, OrderStatus, Price, Product, ProductId, ProductName, Stock};
 use crate::views::admin::{self as view, ProductForm};
 
 type Page = Result<HttpResponse, PageError>;
@@ -145,6 +146,64 @@ async fn authorize(
         )));
     }
     Ok(session)
+}
+
+const ADMIN_ORDERS: u32 = 100;
+
+#[derive(Debug, Deserialize)]
+pub struct OrdersQuery {
+    status: Option<String>,
+}
+
+/// The most recent orders, filtered by status.
+pub async fn orders(
+    req: HttpRequest,
+    query: web::Query<OrdersQuery>,
+    auth: web::Data<AdminAuth>,
+    actors: web::Data<Actors>,
+) -> Page {
+    let Some(session) = auth.session(&req).await? else {
+        return Ok(see_other("/admin").finish());
+    };
+    let status = query
+        .status
+        .as_deref()
+        .map(OrderStatus::parse)
+        .transpose()?;
+    let orders = actors
+        .orders
+        .send(ListOrders {
+            status,
+            limit: ADMIN_ORDERS,
+        })
+        .await??;
+    Ok(html(
+        actix_web::http::StatusCode::OK,
+        view::orders_page(&orders, status, &session.csrf),
+    ))
+}
+
+/// One order's timeline.
+pub async fn order(
+    req: HttpRequest,
+    order_id: web::Path<String>,
+    auth: web::Data<AdminAuth>,
+    actors: web::Data<Actors>,
+) -> Page {
+    let Some(session) = auth.session(&req).await? else {
+        return Ok(see_other("/admin").finish());
+    };
+    let no_such_order = || PageError(ApiError::NotFound("no such order".to_owned()));
+    let order_id = OrderId::parse(&order_id).map_err(|_| no_such_order())?;
+    let (order, events) = actors
+        .orders
+        .send(GetOrderTimeline(order_id))
+        .await??
+        .ok_or_else(no_such_order)?;
+    Ok(html(
+        actix_web::http::StatusCode::OK,
+        view::order_page(&order, &events, &session.csrf),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -107,6 +107,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(page("/admin/sign-in").post(admin::sign_in))
         .service(page("/admin/sign-out").post(admin::sign_out))
         .service(page("/admin/products").post(admin::create_product))
+        .service(page("/admin/orders").get(admin::orders))
+        .service(page("/admin/orders/{order_id}").get(admin::order))
         .service(
             page("/admin/products/{product_id}")
                 .get(admin::edit_product)

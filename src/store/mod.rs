@@ -25,8 +25,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::domain::{
-    Money, Order, OrderEvent, OrderId, OrderStep, OwnedKey, Payment, PaymentId, Product, ProductId,
-    Quantity, ShopperId, Stock,
+    Money, Order, OrderEvent, OrderId, OrderStatus, OrderStep, OwnedKey, Payment, PaymentId,
+    Product, ProductId, Quantity, ShopperId, Stock,
 };
 
 pub use sqlite::SqliteSynchronous;
@@ -204,6 +204,17 @@ impl Store {
         after_seq: u32,
     ) -> Result<Vec<OrderEvent>, StoreError> {
         on_backend!(self, db => db.order_events(order_id, after_seq).await)
+    }
+
+    /// The most recent orders (ids sort by time), newest first, of one status
+    /// or of any.
+    pub async fn recent_orders(
+        &self,
+        status: Option<OrderStatus>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let status = status.map(OrderStatus::as_str);
+        on_backend!(self, db => db.recent_orders(status, limit).await)
     }
 
     /// The shopper's most recent orders, newest first.

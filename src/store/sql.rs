@@ -111,6 +111,23 @@ macro_rules! shared_reads {
                     row.map(|row| decode_one::<PaymentRow, _>(&row)).transpose()
                 }
 
+                pub(in crate::store) async fn recent_orders(
+                    &self,
+                    status: Option<&str>,
+                    limit: u32,
+                ) -> Result<Vec<Order>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, \
+                         updated_at FROM shop_order WHERE ($1 IS NULL OR status = $1) \
+                         ORDER BY order_id DESC LIMIT $2",
+                    )
+                    .bind(status)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.reads)
+                    .await?;
+                    decode::<OrderRow, _>(&rows)
+                }
+
                 pub(in crate::store) async fn ping(&self) -> Result<(), StoreError> {
                     sqlx::query("SELECT 1").execute(&self.reads).await?;
                     Ok(())

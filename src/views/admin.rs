@@ -4,8 +4,9 @@
 
 use maud::{Markup, html};
 
+use super::order::status_label;
 use super::{Section, page};
-use crate::domain::Product;
+use crate::domain::{Order, OrderEvent, OrderStatus, Product};
 
 /// What was typed into a product form, and what is wrong with it, field by field.
 #[derive(Debug, Default, Clone)]
@@ -74,6 +75,7 @@ pub fn dashboard(
                 h1 { "Products" }
                 (sign_out(csrf))
             }
+            (admin_nav(false))
             @if let Some(notice) = notice {
                 p.notice role="status" { (notice) }
             }
@@ -173,4 +175,89 @@ fn sign_out(csrf: &str) -> Markup {
             button.secondary type="submit" { "Sign out" }
         }
     }
+}
+
+/// Between the admin's two lists.
+fn admin_nav(orders: bool) -> Markup {
+    html! {
+        nav.admin-nav aria-label="Admin" {
+            a href="/admin" aria-current=[(!orders).then_some("page")] { "Products" }
+            " · "
+            a href="/admin/orders" aria-current=[orders.then_some("page")] { "Orders" }
+        }
+    }
+}
+
+/// The most recent orders, of one status or of all.
+pub fn orders_page(orders: &[Order], status: Option<OrderStatus>, csrf: &str) -> Markup {
+    let filter = |label: &str, href: String, current: bool| {
+        html! { li { a href=(href) aria-current=[current.then_some("true")] { (label) } } }
+    };
+    page(
+        "Orders",
+        Section::Admin,
+        html! {
+            div.admin-head {
+                h1 { "Orders" }
+                (sign_out(csrf))
+            }
+            (admin_nav(true))
+            ul.filters aria-label="Show orders by status" {
+                (filter("All", "/admin/orders".to_owned(), status.is_none()))
+                @for each in OrderStatus::ALL {
+                    (filter(status_label(each), format!("/admin/orders?status={}", each.as_str()), status == Some(each)))
+                }
+            }
+            @if orders.is_empty() {
+                p.empty { "No orders." }
+            } @else {
+                table.orders {
+                    caption { "The most recent orders, newest first" }
+                    thead { tr { th scope="col" { "Order" } th scope="col" { "Placed" } th scope="col" { "Product" } th scope="col" { "Quantity" } th scope="col" { "Total" } th scope="col" { "Status" } } }
+                    tbody {
+                        @for order in orders {
+                            tr {
+                                td { a href=(format!("/admin/orders/{}", order.order_id)) { code { (order.order_id) } } }
+                                td { (order.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                                td { code { (order.product_id) } }
+                                td { (order.quantity.units()) }
+                                td { (order.total_amount) }
+                                td { (status_label(order.status())) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// An order and its timeline: every step it took, when, and why.
+pub fn order_page(order: &Order, events: &[OrderEvent], csrf: &str) -> Markup {
+    page(
+        "Order",
+        Section::Admin,
+        html! {
+            div.admin-head {
+                h1 { "Order " code { (order.order_id) } }
+                (sign_out(csrf))
+            }
+            (admin_nav(true))
+            dl.order-facts {
+                dt { "Status" } dd { (status_label(order.status())) }
+                dt { "Product" } dd { code { (order.product_id) } " × " (order.quantity.units()) }
+                dt { "Total" } dd { (order.total_amount) }
+            }
+            h2 { "Timeline" }
+            ol.timeline {
+                @for event in events {
+                    li {
+                        time datetime=(event.at.to_rfc3339()) { (event.at.format("%Y-%m-%d %H:%M:%S%.3f UTC")) }
+                        " " strong { (event.step.as_str()) }
+                        @if let Some(reason) = &event.reason { " — " (reason) }
+                    }
+                }
+            }
+        },
+    )
 }

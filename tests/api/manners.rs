@@ -119,6 +119,9 @@ async fn head_answers_every_get_route_as_get_does_without_a_body() {
         "/fragments/availability?ids=tea".to_owned(),
         "/admin".to_owned(),
         "/admin/products/tea".to_owned(),
+        "/readyz".to_owned(),
+        "/admin/orders".to_owned(),
+        format!("/admin/orders/{order}"),
         stylesheet.to_owned(),
     ];
     let client = client();

@@ -616,3 +616,58 @@ async fn an_admin_edits_a_product() {
         Some("/admin")
     );
 }
+
+#[actix_web::test]
+async fn an_admin_follows_orders_by_status_and_reads_an_orders_timeline() {
+    let app = spawn_app().await;
+    app.stock_product("lamp", 1200, 2).await;
+    let confirmed = app.order_id("lamp", 2).await;
+    app.until_terminal(&confirmed).await;
+    let rejected = app.order_id("lamp", 1).await;
+    app.until_terminal(&rejected).await;
+
+    let anonymous = browser();
+    let refused = anonymous
+        .get(app.url("/admin/orders"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        refused.status(),
+        StatusCode::SEE_OTHER,
+        "signed out: to the sign-in page"
+    );
+
+    let admin = browser();
+    admin
+        .post(app.url("/admin/sign-in"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .expect("POST");
+    let (status, all) = page(&admin, &app, "/admin/orders").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(all.contains(&confirmed) && all.contains(&rejected), "{all}");
+    let (_, only_rejected) = page(&admin, &app, "/admin/orders?status=REJECTED").await;
+    assert!(only_rejected.contains(&rejected) && !only_rejected.contains(&confirmed));
+    let (bad, _) = page(&admin, &app, "/admin/orders?status=LOST").await;
+    assert_eq!(bad, StatusCode::BAD_REQUEST);
+
+    let (_, timeline) = page(&admin, &app, &format!("/admin/orders/{rejected}")).await;
+    let steps: Vec<&str> = ["PLACED", "REJECTED"]
+        .into_iter()
+        .filter(|step| timeline.contains(&format!("<strong>{step}</strong>")))
+        .collect();
+    assert_eq!(steps, ["PLACED", "REJECTED"], "{timeline}");
+    assert!(
+        timeline.contains("not enough stock") || timeline.contains("stock"),
+        "the reason"
+    );
+    let (missing, _) = page(
+        &admin,
+        &app,
+        &format!("/admin/orders/{}", uuid::Uuid::now_v7()),
+    )
+    .await;
+    assert_eq!(missing, StatusCode::NOT_FOUND);
+}
