@@ -201,8 +201,8 @@ async fn sigint_lets_in_flight_requests_finish_then_exits() {
 }
 
 /// A stop signal lets a request in flight finish before the process exits. The request
-/// is a charge that takes 1.5 s of simulated payment time; the signal comes 0.3 s in,
-/// well after the request is on the server.
+/// is a charge that takes 0.6 s of simulated payment time; the signal comes once the
+/// server has read the whole request.
 async fn in_flight_request_survives(stop: Signal) {
     let database = test_database().await;
     let server = Server::start_with(
@@ -253,6 +253,10 @@ async fn in_flight_request_survives(stop: Signal) {
     let body = json!({ "order_id": order_id, "total_amount": 100 }).to_string();
     let address = base.trim_start_matches("http://").to_owned();
     let mut socket = std::net::TcpStream::connect(&address).expect("connect");
+    let (client_port, server_port) = (
+        socket.local_addr().expect("an address").port(),
+        socket.peer_addr().expect("an address").port(),
+    );
     socket
         .write_all(
             format!(
@@ -267,7 +271,7 @@ async fn in_flight_request_survives(stop: Signal) {
         let mut response = String::new();
         socket.read_to_string(&mut response).map(|_| response)
     });
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    until_read_by_server(server_port, client_port).await;
 
     let pid = Pid::from_raw(i32::try_from(server.child.id()).expect("a pid"));
     kill(pid, stop).expect("the signal is sent");
@@ -293,4 +297,31 @@ async fn in_flight_request_survives(stop: Signal) {
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(exit.success(), "a graceful stop exits with success: {exit}");
+}
+
+/// Waits until the server has read everything the client sent on the connection
+/// from `client_port` to `server_port`: the kernel's receive queue of the
+/// server's end (`/proc/net/tcp`, Linux) is empty, so the request is in the
+/// app's hands, not in a buffer a stop could drop.
+async fn until_read_by_server(server_port: u16, client_port: u16) {
+    let (local, remote) = (format!(":{server_port:04X}"), format!(":{client_port:04X}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        let unread = table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address rem_address st tx_queue:rx_queue ...
+            let ours = fields.get(1)?.ends_with(&local) && fields.get(2)?.ends_with(&remote);
+            let (_, rx) = fields.get(4)?.split_once(':')?;
+            ours.then(|| u32::from_str_radix(rx, 16).ok()).flatten()
+        });
+        if unread == Some(0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never read the request"
+        );
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
 }
