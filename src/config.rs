@@ -9,6 +9,7 @@ use clap::builder::PossibleValue;
 use clap::{ArgAction, Parser, ValueEnum};
 use subtle::ConstantTimeEq;
 
+use crate::actors::SagaSettings;
 use crate::actors::payment::PaymentSettings;
 use crate::store::{SqliteSynchronous, StoreOptions};
 use crate::telemetry::LogFormat;
@@ -109,6 +110,11 @@ pub struct Config {
     #[arg(long, env = "MINIMART_IDEMPOTENCY_TTL_SECS", default_value_t = DEFAULT_IDEMPOTENCY_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_ttl_secs: u64,
 
+    /// How long a saga's steps may keep failing before its order is marked
+    /// stalled for the operator: seconds, or with a unit (`90s`, `5m`, `1h`).
+    #[arg(long, env = "MINIMART_SAGA_STALL_AFTER", default_value = "5m", value_parser = parse_duration)]
+    pub saga_stall_after: Duration,
+
     /// How log lines are written: `text`, or `json` (one object per line).
     #[arg(long, env = "MINIMART_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -140,6 +146,7 @@ impl Default for Config {
             session_key: None,
             idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
             log_format: LogFormat::Text,
+            saga_stall_after: SagaSettings::default().stall_after,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
         }
     }
@@ -156,6 +163,12 @@ impl Config {
             sqlite_synchronous: self.sqlite_synchronous,
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
             ..StoreOptions::new(&self.database_url)
+        }
+    }
+
+    pub fn saga_settings(&self) -> SagaSettings {
+        SagaSettings {
+            stall_after: self.saga_stall_after,
         }
     }
 
@@ -184,6 +197,27 @@ impl ValueEnum for SqliteSynchronous {
                 .help("Durable against power loss too: one fsync per commit"),
         })
     }
+}
+
+/// `300`, `300s`, `5m` or `1h`.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = match raw.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => raw.split_at(at),
+        None => (raw, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        _ => return Err(format!("{raw:?} is not a duration like 90s, 5m or 1h")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{raw:?} is not a duration like 90s, 5m or 1h"))
 }
 
 fn parse_rate(raw: &str) -> Result<f64, String> {
@@ -328,6 +362,17 @@ mod tests {
             refused.contains("'sometimes'") && refused.contains("[possible values: normal, full]"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "m", "5d", "-1", "1.5m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

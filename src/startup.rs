@@ -51,7 +51,12 @@ impl Application {
     /// Must be called inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         let store = Store::open(&config.store_options()).await?;
-        let actors = Actors::start(store.clone(), config.payment_settings()).await?;
+        let actors = Actors::start(
+            store.clone(),
+            config.payment_settings(),
+            config.saga_settings(),
+        )
+        .await?;
 
         if config.demo_catalog && actors.inventory.catalog.is_empty().await? {
             seed_demo_catalog(&actors).await?;

@@ -8,6 +8,8 @@ pub mod inventory;
 pub mod orders;
 pub mod payment;
 mod saga;
+
+pub use saga::SagaSettings;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -79,7 +81,11 @@ impl Actors {
     ///
     /// Payment knows nobody (a charge brings the order it is for), so it
     /// starts first and Orders, which charges, gets its address.
-    pub async fn start(store: Store, payment: PaymentSettings) -> Result<Actors, StartError> {
+    pub async fn start(
+        store: Store,
+        payment: PaymentSettings,
+        saga: SagaSettings,
+    ) -> Result<Actors, StartError> {
         let arbiter = Arbiter::try_new().map_err(StartError::Thread)?.handle();
         let inventory = InventoryActor::start_in(store.clone(), &arbiter).await?;
         let order_book = OrderBook::default();
@@ -95,7 +101,7 @@ impl Actors {
                 payment.clone(),
             );
             OrdersActor::start_in_arbiter(&arbiter, move |_| {
-                OrdersActor::new(store, inventory, payment, order_book)
+                OrdersActor::new(store, inventory, payment, order_book, saga)
             })
         };
         Ok(Actors {

@@ -12,7 +12,7 @@ use chrono::Utc;
 use super::book::OrderBook;
 use super::inventory::{Inventory, InventoryError};
 use super::payment::PaymentActor;
-use super::saga::Saga;
+use super::saga::{Saga, SagaSettings};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use watchers::{Watch, Watchers};
@@ -20,7 +20,7 @@ use watchers::{Watch, Watchers};
 use crate::domain::{
     IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, ProductId, Quantity, ShopperId,
 };
-use crate::store::{CreateOrderOutcome, NewOrder, Store, StoreError};
+use crate::store::{CreateOrderOutcome, NewOrder, StalledOrder, Store, StoreError};
 use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +107,19 @@ pub struct ListOrders {
 #[rtype(result = "Result<Option<(Order, Vec<OrderEvent>)>, OrderError>")]
 pub struct GetOrderTimeline(pub OrderId);
 
+/// The orders whose sagas are stalled, newest first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<StalledOrder>, OrderError>")]
+pub struct ListStalled {
+    pub limit: u32,
+}
+
+/// Retry the order's saga now instead of at its next retry; false when its saga
+/// does not run in this process (another instance's, or none).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct RetryNow(pub OrderId);
+
 /// Resume the sagas of the unfinished orders this process should drive (every one
 /// with SQLite; the stalled ones with Postgres, see `Store::claim_unfinished_orders`,
 /// which also keeps the lease of the sagas running here). Answers how many were
@@ -136,6 +149,7 @@ impl OrdersActor {
         inventory: Inventory,
         payment: Addr<PaymentActor>,
         book: OrderBook,
+        settings: SagaSettings,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         OrdersActor {
@@ -145,6 +159,7 @@ impl OrdersActor {
                 payment,
                 events.clone(),
                 book.clone(),
+                settings,
             ),
             store,
             inventory,
@@ -302,6 +317,23 @@ impl Handler<GetOrderTimeline> for OrdersActor {
             };
             Ok(Some((order, store.order_events(order_id, 0).await?)))
         })
+    }
+}
+
+impl Handler<ListStalled> for OrdersActor {
+    type Result = ResponseFuture<Result<Vec<StalledOrder>, OrderError>>;
+
+    fn handle(&mut self, msg: ListStalled, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(store.stalled_orders(msg.limit).await?) })
+    }
+}
+
+impl Handler<RetryNow> for OrdersActor {
+    type Result = bool;
+
+    fn handle(&mut self, RetryNow(order_id): RetryNow, _: &mut Context<Self>) -> bool {
+        self.saga.retry_now(order_id)
     }
 }
 

@@ -15,9 +15,9 @@
 //! Payment decides once per order whether it is paid, and the first run to move
 //! the order moves it; the other follows from where the order stands.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tracing::Instrument;
@@ -27,10 +27,10 @@ use super::inventory::{
     CommitReservation, InventoryActor, InventoryError, ReleaseReservation, Reserve,
 };
 use super::payment::{Charge, ChargeError, PaymentActor};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use crate::domain::{Order, OrderEvent, OrderId, OrderStep, PaymentStatus, SagaOutcome};
-use crate::store::{Line, OrderMove, Store, StoreError};
+use crate::store::{Line, OrderMove, Stall, Store, StoreError};
 use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,36 @@ enum SagaError {
     Mailbox(#[from] MailboxError),
     #[error("the order is no longer in the store")]
     OrderGone,
+}
+
+impl SagaError {
+    /// An error that retrying cannot mend: the order's row is gone or corrupt,
+    /// or Payment refuses the order as not payable. The saga stalls at once and
+    /// waits for an operator's "retry now".
+    fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            SagaError::OrderGone
+                | SagaError::Store(StoreError::Corrupt(_))
+                | SagaError::Charge(ChargeError::NotPayable { .. })
+        )
+    }
+}
+
+/// How a saga behaves when its steps keep failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SagaSettings {
+    /// After failing for this long, the order is marked stalled (the saga
+    /// goes on retrying, at the longest backoff).
+    pub stall_after: Duration,
+}
+
+impl Default for SagaSettings {
+    fn default() -> Self {
+        SagaSettings {
+            stall_after: Duration::from_secs(5 * 60),
+        }
+    }
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(50);
@@ -62,23 +92,32 @@ pub(crate) struct Saga {
     /// Where readers find the order's committed steps.
     book: OrderBook,
     running: Running,
+    settings: SagaSettings,
 }
 
-/// The orders whose saga runs in this process.
+/// The orders whose saga runs in this process, each with a bell that ends its
+/// wait before the next retry.
 #[derive(Clone, Default)]
-struct Running(Arc<Mutex<HashSet<OrderId>>>);
+struct Running(Arc<Mutex<HashMap<OrderId, Arc<Notify>>>>);
 
 impl Running {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<OrderId>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OrderId, Arc<Notify>>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Notes that the order's saga runs here until the answer is dropped; `None`
     /// when it already does.
     fn enter(&self, order_id: OrderId) -> Option<RunningSaga> {
-        self.lock().insert(order_id).then(|| RunningSaga {
+        let mut running = self.lock();
+        if running.contains_key(&order_id) {
+            return None;
+        }
+        let bell = Arc::new(Notify::new());
+        running.insert(order_id, Arc::clone(&bell));
+        Some(RunningSaga {
             running: self.clone(),
             order_id,
+            bell,
         })
     }
 }
@@ -87,6 +126,7 @@ impl Running {
 struct RunningSaga {
     running: Running,
     order_id: OrderId,
+    bell: Arc<Notify>,
 }
 
 impl Drop for RunningSaga {
@@ -102,6 +142,7 @@ impl Saga {
         payment: Addr<PaymentActor>,
         events: broadcast::Sender<OrderEvent>,
         book: OrderBook,
+        settings: SagaSettings,
     ) -> Self {
         Saga {
             store,
@@ -110,12 +151,19 @@ impl Saga {
             events,
             book,
             running: Running::default(),
+            settings,
         }
     }
 
     /// The orders whose saga runs in this process now.
     pub(crate) fn running(&self) -> Vec<OrderId> {
-        self.running.lock().iter().copied().collect()
+        self.running.lock().keys().copied().collect()
+    }
+
+    /// Ends the wait of the order's saga before its next retry, if it runs here.
+    pub(crate) fn retry_now(&self, order_id: OrderId) -> bool {
+        let bell = self.running.lock().get(&order_id).cloned();
+        bell.inspect(|bell| bell.notify_one()).is_some()
     }
 
     /// Drives the order to a terminal status, retrying failed steps. Does nothing
@@ -132,7 +180,7 @@ impl Saga {
             span.record("request_id", request_id);
         }
         async move {
-            let Some(_running) = self.running.enter(order.order_id) else {
+            let Some(running) = self.running.enter(order.order_id) else {
                 tracing::debug!("the saga already runs here");
                 return;
             };
@@ -140,22 +188,66 @@ impl Saga {
             // Where the order stands as far as this run knows: a retry goes on
             // from the last step that was committed.
             let mut step = order.step;
+            // Since when the saga has failed at this step, and whether it said so.
+            let mut failing: Option<(OrderStep, Instant)> = None;
+            let mut stalled = false;
             loop {
-                match self.drive(&order, &mut step).await {
+                let error = match self.drive(&order, &mut step).await {
                     Ok(()) => {
                         tracing::info!(outcome = step.as_str(), "order decided");
                         return;
                     }
-                    Err(error) => {
-                        tracing::warn!(error = %error_chain(&error), retry_in = ?wait, "saga step failed");
-                        actix_rt::time::sleep(wait).await;
-                        wait = (wait * 2).min(LONGEST_RETRY);
+                    Err(error) => error,
+                };
+                let since = match failing {
+                    Some((at, since)) if at == step => since,
+                    _ => {
+                        // A step further on: its own failures, from the start.
+                        (wait, stalled) = (FIRST_RETRY, false);
+                        Instant::now()
+                    }
+                };
+                failing = Some((step, since));
+                let permanent = error.is_permanent();
+                if !stalled && (permanent || since.elapsed() >= self.settings.stall_after) {
+                    stalled = self.stall(order.order_id, &error).await;
+                }
+                let pause = if stalled { LONGEST_RETRY } else { jittered(wait) };
+                tracing::warn!(error = %error_chain(&error), retry_in = ?pause, permanent, "saga step failed");
+                if permanent {
+                    // Retrying cannot mend it: wait for the operator.
+                    running.bell.notified().await;
+                } else {
+                    tokio::select! {
+                        () = actix_rt::time::sleep(pause) => {}
+                        () = running.bell.notified() => tracing::info!("retrying now, as asked"),
                     }
                 }
+                wait = (wait * 2).min(LONGEST_RETRY);
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// Marks the order stalled with the error, for the operator; true when done.
+    async fn stall(&self, order_id: OrderId, error: &SagaError) -> bool {
+        let stall = Stall {
+            order_id,
+            error: error_chain(error),
+            at: chrono::Utc::now(),
+        };
+        match self.store.stall(stall).await {
+            Ok(marked) => {
+                tracing::error!(error = %error_chain(error), "saga stalled: the order needs an operator");
+                marked
+            }
+            // The database itself may be why the saga fails: say so, try again later.
+            Err(store) => {
+                tracing::warn!(error = %error_chain(&store), "could not mark the saga stalled");
+                false
+            }
+        }
     }
 
     /// Drives the order from `step`, one arrow of the state machine at a time,
@@ -266,4 +358,10 @@ impl Saga {
             .ok_or(SagaError::OrderGone)?;
         Ok(now.step)
     }
+}
+
+/// Between half of `wait` and all of it, so that sagas that failed together do
+/// not all retry at the same instant.
+fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(rand::random_range(0.5..=1.0))
 }

@@ -13,7 +13,7 @@ use super::pages::{PageError, find_product};
 use super::session::{AdminAuth, Site};
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
-use crate::actors::orders::{GetOrderTimeline, ListOrders};
+use crate::actors::orders::{GetOrderTimeline, ListOrders, ListStalled, RetryNow};
 use crate::actors::sessions::AdminSession;
 use crate::domain::{Money, OrderId, OrderStatus, Price, Product, ProductId, ProductName, Stock};
 use crate::views::admin::{self as view, ProductForm};
@@ -153,6 +153,12 @@ const ADMIN_ORDERS: u32 = 100;
 #[derive(Debug, Deserialize)]
 pub struct OrdersQuery {
     status: Option<String>,
+    /// `1`: only the stalled ones.
+    stalled: Option<u8>,
+    /// The order a "retry now" was asked for.
+    retried: Option<String>,
+    /// Whether that order's saga runs here.
+    here: Option<u8>,
 }
 
 /// The most recent orders, filtered by status.
@@ -165,6 +171,28 @@ pub async fn orders(
     let Some(session) = auth.session(&req).await? else {
         return Ok(see_other("/admin").finish());
     };
+    if query.stalled == Some(1) {
+        let stalled = actors
+            .orders
+            .send(ListStalled {
+                limit: ADMIN_ORDERS,
+            })
+            .await??;
+        let retried = query
+            .retried
+            .as_deref()
+            .and_then(|id| OrderId::parse(id).ok());
+        let notice = retried.map(|id| match query.here {
+            Some(1) => format!("Retrying {id} now."),
+            _ => {
+                format!("The saga of {id} does not run on this instance; it retries where it runs.")
+            }
+        });
+        return Ok(html(
+            actix_web::http::StatusCode::OK,
+            view::stalled_page(&stalled, &session.csrf, notice.as_deref()),
+        ));
+    }
     let status = query
         .status
         .as_deref()
@@ -181,6 +209,26 @@ pub async fn orders(
         actix_web::http::StatusCode::OK,
         view::orders_page(&orders, status, &session.csrf),
     ))
+}
+
+/// Retries a stalled order's saga now.
+pub async fn retry_order(
+    req: HttpRequest,
+    order_id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    auth: web::Data<AdminAuth>,
+    site: web::Data<Site>,
+    actors: web::Data<Actors>,
+) -> Page {
+    authorize(&req, &auth, &site, &form.csrf).await?;
+    let order_id = OrderId::parse(&order_id)
+        .map_err(|_| PageError(ApiError::NotFound("no such order".to_owned())))?;
+    let here = actors.orders.send(RetryNow(order_id)).await?;
+    Ok(see_other(&format!(
+        "/admin/orders?stalled=1&retried={order_id}&here={}",
+        u8::from(here)
+    ))
+    .finish())
 }
 
 /// One order's timeline.

@@ -109,6 +109,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(page("/admin/products").post(admin::create_product))
         .service(page("/admin/orders").get(admin::orders))
         .service(page("/admin/orders/{order_id}").get(admin::order))
+        .service(page("/admin/orders/{order_id}/retry").post(admin::retry_order))
         .service(
             page("/admin/products/{product_id}")
                 .get(admin::edit_product)

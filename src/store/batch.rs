@@ -137,6 +137,15 @@ async fn housekeeping<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), Store
     .await?
     .into_iter()
     .collect();
+    let stalled = fetch_ids(
+        conn,
+        "UPDATE shop_order SET stalled_since = COALESCE(shop_order.stalled_since, x.at), \
+         last_error = x.error FROM #ROWS(order_id uuid, error text, at time) \
+         WHERE shop_order.order_id = x.order_id AND shop_order.status = 'PENDING' \
+         RETURNING shop_order.order_id",
+        &inputs!(jobs, Stall),
+    )
+    .await?;
     let prunes = inputs!(jobs, Prune);
     let keys: Vec<(Uuid,)> = fetch(
         conn,
@@ -159,6 +168,9 @@ async fn housekeeping<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), Store
             Job::OpenSession(open) => open.output = Some(()),
             Job::EndSession(end) => end.output = Some(ended.contains(&end.input.session_id)),
             Job::Secret(secret) => secret.output = stored.get(&secret.input.name).cloned(),
+            Job::Stall(stall) => {
+                stall.output = Some(stalled.contains(&stall.input.order_id.as_uuid()))
+            }
             Job::Prune(prune) => {
                 // Several prunes in one batch share the count; there is never more than one.
                 prune.output = Some(Pruned {
@@ -782,7 +794,8 @@ async fn move_orders<T: Tx>(
         let moved: HashMap<Uuid, i64> = fetch::<_, (Uuid, i64), _>(
             conn,
             "UPDATE shop_order SET step = x.step, status = x.status, reason = x.reason, \
-             updated_at = x.at, last_seq = shop_order.last_seq + 1 \
+             updated_at = x.at, last_seq = shop_order.last_seq + 1, \
+             stalled_since = NULL, last_error = NULL \
              FROM #ROWS(order_id uuid, from_step text, step text, status text, reason text, at time) \
              WHERE shop_order.order_id = x.order_id AND shop_order.step = x.from_step \
              RETURNING shop_order.order_id, shop_order.last_seq",

@@ -287,6 +287,18 @@ impl Store {
         on_backend!(self, db => db.payments_for_order(order_id).await)
     }
 
+    /// Marks a pending order stalled (keeping the first time it was), with its
+    /// saga's last error; false when the order is not pending. Its next move
+    /// clears the mark.
+    pub async fn stall(&self, stall: Stall) -> Result<bool, StoreError> {
+        self.write(stall).await
+    }
+
+    /// The orders whose sagas are stalled, newest first.
+    pub async fn stalled_orders(&self, limit: u32) -> Result<Vec<StalledOrder>, StoreError> {
+        on_backend!(self, db => db.stalled_orders(limit).await)
+    }
+
     /// Whether the database answers (a read on the read pool).
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_backend!(self, db => db.ping().await)
@@ -326,6 +338,22 @@ impl Store {
     pub async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
         self.write(prune).await
     }
+}
+
+/// A saga's order marked stalled: its steps keep failing, the last with `error`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stall {
+    pub order_id: OrderId,
+    pub error: String,
+    pub at: DateTime<Utc>,
+}
+
+/// An order whose saga is stalled, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StalledOrder {
+    pub order: Order,
+    pub since: DateTime<Utc>,
+    pub error: String,
 }
 
 /// An admin session as stored: its cookie names `session_id`.

@@ -207,6 +207,34 @@ impl FromCells for AdminSessionRow {
     }
 }
 
+/// An order with its stall: `stalled_since, last_error`, then the order's columns.
+pub(super) struct StalledRow {
+    since: DateTime<Utc>,
+    error: Option<String>,
+    order: OrderRow,
+}
+
+impl FromCells for StalledRow {
+    fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
+        Ok(StalledRow {
+            since: get(row, 0)?,
+            error: opt(row, 1)?,
+            order: OrderRow::from_cells_at(row, 2)?,
+        })
+    }
+}
+
+impl TryFrom<StalledRow> for super::StalledOrder {
+    type Error = StoreError;
+    fn try_from(row: StalledRow) -> Result<Self, StoreError> {
+        Ok(super::StalledOrder {
+            order: Order::try_from(row.order)?,
+            since: row.since,
+            error: row.error.unwrap_or_default(),
+        })
+    }
+}
+
 /// Rows from sqlx: each column decoded by sqlx itself, as it stores it.
 macro_rules! sqlx_cells {
     ($($row:ty),*) => {$(

@@ -17,7 +17,8 @@ macro_rules! shared_reads {
             use $crate::domain::{Order, OrderEvent, OrderId, Payment, PaymentId, ProductId, ShopperId};
             use $crate::store::rows::{EventRow, OrderRow, PaymentRow, ProductRow, decode, decode_one};
             use $crate::store::writer::FromCells;
-            use $crate::store::{AdminSessionRow, StockedProduct, StoreError};
+            use $crate::store::rows::StalledRow;
+            use $crate::store::{AdminSessionRow, StalledOrder, StockedProduct, StoreError};
 
             impl $store {
                 pub(in crate::store) async fn catalog(&self) -> Result<Vec<StockedProduct>, StoreError> {
@@ -126,6 +127,21 @@ macro_rules! shared_reads {
                     .fetch_all(&self.reads)
                     .await?;
                     decode::<OrderRow, _>(&rows)
+                }
+
+                pub(in crate::store) async fn stalled_orders(
+                    &self,
+                    limit: u32,
+                ) -> Result<Vec<StalledOrder>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT stalled_since, last_error, order_id, product_id, quantity, total_amount, \
+                         step, reason, created_at, updated_at FROM shop_order \
+                         WHERE stalled_since IS NOT NULL ORDER BY order_id DESC LIMIT $1",
+                    )
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.reads)
+                    .await?;
+                    rows.iter().map(|row| StalledRow::from_cells(row)?.try_into()).collect()
                 }
 
                 pub(in crate::store) async fn ping(&self) -> Result<(), StoreError> {

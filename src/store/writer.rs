@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::dialect::Dialect;
 use super::{
     AdminSessionRow, Changes, CreateOrderOutcome, EndSession, NewOrder, OrderTransition, Prune,
-    Pruned, Reserve, Reserved, Settle, Settled, SharedSecret, StockedProduct, StoreError,
+    Pruned, Reserve, Reserved, Settle, Settled, SharedSecret, Stall, StockedProduct, StoreError,
 };
 use crate::domain::{OrderEvent, Payment, Product};
 
@@ -155,6 +155,7 @@ jobs! {
     EndSession(EndSession => bool),
     Secret(SharedSecret => String),
     Prune(Prune => Pruned),
+    Stall(Stall => bool),
 }
 
 /// What can be written, and what the caller learns once it is committed.

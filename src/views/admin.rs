@@ -7,6 +7,7 @@ use maud::{Markup, html};
 use super::order::status_label;
 use super::{Section, page};
 use crate::domain::{Order, OrderEvent, OrderStatus, Product};
+use crate::store::StalledOrder;
 
 /// What was typed into a product form, and what is wrong with it, field by field.
 #[derive(Debug, Default, Clone)]
@@ -188,11 +189,24 @@ fn admin_nav(orders: bool) -> Markup {
     }
 }
 
-/// The most recent orders, of one status or of all.
-pub fn orders_page(orders: &[Order], status: Option<OrderStatus>, csrf: &str) -> Markup {
+/// The orders page's filters: all, by status, stalled.
+fn order_filters(status: Option<OrderStatus>, stalled: bool) -> Markup {
     let filter = |label: &str, href: String, current: bool| {
         html! { li { a href=(href) aria-current=[current.then_some("true")] { (label) } } }
     };
+    html! {
+        ul.filters aria-label="Show orders by status" {
+            (filter("All", "/admin/orders".to_owned(), status.is_none() && !stalled))
+            @for each in OrderStatus::ALL {
+                (filter(status_label(each), format!("/admin/orders?status={}", each.as_str()), status == Some(each)))
+            }
+            (filter("Stalled", "/admin/orders?stalled=1".to_owned(), stalled))
+        }
+    }
+}
+
+/// The most recent orders, of one status or of all.
+pub fn orders_page(orders: &[Order], status: Option<OrderStatus>, csrf: &str) -> Markup {
     page(
         "Orders",
         Section::Admin,
@@ -202,12 +216,7 @@ pub fn orders_page(orders: &[Order], status: Option<OrderStatus>, csrf: &str) ->
                 (sign_out(csrf))
             }
             (admin_nav(true))
-            ul.filters aria-label="Show orders by status" {
-                (filter("All", "/admin/orders".to_owned(), status.is_none()))
-                @for each in OrderStatus::ALL {
-                    (filter(status_label(each), format!("/admin/orders?status={}", each.as_str()), status == Some(each)))
-                }
-            }
+            (order_filters(status, false))
             @if orders.is_empty() {
                 p.empty { "No orders." }
             } @else {
@@ -255,6 +264,50 @@ pub fn order_page(order: &Order, events: &[OrderEvent], csrf: &str) -> Markup {
                         time datetime=(event.at.to_rfc3339()) { (event.at.format("%Y-%m-%d %H:%M:%S%.3f UTC")) }
                         " " strong { (event.step.as_str()) }
                         @if let Some(reason) = &event.reason { " — " (reason) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The orders whose sagas keep failing: since when, the last error, and a
+/// button that retries one now.
+pub fn stalled_page(stalled: &[StalledOrder], csrf: &str, notice: Option<&str>) -> Markup {
+    page(
+        "Stalled orders",
+        Section::Admin,
+        html! {
+            div.admin-head {
+                h1 { "Stalled orders" }
+                (sign_out(csrf))
+            }
+            (admin_nav(true))
+            (order_filters(None, true))
+            @if let Some(notice) = notice {
+                p.notice role="status" { (notice) }
+            }
+            @if stalled.is_empty() {
+                p.empty { "No stalled orders: every saga is making progress." }
+            } @else {
+                table.orders {
+                    caption { "Orders whose sagas keep failing; they go on retrying" }
+                    thead { tr { th scope="col" { "Order" } th scope="col" { "Step" } th scope="col" { "Stalled since" } th scope="col" { "Last error" } th scope="col" { span.visually-hidden { "Actions" } } } }
+                    tbody {
+                        @for stall in stalled {
+                            tr {
+                                td { a href=(format!("/admin/orders/{}", stall.order.order_id)) { code { (stall.order.order_id) } } }
+                                td { (stall.order.step.as_str()) }
+                                td { (stall.since.format("%Y-%m-%d %H:%M:%S UTC")) }
+                                td { (stall.error) }
+                                td {
+                                    form method="post" action=(format!("/admin/orders/{}/retry", stall.order.order_id)) {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        button.secondary type="submit" { "Retry now" }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }

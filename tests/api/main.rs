@@ -20,6 +20,7 @@ mod postgres;
 mod products;
 mod request_id;
 mod security;
+mod stalled;
 
 /// These tests run on SQLite; `tests/api_postgres` runs them again on Postgres.
 const BACKEND: helpers::Backend = helpers::Backend::Sqlite;

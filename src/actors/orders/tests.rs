@@ -45,9 +45,13 @@ async fn shop(failure_rate: f64, stock: i64) -> (TempDir, Store, Actors) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let store = Store::open(&StoreOptions::new(url)).await.unwrap();
-    let actors = Actors::start(store.clone(), payments_that(failure_rate))
-        .await
-        .unwrap();
+    let actors = Actors::start(
+        store.clone(),
+        payments_that(failure_rate),
+        SagaSettings::default(),
+    )
+    .await
+    .unwrap();
     restock(&actors, stock).await;
     (dir, store, actors)
 }
@@ -508,6 +512,7 @@ async fn a_late_run_of_a_saga_agrees_with_the_first_even_when_stock_came_back() 
         actors.payment.clone(),
         events,
         OrderBook::default(),
+        SagaSettings::default(),
     );
     actix_rt::time::timeout(Duration::from_secs(5), late.run(order.clone(), None))
         .await

@@ -35,7 +35,13 @@ async fn shop(settings: PaymentSettings) -> (TempDir, Store, Actors) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let store = Store::open(&StoreOptions::new(url)).await.unwrap();
-    let actors = Actors::start(store.clone(), settings).await.unwrap();
+    let actors = Actors::start(
+        store.clone(),
+        settings,
+        crate::actors::SagaSettings::default(),
+    )
+    .await
+    .unwrap();
     actors
         .inventory
         .addr
