@@ -48,14 +48,13 @@ enum SagaError {
 }
 
 impl SagaError {
-    /// An error that retrying cannot mend: the order's row is gone or corrupt,
-    /// or Payment refuses the order as not payable. The saga stalls at once and
-    /// waits for an operator's "retry now".
+    /// An error that retrying cannot mend: the order's row is corrupt, or
+    /// Payment refuses the order as not payable. The saga stalls at once and
+    /// waits for an operator's "retry now". (A row that is gone ends the saga.)
     fn is_permanent(&self) -> bool {
         matches!(
             self,
-            SagaError::OrderGone
-                | SagaError::Store(StoreError::Corrupt(_))
+            SagaError::Store(StoreError::Corrupt(_))
                 | SagaError::Charge(ChargeError::NotPayable { .. })
         )
     }
@@ -195,6 +194,11 @@ impl Saga {
                 let error = match self.drive(&order, &mut step).await {
                     Ok(()) => {
                         tracing::info!(outcome = step.as_str(), "order decided");
+                        return;
+                    }
+                    // Nothing left to drive, nor to show an operator.
+                    Err(SagaError::OrderGone) => {
+                        tracing::error!("the order's row is gone: its saga ends");
                         return;
                     }
                     Err(error) => error,
