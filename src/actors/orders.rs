@@ -9,11 +9,13 @@ use chrono::Utc;
 
 use super::book::OrderBook;
 use super::inventory::{Inventory, InventoryError};
+use super::mailbox::{Mailbox, Named, tracked_handlers};
 use super::payment::PaymentActor;
 use super::saga::Saga;
 use tokio::sync::broadcast;
 
 use crate::domain::{IdempotencyKey, Order, OrderEvent, OrderId, ProductId, Quantity, ShopperId};
+use crate::meters;
 use crate::store::{CreateOrderOutcome, NewOrder, Store, StoreError};
 use crate::telemetry::error_chain;
 
@@ -110,7 +112,7 @@ impl OrdersActor {
     pub fn new(
         store: Store,
         inventory: Inventory,
-        payment: Addr<PaymentActor>,
+        payment: Mailbox<PaymentActor>,
         book: OrderBook,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
@@ -129,6 +131,11 @@ impl OrdersActor {
         }
     }
 }
+
+impl Named for OrdersActor {
+    const NAME: &'static str = "orders";
+}
+tracked_handlers!(OrdersActor: PlaceOrder, GetOrder, WatchOrder, ListShopperOrders, ResumeUnfinished);
 
 impl Actor for OrdersActor {
     type Context = Context<Self>;
@@ -177,6 +184,7 @@ impl Handler<PlaceOrder> for OrdersActor {
             match outcome {
                 CreateOrderOutcome::Created(order) => {
                     tracing::info!(order_id = %order.order_id, product_id = %order.product_id, quantity = order.quantity.units(), "order placed");
+                    metrics::counter!(meters::ORDERS_PLACED).increment(1);
                     book.track(order.clone());
                     actix_rt::spawn(saga.run(order.clone(), msg.request_id));
                     Ok(Placed {

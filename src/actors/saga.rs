@@ -26,10 +26,12 @@ use super::book::OrderBook;
 use super::inventory::{
     CommitReservation, InventoryActor, InventoryError, ReleaseReservation, Reserve,
 };
+use super::mailbox::Mailbox;
 use super::payment::{Charge, ChargeError, PaymentActor};
 use tokio::sync::broadcast;
 
 use crate::domain::{Order, OrderEvent, OrderId, OrderStep, PaymentStatus, SagaOutcome};
+use crate::meters::{self, GaugeGuard};
 use crate::store::{Line, OrderMove, Store, StoreError};
 use crate::telemetry::error_chain;
 
@@ -55,8 +57,8 @@ const LONGEST_RETRY: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub(crate) struct Saga {
     store: Store,
-    inventory: Addr<InventoryActor>,
-    payment: Addr<PaymentActor>,
+    inventory: Mailbox<InventoryActor>,
+    payment: Mailbox<PaymentActor>,
     /// Where committed order events are announced to live watchers.
     events: broadcast::Sender<OrderEvent>,
     /// Where readers find the order's committed steps.
@@ -79,6 +81,7 @@ impl Running {
         self.lock().insert(order_id).then(|| RunningSaga {
             running: self.clone(),
             order_id,
+            _counted: GaugeGuard::new(metrics::gauge!(meters::SAGAS_RUNNING)),
         })
     }
 }
@@ -87,6 +90,8 @@ impl Running {
 struct RunningSaga {
     running: Running,
     order_id: OrderId,
+    /// `minimart_sagas_running`: the size of every saga's `Running` set of the process.
+    _counted: GaugeGuard,
 }
 
 impl Drop for RunningSaga {
@@ -98,8 +103,8 @@ impl Drop for RunningSaga {
 impl Saga {
     pub(crate) fn new(
         store: Store,
-        inventory: Addr<InventoryActor>,
-        payment: Addr<PaymentActor>,
+        inventory: Mailbox<InventoryActor>,
+        payment: Mailbox<PaymentActor>,
         events: broadcast::Sender<OrderEvent>,
         book: OrderBook,
     ) -> Self {
@@ -148,6 +153,8 @@ impl Saga {
                     }
                     Err(error) => {
                         tracing::warn!(error = %error_chain(&error), retry_in = ?wait, "saga step failed");
+                        // Stalled: waiting to retry a step that failed.
+                        let _stalled = GaugeGuard::new(metrics::gauge!(meters::SAGAS_STALLED));
                         actix_rt::time::sleep(wait).await;
                         wait = (wait * 2).min(LONGEST_RETRY);
                     }
@@ -249,6 +256,14 @@ impl Saga {
             self.book
                 .advance(order.order_id, event.step, event.reason.clone(), event.at);
             let step = event.step;
+            let status = step.status();
+            if status.is_terminal() {
+                // This run moved the order to its outcome: this process decided it.
+                metrics::counter!(meters::ORDERS_DECIDED, "status" => status.as_str()).increment(1);
+                let took = (event.at - order.created_at).to_std().unwrap_or_default();
+                metrics::histogram!(meters::ORDER_OUTCOME, "status" => status.as_str())
+                    .record(took);
+            }
             // Nobody watching is fine: the event is recorded with the order.
             let _ = self.events.send(event);
             return Ok(step);

@@ -63,6 +63,7 @@ pub async fn order_events(
         live: watch.live,
         last_seq: after_seq,
         finished: false,
+        _watching: crate::meters::sse_watcher(),
     };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -78,6 +79,8 @@ struct Feed {
     live: broadcast::Receiver<OrderEvent>,
     last_seq: u32,
     finished: bool,
+    /// Counts the stream in `minimart_sse_watchers` while it is open.
+    _watching: crate::meters::GaugeGuard,
 }
 
 impl Feed {
