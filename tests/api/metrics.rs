@@ -227,3 +227,97 @@ async fn counters_agree() {
         decided.get("PAYMENT_FAILED").copied().unwrap_or(0.0)
     );
 }
+
+/// The dashboard shipped in `ops/`, as Grafana imports it.
+const DASHBOARD: &str = include_str!("../../ops/grafana-dashboard.json");
+
+/// Every `expr` string anywhere in a JSON value.
+fn exprs(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                match field {
+                    Value::String(expr) if key == "expr" => found.push(expr.clone()),
+                    _ => exprs(field, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| exprs(item, found)),
+        _ => {}
+    }
+}
+
+/// The identifiers of `minimart_` metrics a PromQL query names.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("minimart_") {
+        let preceded = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        if !preceded {
+            names.push(tail[..end].to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[actix_web::test]
+async fn the_dashboard_asks_only_for_exposed_metrics() {
+    let app = spawn_app().await;
+    app.stock_product("tea", 350, 5).await;
+    let order_id = app.order_id("tea", 1).await;
+    app.until_terminal(&order_id).await;
+    let scrape = scrape(&app).await;
+    let types: BTreeMap<String, String> = scrape
+        .text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .map(|(name, kind)| (name.to_owned(), kind.trim().to_owned()))
+        .collect();
+
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    exprs(&dashboard, &mut queries);
+    assert!(queries.len() >= 5, "{queries:?}");
+    let mut asked = BTreeSet::new();
+    for query in &queries {
+        let names = metric_names(query);
+        assert!(
+            !names.is_empty(),
+            "a query names no minimart metric: {query}"
+        );
+        for name in names {
+            // A histogram's series are its name with `_bucket`, `_sum`, `_count`.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    let base = name.strip_suffix(suffix)?;
+                    (types.get(base).map(String::as_str) == Some("histogram")).then_some(base)
+                })
+                .unwrap_or(&name);
+            assert!(
+                types.contains_key(family),
+                "the dashboard asks for {name}, which /metrics does not expose: {query}"
+            );
+            asked.insert(family.to_owned());
+        }
+    }
+    // The panels the operating issue asks for.
+    for name in [
+        "minimart_orders_decided_total",
+        "minimart_http_request_duration_seconds",
+        "minimart_actor_mailbox_depth",
+        "minimart_store_batch_size",
+        "minimart_sagas_stalled",
+    ] {
+        assert!(asked.contains(name), "no panel shows {name}");
+    }
+}
