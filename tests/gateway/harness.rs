@@ -61,7 +61,7 @@ fn program(candidates: &[&str], version_arg: &str, package: &str) -> Option<Path
     });
     if found.is_none() {
         let message = format!(
-            "{package} is not installed: gateway tests that need it cannot run \
+            "{package} is not installed: the gateway and ops tests that need it cannot run \
              (apt-get install {package})"
         );
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
