@@ -217,6 +217,28 @@ async fn counters_agree() {
         let outcomes = format!("minimart_order_outcome_seconds_count{{status=\"{status}\"}}");
         assert_eq!(delta(&outcomes), expected, "{outcomes}");
     }
+    // Once everything is decided nothing waits in a mailbox and no saga runs:
+    // every count up was counted down (shortly after: a saga ends just after
+    // its last move is visible).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = scrape(&app).await;
+        let idle = ["orders", "inventory", "payment"].iter().all(|actor| {
+            now.value(&format!(
+                "minimart_actor_mailbox_depth{{actor=\"{actor}\"}}"
+            )) == 0.0
+        }) && now.value("minimart_sagas_running") == 0.0
+            && now.value("minimart_sagas_stalled") == 0.0;
+        if idle {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not idle:\n{}",
+            now.text
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let paid = |status: &str| delta(&format!("minimart_payments_total{{status=\"{status}\"}}"));
     assert_eq!(
         paid("SUCCEEDED"),
