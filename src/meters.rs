@@ -181,6 +181,12 @@ fn start_upkeep(handle: PrometheusHandle) {
     }
 }
 
+/// Whether this process's recorder is installed (so that handles looked up now
+/// record for good).
+pub fn installed() -> bool {
+    matches!(HANDLE.get(), Some(Some(_)))
+}
+
 /// One more of something that is counted down when the guard is dropped (an
 /// open event stream, a message in a mailbox).
 pub struct GaugeGuard(metrics::Gauge);

@@ -12,6 +12,7 @@
 //! not counted.
 
 use std::ops::Deref;
+use std::sync::OnceLock;
 
 use actix::dev::{Request, ToEnvelope};
 use actix::prelude::*;
@@ -24,11 +25,18 @@ pub trait Named: Actor {
 }
 
 /// An actor's address whose `send` and `do_send` count the message.
-pub struct Mailbox<A: Actor>(Addr<A>);
+pub struct Mailbox<A: Actor> {
+    addr: Addr<A>,
+    /// The actor's `minimart_actor_mailbox_depth`, looked up once.
+    depth: metrics::Gauge,
+}
 
 impl<A: Actor> Clone for Mailbox<A> {
     fn clone(&self) -> Self {
-        Mailbox(self.0.clone())
+        Mailbox {
+            addr: self.addr.clone(),
+            depth: self.depth.clone(),
+        }
     }
 }
 
@@ -36,13 +44,16 @@ impl<A: Actor> Deref for Mailbox<A> {
     type Target = Addr<A>;
 
     fn deref(&self) -> &Addr<A> {
-        &self.0
+        &self.addr
     }
 }
 
 impl<A: Named> Mailbox<A> {
     pub fn new(addr: Addr<A>) -> Mailbox<A> {
-        Mailbox(addr)
+        Mailbox {
+            addr,
+            depth: metrics::gauge!(meters::MAILBOX_DEPTH, "actor" => A::NAME),
+        }
     }
 
     /// Sends the message and waits for its answer, as [`Addr::send`].
@@ -53,7 +64,7 @@ impl<A: Named> Mailbox<A> {
         A: Handler<Tracked<M>>,
         A::Context: ToEnvelope<A, Tracked<M>>,
     {
-        self.0.send(Tracked::new(A::NAME, message))
+        self.addr.send(self.tracked(message))
     }
 
     /// Sends the message without waiting, as [`Addr::do_send`].
@@ -64,7 +75,7 @@ impl<A: Named> Mailbox<A> {
         A: Handler<Tracked<M>>,
         A::Context: ToEnvelope<A, Tracked<M>>,
     {
-        self.0.do_send(Tracked::new(A::NAME, message))
+        self.addr.do_send(self.tracked(message))
     }
 }
 
@@ -74,11 +85,11 @@ pub struct Tracked<M> {
     pub(crate) queued: GaugeGuard,
 }
 
-impl<M> Tracked<M> {
-    fn new(actor: &'static str, message: M) -> Tracked<M> {
+impl<A: Actor> Mailbox<A> {
+    fn tracked<M>(&self, message: M) -> Tracked<M> {
         Tracked {
             message,
-            queued: GaugeGuard::new(metrics::gauge!(meters::MAILBOX_DEPTH, "actor" => actor)),
+            queued: GaugeGuard::new(self.depth.clone()),
         }
     }
 }
@@ -93,13 +104,23 @@ pub(crate) fn message_name<M>() -> &'static str {
     name.rsplit("::").next().unwrap_or(name)
 }
 
-/// Records how long a handler took.
-pub(crate) fn handled<M>(actor: &'static str, started: std::time::Instant) {
-    metrics::histogram!(
-        meters::MESSAGE_DURATION,
-        "actor" => actor,
-        "message" => message_name::<M>()
-    )
+/// Records how long a handler took, in the histogram `cell` keeps for its actor
+/// and message (looked up once the recorder is installed: nothing to record before).
+pub(crate) fn handled<M>(
+    cell: &'static OnceLock<metrics::Histogram>,
+    actor: &'static str,
+    started: std::time::Instant,
+) {
+    if !meters::installed() {
+        return;
+    }
+    cell.get_or_init(|| {
+        metrics::histogram!(
+            meters::MESSAGE_DURATION,
+            "actor" => actor,
+            "message" => message_name::<M>()
+        )
+    })
     .record(started.elapsed());
 }
 
@@ -117,9 +138,12 @@ macro_rules! tracked_handlers {
             ) -> Self::Result {
                 let $crate::actors::mailbox::Tracked { message, queued } = tracked;
                 drop(queued);
+                static DURATION: ::std::sync::OnceLock<::metrics::Histogram> =
+                    ::std::sync::OnceLock::new();
                 let started = ::std::time::Instant::now();
                 let result = <Self as ::actix::Handler<$message>>::handle(self, message, ctx);
                 $crate::actors::mailbox::handled::<$message>(
+                    &DURATION,
                     <Self as $crate::actors::mailbox::Named>::NAME,
                     started,
                 );
