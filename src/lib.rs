@@ -12,6 +12,7 @@ pub mod assets;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod meters;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

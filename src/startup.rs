@@ -50,6 +50,8 @@ pub struct Application {
 impl Application {
     /// Must be called inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(config: Config) -> Result<Application, StartupError> {
+        // Before anything is counted (the actors count their mailboxes).
+        crate::meters::install();
         let store = Store::open(&config.store_options()).await?;
         let actors = Actors::start(
             store.clone(),

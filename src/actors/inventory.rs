@@ -21,6 +21,7 @@ use actix::prelude::*;
 use arc_swap::ArcSwap;
 use chrono::Utc;
 
+use super::mailbox::{Mailbox, Named, tracked_handlers};
 use crate::domain::{OrderEvent, OrderId, Product, ProductId, Stock};
 use crate::store::{
     self, Line, OrderMove, ProductChange, ReservationState, ReserveOutcome, Settle, StockLevel,
@@ -220,7 +221,7 @@ impl CatalogReader {
 /// The Inventory actor's address together with its snapshot.
 #[derive(Clone)]
 pub struct Inventory {
-    pub addr: Addr<InventoryActor>,
+    pub addr: Mailbox<InventoryActor>,
     pub catalog: CatalogReader,
 }
 
@@ -251,14 +252,20 @@ impl InventoryActor {
             listings: Arc::clone(&catalog),
             shared: store.is_shared().then(|| store.clone()),
         };
-        let addr =
-            InventoryActor::start_in_arbiter(arbiter, move |_| InventoryActor { store, catalog });
+        let addr = Mailbox::new(InventoryActor::start_in_arbiter(arbiter, move |_| {
+            InventoryActor { store, catalog }
+        }));
         Ok(Inventory {
             addr,
             catalog: reader,
         })
     }
 }
+
+impl Named for InventoryActor {
+    const NAME: &'static str = "inventory";
+}
+tracked_handlers!(InventoryActor: UpsertProduct, Reserve, CommitReservation, ReleaseReservation);
 
 impl Actor for InventoryActor {
     type Context = Context<Self>;

@@ -5,6 +5,7 @@
 
 pub mod book;
 pub mod inventory;
+pub mod mailbox;
 pub mod orders;
 pub mod payment;
 mod saga;
@@ -19,6 +20,7 @@ use actix_rt::ArbiterHandle;
 
 use book::OrderBook;
 use inventory::{Inventory, InventoryActor, InventoryError};
+use mailbox::Mailbox;
 use orders::{GetOrder, OrderError, OrdersActor};
 
 use crate::domain::{Order, OrderId};
@@ -37,11 +39,11 @@ pub enum StartError {
 /// The addresses of the running actors, handed to the HTTP layer as app data.
 #[derive(Clone)]
 pub struct Actors {
-    pub orders: Addr<OrdersActor>,
+    pub orders: Mailbox<OrdersActor>,
     /// The orders whose saga runs here: [`Actors::order`] reads them without a message.
     order_book: OrderBook,
     pub inventory: Inventory,
-    pub payment: Addr<PaymentActor>,
+    pub payment: Mailbox<PaymentActor>,
     store: Store,
     _thread: Arc<ActorThread>,
 }
@@ -61,6 +63,11 @@ impl Actors {
     /// actors start only once its migrations are done.)
     pub async fn ready(&self) -> Result<(), crate::store::StoreError> {
         self.store.ping().await
+    }
+
+    /// The store's read pool: `(active, idle)` connections.
+    pub fn read_pool_connections(&self) -> (u32, u32) {
+        self.store.read_pool_connections()
     }
 
     /// An order as Orders knows it: one whose saga runs here straight from the
@@ -91,7 +98,9 @@ impl Actors {
         let order_book = OrderBook::default();
         let payment = {
             let store = store.clone();
-            PaymentActor::start_in_arbiter(&arbiter, move |_| PaymentActor::new(store, payment))
+            Mailbox::new(PaymentActor::start_in_arbiter(&arbiter, move |_| {
+                PaymentActor::new(store, payment)
+            }))
         };
         let orders = {
             let (store, inventory, order_book, payment) = (
@@ -100,9 +109,9 @@ impl Actors {
                 order_book.clone(),
                 payment.clone(),
             );
-            OrdersActor::start_in_arbiter(&arbiter, move |_| {
+            Mailbox::new(OrdersActor::start_in_arbiter(&arbiter, move |_| {
                 OrdersActor::new(store, inventory, payment, order_book, saga)
-            })
+            }))
         };
         Ok(Actors {
             orders,

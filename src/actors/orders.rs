@@ -11,6 +11,7 @@ use chrono::Utc;
 
 use super::book::OrderBook;
 use super::inventory::{Inventory, InventoryError};
+use super::mailbox::{Mailbox, Named, tracked_handlers};
 use super::payment::PaymentActor;
 use super::saga::{Saga, SagaSettings};
 use tokio::sync::broadcast;
@@ -20,6 +21,7 @@ use watchers::{Watch, Watchers};
 use crate::domain::{
     IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, ProductId, Quantity, ShopperId,
 };
+use crate::meters;
 use crate::store::{CreateOrderOutcome, NewOrder, StalledOrder, Store, StoreError};
 use crate::telemetry::error_chain;
 
@@ -147,7 +149,7 @@ impl OrdersActor {
     pub fn new(
         store: Store,
         inventory: Inventory,
-        payment: Addr<PaymentActor>,
+        payment: Mailbox<PaymentActor>,
         book: OrderBook,
         settings: SagaSettings,
     ) -> Self {
@@ -170,6 +172,21 @@ impl OrdersActor {
         }
     }
 }
+
+impl Named for OrdersActor {
+    const NAME: &'static str = "orders";
+}
+tracked_handlers!(
+    OrdersActor: PlaceOrder,
+    GetOrder,
+    WatchOrder,
+    ListShopperOrders,
+    ListOrders,
+    GetOrderTimeline,
+    ListStalled,
+    RetryNow,
+    ResumeUnfinished
+);
 
 impl Actor for OrdersActor {
     type Context = Context<Self>;
@@ -230,6 +247,7 @@ impl Handler<PlaceOrder> for OrdersActor {
             match outcome {
                 CreateOrderOutcome::Created(order) => {
                     tracing::info!(order_id = %order.order_id, product_id = %order.product_id, quantity = order.quantity.units(), "order placed");
+                    metrics::counter!(meters::ORDERS_PLACED).increment(1);
                     book.track(order.clone());
                     actix_rt::spawn(saga.run(order.clone(), msg.request_id));
                     Ok(Placed {

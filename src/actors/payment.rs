@@ -19,9 +19,11 @@ use chrono::Utc;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::sync::oneshot;
 
+use super::mailbox::{Mailbox, Named, tracked_handlers};
 use crate::domain::{
     Money, Order, OrderId, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus, SagaOutcome,
 };
+use crate::meters;
 use crate::store::{Store, StoreError};
 
 /// How the simulated provider behaves.
@@ -141,6 +143,11 @@ impl PaymentActor {
     }
 }
 
+impl Named for PaymentActor {
+    const NAME: &'static str = "payment";
+}
+tracked_handlers!(PaymentActor: Charge, GetPayment, ListPayments, ChargeSettled);
+
 impl Actor for PaymentActor {
     type Context = Context<Self>;
 
@@ -161,7 +168,7 @@ impl Handler<Charge> for PaymentActor {
         }
 
         self.in_flight.insert(key, Vec::new());
-        let me = ctx.address();
+        let me = Mailbox::new(ctx.address());
         let store = self.store.clone();
         let settings = self.settings;
         Box::pin(async move {
@@ -221,9 +228,10 @@ async fn charge(
     if !settings.latency.is_zero() {
         actix_rt::time::sleep(settings.latency).await;
     }
+    let payment_id = PaymentId::generate();
     let recorded = store
         .record_payment(Payment {
-            payment_id: PaymentId::generate(),
+            payment_id,
             order_id,
             total_amount: amount,
             status,
@@ -231,6 +239,10 @@ async fn charge(
         })
         .await?;
     tracing::info!(%order_id, payment_id = %recorded.payment_id, status = recorded.status.as_str(), "charged");
+    // Counted only when this payment was the one recorded (not an earlier one).
+    if recorded.payment_id == payment_id {
+        metrics::counter!(meters::PAYMENTS, "status" => recorded.status.as_str()).increment(1);
+    }
     Ok(recorded)
 }
 

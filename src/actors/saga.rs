@@ -26,10 +26,12 @@ use super::book::OrderBook;
 use super::inventory::{
     CommitReservation, InventoryActor, InventoryError, ReleaseReservation, Reserve,
 };
+use super::mailbox::Mailbox;
 use super::payment::{Charge, ChargeError, PaymentActor};
 use tokio::sync::{Notify, broadcast};
 
 use crate::domain::{Order, OrderEvent, OrderId, OrderStep, PaymentStatus, SagaOutcome};
+use crate::meters::{self, GaugeGuard};
 use crate::store::{Line, OrderMove, Stall, Store, StoreError};
 use crate::telemetry::error_chain;
 
@@ -84,8 +86,8 @@ const LONGEST_RETRY: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub(crate) struct Saga {
     store: Store,
-    inventory: Addr<InventoryActor>,
-    payment: Addr<PaymentActor>,
+    inventory: Mailbox<InventoryActor>,
+    payment: Mailbox<PaymentActor>,
     /// Where committed order events are announced to live watchers.
     events: broadcast::Sender<OrderEvent>,
     /// Where readers find the order's committed steps.
@@ -117,6 +119,7 @@ impl Running {
             running: self.clone(),
             order_id,
             bell,
+            _counted: GaugeGuard::new(metrics::gauge!(meters::SAGAS_RUNNING)),
         })
     }
 }
@@ -126,6 +129,8 @@ struct RunningSaga {
     running: Running,
     order_id: OrderId,
     bell: Arc<Notify>,
+    /// `minimart_sagas_running`: the size of every saga's `Running` set of the process.
+    _counted: GaugeGuard,
 }
 
 impl Drop for RunningSaga {
@@ -137,8 +142,8 @@ impl Drop for RunningSaga {
 impl Saga {
     pub(crate) fn new(
         store: Store,
-        inventory: Addr<InventoryActor>,
-        payment: Addr<PaymentActor>,
+        inventory: Mailbox<InventoryActor>,
+        payment: Mailbox<PaymentActor>,
         events: broadcast::Sender<OrderEvent>,
         book: OrderBook,
         settings: SagaSettings,
@@ -190,6 +195,7 @@ impl Saga {
             // Since when the saga has failed at this step, and whether it said so.
             let mut failing: Option<(OrderStep, Instant)> = None;
             let mut stalled = false;
+            let mut _counted_stalled: Option<GaugeGuard> = None;
             loop {
                 let error = match self.drive(&order, &mut step).await {
                     Ok(()) => {
@@ -208,6 +214,7 @@ impl Saga {
                     _ => {
                         // A step further on: its own failures, from the start.
                         (wait, stalled) = (FIRST_RETRY, false);
+                        _counted_stalled = None;
                         Instant::now()
                     }
                 };
@@ -215,6 +222,9 @@ impl Saga {
                 let permanent = error.is_permanent();
                 if !stalled && (permanent || since.elapsed() >= self.settings.stall_after) {
                     stalled = self.stall(order.order_id, &error).await;
+                    // `minimart_sagas_stalled`: this saga, until it moves on or ends.
+                    _counted_stalled = stalled
+                        .then(|| GaugeGuard::new(metrics::gauge!(meters::SAGAS_STALLED)));
                 }
                 let pause = if stalled { LONGEST_RETRY } else { jittered(wait) };
                 tracing::warn!(error = %error_chain(&error), retry_in = ?pause, permanent, "saga step failed");
@@ -345,6 +355,14 @@ impl Saga {
             self.book
                 .advance(order.order_id, event.step, event.reason.clone(), event.at);
             let step = event.step;
+            let status = step.status();
+            if status.is_terminal() {
+                // This run moved the order to its outcome: this process decided it.
+                metrics::counter!(meters::ORDERS_DECIDED, "status" => status.as_str()).increment(1);
+                let took = (event.at - order.created_at).to_std().unwrap_or_default();
+                metrics::histogram!(meters::ORDER_OUTCOME, "status" => status.as_str())
+                    .record(took);
+            }
             // Nobody watching is fine: the event is recorded with the order.
             let _ = self.events.send(event);
             return Ok(step);

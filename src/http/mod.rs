@@ -4,6 +4,7 @@ mod admin;
 mod api;
 pub mod error;
 mod json;
+mod metrics;
 mod pages;
 mod request_id;
 mod session;
@@ -37,6 +38,7 @@ pub fn serve(
     site: Site,
     settings: ServerSettings,
 ) -> std::io::Result<Server> {
+    crate::meters::install();
     let actors = web::Data::new(actors);
     let admin = web::Data::new(admin);
     let site = web::Data::new(site);
@@ -64,6 +66,8 @@ pub fn serve(
             .wrap(security_headers())
             // Outermost: the other middleware's log lines carry the id too.
             .wrap(from_fn(request_id::request_id))
+            // Around everything: a request's time includes every middleware's.
+            .wrap(from_fn(metrics::timed))
             .configure(routes)
     })
     .shutdown_timeout(settings.shutdown_timeout.as_secs())
@@ -82,6 +86,8 @@ pub fn serve(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").get(api::healthz))
         .service(resource("/readyz").get(api::readyz))
+        // Prometheus scrapes each instance here; the gateway hides it.
+        .service(resource("/metrics").get(metrics::metrics))
         .service(resource("/api/products").get(api::list_products))
         .service(
             resource("/api/products/{product_id}")

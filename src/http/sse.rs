@@ -108,6 +108,8 @@ struct Feed {
     /// Frames made and not yet sent.
     frames: VecDeque<sse::Event>,
     finished: bool,
+    /// Counts the stream in `minimart_sse_watchers` while it is open.
+    _watching: crate::meters::GaugeGuard,
 }
 
 impl Feed {
@@ -126,6 +128,7 @@ impl Feed {
             last_seq: after_seq,
             frames: VecDeque::new(),
             finished: false,
+            _watching: crate::meters::sse_watcher(),
         }
     }
 

@@ -30,6 +30,14 @@ pub(super) enum Dialect {
 }
 
 impl Dialect {
+    /// The backend's name, as metrics label it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+
     /// The statement as this backend runs it; rendered once, then kept, so that
     /// the driver's cache of prepared statements finds it by the same text.
     pub(super) fn sql(self, template: &'static str) -> &'static str {

@@ -300,6 +300,13 @@ impl Store {
     }
 
     /// Whether the database answers (a read on the read pool).
+    /// The read pool's connections: `(active, idle)`.
+    pub fn read_pool_connections(&self) -> (u32, u32) {
+        let (size, idle) = on_backend!(self, db => (db.reads.size(), db.reads.num_idle()));
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+        (size - idle, idle)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_backend!(self, db => db.ping().await)
     }

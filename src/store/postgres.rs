@@ -54,7 +54,7 @@ pub(super) struct PgStore {
     pub(super) writer: Writer,
     /// The writer's pool, also used by the claim rounds.
     writes: PgPool,
-    reads: PgPool,
+    pub(super) reads: PgPool,
     /// The one connection that LISTENs, apart from the read pool it would
     /// otherwise hold a connection of for good.
     listens: PgPool,

@@ -52,7 +52,7 @@ pub enum SqliteSynchronous {
 #[derive(Clone)]
 pub(super) struct SqliteStore {
     pub(super) writer: Writer,
-    reads: SqlitePool,
+    pub(super) reads: SqlitePool,
     /// The checkpoint task runs while a handle to the store does.
     _alive: Arc<()>,
 }

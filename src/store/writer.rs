@@ -25,6 +25,7 @@ use super::{
     Pruned, Reserve, Reserved, Settle, Settled, SharedSecret, Stall, StockedProduct, StoreError,
 };
 use crate::domain::{OrderEvent, Payment, Product};
+use crate::meters;
 
 /// A backend's write connection, as the committer and a batch use it: each
 /// statement takes its rows as one JSON array (`$1`, see `dialect`) and answers
@@ -218,6 +219,10 @@ pub(crate) fn commit<'a, C: Tx>(conn: &'a mut C, batch: &'a mut Vec<Job>) -> Box
 
 async fn commit_batch<C: Tx>(conn: &mut C, batch: &mut Vec<Job>) {
     tracing::trace!(jobs = batch.len(), "group commit");
+    let backend = C::DIALECT.name();
+    metrics::histogram!(meters::STORE_BATCH_SIZE, "backend" => backend).record(batch.len() as f64);
+    let started = std::time::Instant::now();
+    let _timed = Timed(started, backend);
     match transact(conn, batch).await {
         Ok(()) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
         Err(error) if batch.len() == 1 => {
@@ -233,6 +238,17 @@ async fn commit_batch<C: Tx>(conn: &mut C, batch: &mut Vec<Job>) {
                 job.finish(result);
             }
         }
+    }
+}
+
+/// Records a group commit's duration, however it ends (its retries one by one
+/// included): when the batch's jobs have been answered.
+struct Timed(std::time::Instant, &'static str);
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        metrics::histogram!(meters::STORE_COMMIT_DURATION, "backend" => self.1)
+            .record(self.0.elapsed());
     }
 }
 

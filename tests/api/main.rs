@@ -12,6 +12,7 @@ mod helpers;
 mod idempotency;
 mod logs;
 mod manners;
+mod metrics;
 mod orders;
 mod pages;
 mod payments;

@@ -56,6 +56,15 @@ async fn a_saga_that_keeps_failing_is_shown_stalled_and_retried_on_request() {
         "its last error: {stalled}"
     );
     assert!(stalled.contains("RESERVED"), "the step it is stuck at");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let counted = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("minimart_sagas_stalled "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert!(
+        counted.is_some_and(|n| n >= 1.0),
+        "counted as stalled: {counted:?}"
+    );
     assert_eq!(
         app.get_json(&format!("/api/orders/{order_id}")).await["status"],
         "PENDING"

@@ -37,6 +37,17 @@ pub fn openssl() -> Option<PathBuf> {
     program(&["openssl"], "version", "openssl")
 }
 
+/// Prometheus (Debian's `prometheus` package), or `None` (after saying so
+/// loudly), as [`nginx`].
+#[allow(dead_code)] // for tests/ops, which shares this harness
+pub fn prometheus() -> Option<PathBuf> {
+    program(
+        &["prometheus", "/usr/bin/prometheus"],
+        "--version",
+        "prometheus",
+    )
+}
+
 /// The first of `candidates` that runs `version_arg` successfully. When none
 /// does: a failure in CI, a loud skip elsewhere.
 fn program(candidates: &[&str], version_arg: &str, package: &str) -> Option<PathBuf> {
@@ -50,7 +61,7 @@ fn program(candidates: &[&str], version_arg: &str, package: &str) -> Option<Path
     });
     if found.is_none() {
         let message = format!(
-            "{package} is not installed: gateway tests that need it cannot run \
+            "{package} is not installed: the gateway and ops tests that need it cannot run \
              (apt-get install {package})"
         );
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");

@@ -62,7 +62,7 @@ fn one_header(response: &Response, name: &str) -> String {
 
 #[actix_web::test]
 async fn every_route_answers_through_the_gateway() {
-    let Some((_app, gateway)) = shop(0).await else {
+    let Some((app, gateway)) = shop(0).await else {
         return;
     };
     let client = &gateway.client;
@@ -116,6 +116,17 @@ async fn every_route_answers_through_the_gateway() {
     ok_page(&gateway, "/fragments/availability?ids=green-tea").await;
     assert_eq!(ok_json(&gateway, "/healthz").await["status"], "ok");
     assert_eq!(ok_json(&gateway, "/readyz").await["status"], "ready");
+    // Metrics are scraped from each instance, never served to the public.
+    assert_eq!(
+        get(&gateway, "/metrics").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let direct = client
+        .get(format!("http://{}/metrics", app.address))
+        .send()
+        .await
+        .expect("GET /metrics from the app");
+    assert_eq!(direct.status(), StatusCode::OK);
 
     // The app's asset URLs carry their content hash; its year-long cache header
     // arrives as it was sent, once.
