@@ -348,8 +348,10 @@ mod tests {
             };
             store.upsert_product(product).await.expect("committed");
             if written % 100 == 0 {
-                // Let the checkpointer run however busy the machine is.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Let the checkpointer run however busy the machine is: its
+                // connection's worker thread must get the CPU too (CI once saw
+                // 10 ms fall short while other builds ran).
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         let frame = 4096 + 24;
