@@ -123,8 +123,11 @@ type Waiter = oneshot::Sender<Result<Payment, ChargeError>>;
 /// Charges are joined only when they ask the same thing, so that a joined charge
 /// gets exactly the answer it would have got alone (a wrong amount for an order
 /// must not fail a right one). Charges of different amounts run side by side; at
-/// most one amount is the order's total, so at most one of them can charge.
-type ChargeKey = (OrderId, Money);
+/// most one amount is the order's total, so at most one of them can charge. The
+/// order's step is part of the question: a client's charge made with the order
+/// as it was before its stock was held (not payable) must not answer the saga's,
+/// made at RESERVED.
+type ChargeKey = (OrderId, Money, OrderStep);
 
 pub struct PaymentActor {
     store: Store,
@@ -160,7 +163,7 @@ impl Handler<Charge> for PaymentActor {
     type Result = ResponseFuture<Result<Payment, ChargeError>>;
 
     fn handle(&mut self, msg: Charge, ctx: &mut Context<Self>) -> Self::Result {
-        let key = (msg.order.order_id, msg.amount);
+        let key = (msg.order.order_id, msg.amount, msg.order.step);
         if let Some(waiters) = self.in_flight.get_mut(&key) {
             let (tx, rx) = oneshot::channel();
             waiters.push(tx);

@@ -369,6 +369,38 @@ async fn concurrent_charges_for_one_order_make_one_payment() {
 }
 
 #[actix_rt::test]
+async fn a_charge_made_with_the_order_before_its_stock_was_held_does_not_answer_the_sagas() {
+    let (_dir, store, actors) = shop(PaymentSettings {
+        latency: Duration::from_millis(50),
+        ..quick(0.0)
+    })
+    .await;
+    let order = reserved_order(&store, 2).await;
+    // A client read the order while it was still PLACED, and charges with that.
+    let stale = Order {
+        step: OrderStep::Placed,
+        ..order.clone()
+    };
+
+    // Both are queued before either is handled, for the same order and amount.
+    let client = actors.payment.send(Charge {
+        order: stale,
+        amount: Money::from_cents(700),
+    });
+    let saga = actors.payment.send(Charge {
+        order: order.clone(),
+        amount: Money::from_cents(700),
+    });
+    let (client, saga) = futures_util::future::join(client, saga).await;
+
+    assert!(
+        matches!(client.unwrap(), Err(ChargeError::NotPayable { .. })),
+        "not payable as the client saw it"
+    );
+    assert_eq!(saga.unwrap().unwrap().status, PaymentStatus::Succeeded);
+}
+
+#[actix_rt::test]
 async fn a_joined_charge_for_the_wrong_amount_is_refused_alone() {
     let (_dir, store, actors) = shop(PaymentSettings {
         latency: Duration::from_millis(50),
