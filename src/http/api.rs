@@ -10,9 +10,11 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::json::Json;
+use super::openapi::PROBLEM_JSON;
 use super::request_id;
 use super::session::AdminAuth;
 use crate::actors::Actors;
@@ -43,13 +45,57 @@ pub async fn readyz(actors: web::Data<Actors>) -> Reply {
 
 // Products.
 
-#[derive(Debug, Deserialize)]
+/// A product's fields, as the admin sets them.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ProductBody {
     product_name: ProductName,
     price: Price,
     stock: Stock,
 }
 
+/// A product as the catalog shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Product)]
+pub struct ProductView {
+    product_id: ProductId,
+    product_name: ProductName,
+    price: Price,
+    stock: Stock,
+}
+
+impl From<Product> for ProductView {
+    fn from(product: Product) -> Self {
+        ProductView {
+            product_id: product.product_id,
+            product_name: product.product_name,
+            price: product.price,
+            stock: product.stock,
+        }
+    }
+}
+
+/// Creates the product or replaces its fields.
+#[utoipa::path(
+    post,
+    path = "/api/products/{product_id}",
+    tag = "products",
+    params(("product_id" = ProductId, Path, description = "The product's key")),
+    request_body(content = ProductBody, content_type = "application/json"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The product as stored", body = ProductView),
+        (status = 400, description = "A malformed product_id or body that is not JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "No valid admin bearer token", body = Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is larger than 16 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is refused (`field` names it)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many wrong tokens from this address", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds until it may try again"))),
+        (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn upsert_product(
     _: Admin,
     product_id: web::Path<ProductId>,
@@ -71,27 +117,46 @@ pub async fn upsert_product(
             stock,
         }))
         .await??;
-    Ok(HttpResponse::Ok().json(product))
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
 }
 
+/// One product.
+#[utoipa::path(
+    get,
+    path = "/api/products/{product_id}",
+    tag = "products",
+    params(("product_id" = ProductId, Path, description = "The product's key")),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 400, description = "A malformed product_id", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such product", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn get_product(product_id: web::Path<ProductId>, actors: web::Data<Actors>) -> Reply {
     match actors.inventory.catalog.product(&product_id).await? {
-        Some(product) => Ok(HttpResponse::Ok().json(product)),
+        Some(product) => Ok(HttpResponse::Ok().json(ProductView::from(product))),
         None => Err(ApiError::NotFound(format!(
             "product {product_id} does not exist"
         ))),
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// The `next_after` of the page before; the first page without it.
     after: Option<ProductId>,
+    /// How many products a page holds: 1 to 500, 50 without it.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u16>,
 }
 
-#[derive(Debug, Serialize)]
-struct ProductPage {
-    products: Vec<Product>,
+/// A page of the catalog, in product_id order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductPage {
+    products: Vec<ProductView>,
     /// Pass as `after` to get the next page; absent on the last page.
     next_after: Option<ProductId>,
 }
@@ -99,6 +164,19 @@ struct ProductPage {
 const DEFAULT_PAGE: usize = 50;
 const LARGEST_PAGE: usize = 500;
 
+/// The catalog, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/products",
+    tag = "products",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of products", body = ProductPage),
+        (status = 400, description = "A bad `after` or `limit`", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn list_products(query: web::Query<PageQuery>, actors: web::Data<Actors>) -> Reply {
     let limit = match query.limit {
         None => DEFAULT_PAGE,
@@ -115,25 +193,55 @@ pub async fn list_products(query: web::Query<PageQuery>, actors: web::Data<Actor
         .page(query.after.as_ref(), limit)
         .await?;
     Ok(HttpResponse::Ok().json(ProductPage {
-        products: page.products,
+        products: page.products.into_iter().map(ProductView::from).collect(),
         next_after: page.next_after,
     }))
 }
 
 // Orders.
 
-#[derive(Debug, Deserialize)]
+/// What to buy.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderBody {
     product_id: ProductId,
     quantity: Quantity,
 }
 
-#[derive(Debug, Serialize)]
-struct OrderAccepted {
+/// An order taken: its saga goes on; `GET` its `Location` for the outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderAccepted {
     order_id: OrderId,
     status: OrderStatus,
 }
 
+/// Places an order. The answer comes before the saga ends: the order is PENDING
+/// until it is confirmed, rejected (no stock) or its payment fails.
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = "orders",
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1 to 255 visible ASCII characters. The same key with the same body \
+                answers the order placed first (Idempotent-Replayed: true); with another body, 422.",
+            min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$"),
+    ),
+    request_body(content = OrderBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The order is taken; its saga goes on", body = OrderAccepted,
+            headers(
+                ("Location" = String, description = "The order: `/api/orders/{order_id}`"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key; absent otherwise"),
+            )),
+        (status = 400, description = "A body that is not JSON, or a bad Idempotency-Key", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "The body is larger than 16 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is refused (`field` names it: an unknown product is `product_id`), \
+            the total is too large, or the Idempotency-Key was used with another body", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn place_order(
     req: HttpRequest,
     key: IdempotencyKeyHeader,
@@ -166,14 +274,17 @@ pub async fn place_order(
     }))
 }
 
-#[derive(Debug, Serialize)]
-struct OrderView {
+/// An order and where its saga stands.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Order)]
+pub struct OrderView {
     order_id: OrderId,
     status: OrderStatus,
     step: OrderStep,
     product_id: ProductId,
     quantity: Quantity,
     total_amount: Money,
+    /// Why the order was rejected or its payment failed.
     reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -195,6 +306,20 @@ impl From<Order> for OrderView {
     }
 }
 
+/// One order.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{order_id}",
+    tag = "orders",
+    params(("order_id" = OrderId, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 400, description = "order_id is not a UUID", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such order", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn get_order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
     let order_id = OrderId::parse(&order_id)?;
     match actors.order(order_id).await? {
@@ -207,14 +332,19 @@ pub async fn get_order(order_id: web::Path<String>, actors: web::Data<Actors>) -
 
 // Payments.
 
-#[derive(Debug, Deserialize)]
+/// A charge against an order, for its total.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChargeBody {
     order_id: OrderId,
+    /// In cents: must be the order's `total_amount`.
+    #[schema(value_type = Money)]
     total_amount: i64,
 }
 
-#[derive(Debug, Serialize)]
-struct PaymentView {
+/// A payment.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Payment)]
+pub struct PaymentView {
     payment_id: PaymentId,
     order_id: OrderId,
     total_amount: Money,
@@ -234,6 +364,24 @@ impl From<Payment> for PaymentView {
     }
 }
 
+/// Charges an order. There is at most one payment per order.
+#[utoipa::path(
+    post,
+    path = "/api/payments",
+    tag = "payments",
+    request_body(content = ChargeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The payment, succeeded or declined", body = PaymentView),
+        (status = 400, description = "A body that is not JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such order", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The order cannot be paid now", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "The body is larger than 16 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is refused, or the amount is not the order's total", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn charge(body: Json<ChargeBody>, actors: web::Data<Actors>) -> Reply {
     let ChargeBody {
         order_id,
@@ -253,16 +401,33 @@ pub async fn charge(body: Json<ChargeBody>, actors: web::Data<Actors>) -> Reply 
     Ok(HttpResponse::Ok().json(PaymentView::from(payment)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PaymentsQuery {
+    /// The order whose payments to list (required).
+    #[param(required = true)]
     order_id: Option<OrderId>,
 }
 
-#[derive(Debug, Serialize)]
-struct PaymentList {
+/// An order's payments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentList {
     payments: Vec<PaymentView>,
 }
 
+/// An order's payments.
+#[utoipa::path(
+    get,
+    path = "/api/payments",
+    tag = "payments",
+    params(PaymentsQuery),
+    responses(
+        (status = 200, description = "The order's payments (none, or one)", body = PaymentList),
+        (status = 400, description = "order_id is missing or not a UUID", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn list_payments(query: web::Query<PaymentsQuery>, actors: web::Data<Actors>) -> Reply {
     let Some(order_id) = query.order_id else {
         return Err(ApiError::BadRequest(
@@ -275,6 +440,20 @@ pub async fn list_payments(query: web::Query<PaymentsQuery>, actors: web::Data<A
     }))
 }
 
+/// One payment.
+#[utoipa::path(
+    get,
+    path = "/api/payments/{payment_id}",
+    tag = "payments",
+    params(("payment_id" = PaymentId, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The payment", body = PaymentView),
+        (status = 400, description = "payment_id is not a UUID", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such payment", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn get_payment(payment_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
     let payment_id = PaymentId::parse(&payment_id)?;
     match actors.payment.send(GetPayment(payment_id)).await?? {

@@ -54,17 +54,37 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// An RFC 9457 problem document. `code` is a stable, machine-readable kind.
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document, the body of every refusal
+/// (`application/problem+json`). `code` is a stable, machine-readable kind.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "about:blank",
+    "title": "Unprocessable Entity",
+    "status": 422,
+    "detail": "the request body is not valid: quantity must be a whole number between 1 and 1000",
+    "code": "invalid_request",
+    "field": "quantity"
+}))]
+pub(super) struct Problem<'a> {
+    /// Always `about:blank`: the status and `code` say what kind of problem it is.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "about:blank")]
     kind: &'static str,
+    /// The status's reason phrase.
+    #[schema(value_type = String)]
     title: &'a str,
+    /// The HTTP status, as in the answer's status line.
+    #[schema(minimum = 400, maximum = 599)]
     status: u16,
+    /// What was wrong, for a person.
     detail: String,
+    /// The kind of problem, stable for programs.
+    #[schema(value_type = String, pattern = "^[a-z_]+$", example = "invalid_request")]
     code: &'static str,
-    /// The request field at fault, for a refused field.
+    /// The request field at fault (`quantity`, `items[1].quantity`), for a refused
+    /// field, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     field: Option<&'a str>,
 }
 

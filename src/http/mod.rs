@@ -5,6 +5,7 @@ mod api;
 pub mod error;
 mod json;
 mod metrics;
+mod openapi;
 mod pages;
 mod request_id;
 mod session;
@@ -84,45 +85,60 @@ pub fn serve(
 /// Every route the app serves: `resource` for programs (refusals are
 /// problem+json), `page` for people (refusals are HTML pages).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").get(api::healthz))
-        .service(resource("/readyz").get(api::readyz))
+    for endpoint in endpoints() {
+        cfg.service(endpoint);
+    }
+    cfg.default_service(web::to(pages::not_found_page));
+}
+
+/// The route table, in the order in which paths are matched.
+fn endpoints() -> Vec<Endpoint> {
+    vec![
+        resource("/healthz").get(api::healthz),
+        resource("/readyz").get(api::readyz),
         // Prometheus scrapes each instance here; the gateway hides it.
-        .service(resource("/metrics").get(metrics::metrics))
-        .service(resource("/api/products").get(api::list_products))
-        .service(
-            resource("/api/products/{product_id}")
-                .get(api::get_product)
-                .post(api::upsert_product),
-        )
-        .service(resource("/api/orders").post(api::place_order))
-        .service(resource("/api/orders/{order_id}").get(api::get_order))
-        .service(
-            resource("/api/payments")
-                .get(api::list_payments)
-                .post(api::charge),
-        )
-        .service(resource("/api/payments/{payment_id}").get(api::get_payment))
+        resource("/metrics").get(metrics::metrics),
+        resource("/api/openapi.json").get(openapi::document),
+        resource("/api/products").get(api::list_products),
+        resource("/api/products/{product_id}")
+            .get(api::get_product)
+            .post(api::upsert_product),
+        resource("/api/orders").post(api::place_order),
+        resource("/api/orders/{order_id}").get(api::get_order),
+        resource("/api/payments")
+            .get(api::list_payments)
+            .post(api::charge),
+        resource("/api/payments/{payment_id}").get(api::get_payment),
         // The storefront.
-        .service(page("/").get(pages::catalog))
-        .service(page("/products/{product_id}").get(pages::product))
-        .service(page("/orders").get(pages::my_orders).post(pages::buy))
-        .service(page("/orders/{order_id}").get(pages::order))
-        .service(page("/orders/{order_id}/events").get(sse::order_events))
-        .service(page("/fragments/availability").get(pages::availability))
-        .service(page("/admin").get(admin::dashboard))
-        .service(page("/admin/sign-in").post(admin::sign_in))
-        .service(page("/admin/sign-out").post(admin::sign_out))
-        .service(page("/admin/products").post(admin::create_product))
-        .service(page("/admin/orders").get(admin::orders))
-        .service(page("/admin/orders/{order_id}").get(admin::order))
-        .service(page("/admin/orders/{order_id}/retry").post(admin::retry_order))
-        .service(
-            page("/admin/products/{product_id}")
-                .get(admin::edit_product)
-                .post(admin::update_product),
-        )
-        .service(page("/static/{file}").get(pages::asset))
-        .default_service(web::to(pages::not_found_page));
+        page("/").get(pages::catalog),
+        page("/products/{product_id}").get(pages::product),
+        page("/orders").get(pages::my_orders).post(pages::buy),
+        page("/orders/{order_id}").get(pages::order),
+        page("/orders/{order_id}/events").get(sse::order_events),
+        page("/fragments/availability").get(pages::availability),
+        page("/admin").get(admin::dashboard),
+        page("/admin/sign-in").post(admin::sign_in),
+        page("/admin/sign-out").post(admin::sign_out),
+        page("/admin/products").post(admin::create_product),
+        page("/admin/orders").get(admin::orders),
+        page("/admin/orders/{order_id}").get(admin::order),
+        page("/admin/orders/{order_id}/retry").post(admin::retry_order),
+        page("/admin/products/{product_id}")
+            .get(admin::edit_product)
+            .post(admin::update_product),
+        page("/static/{file}").get(pages::asset),
+    ]
+}
+
+/// Each path of the route table under `/api/` with the methods it answers
+/// (HEAD included, for each GET), as the 405s' `Allow` header lists them. The
+/// OpenAPI document (`GET /api/openapi.json`) is checked against it.
+pub fn api_routes() -> Vec<(&'static str, Vec<Method>)> {
+    endpoints()
+        .into_iter()
+        .filter(|endpoint| endpoint.path.starts_with("/api/"))
+        .map(|endpoint| (endpoint.path, endpoint.methods))
+        .collect()
 }
 
 /// The same headers on every answer. Scripts and styles come only from this
@@ -152,12 +168,12 @@ use actix_web::{FromRequest, Handler, Responder, Route};
 use error::ErrorFormat;
 
 /// An API resource: its refusals are problem+json.
-fn resource(path: &str) -> Endpoint {
+fn resource(path: &'static str) -> Endpoint {
     Endpoint::new(path, ErrorFormat::Problem)
 }
 
 /// A page: its refusals are HTML pages.
-fn page(path: &str) -> Endpoint {
+fn page(path: &'static str) -> Endpoint {
     Endpoint::new(path, ErrorFormat::Page)
 }
 
@@ -165,14 +181,16 @@ fn page(path: &str) -> Endpoint {
 /// a 405 whose `Allow` header lists the methods given here, so that the header
 /// is the table. A GET handler answers HEAD too.
 struct Endpoint {
+    path: &'static str,
     resource: Resource,
     format: ErrorFormat,
     methods: Vec<Method>,
 }
 
 impl Endpoint {
-    fn new(path: &str, format: ErrorFormat) -> Endpoint {
+    fn new(path: &'static str, format: ErrorFormat) -> Endpoint {
         Endpoint {
+            path,
             // Extractors' refusals (error.rs) look the format up here.
             resource: web::resource(path).app_data(format),
             format,
@@ -214,6 +232,7 @@ impl Endpoint {
 impl HttpServiceFactory for Endpoint {
     fn register(self, config: &mut AppService) {
         let Endpoint {
+            path: _,
             resource,
             format,
             methods,

@@ -13,6 +13,7 @@ mod idempotency;
 mod logs;
 mod manners;
 mod metrics;
+mod openapi;
 mod orders;
 mod pages;
 mod payments;
