@@ -50,6 +50,8 @@ pub async fn readyz(actors: web::Data<Actors>) -> Reply {
 pub struct ProductBody {
     product_name: ProductName,
     price: Price,
+    /// Units on hand: what an admin may set (`Stock::MAX` at most).
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000, example = 40)]
     stock: Stock,
 }
 
