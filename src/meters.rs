@@ -30,7 +30,7 @@ pub const MAILBOX_DEPTH: &str = "minimart_actor_mailbox_depth";
 pub const MESSAGE_DURATION: &str = "minimart_actor_message_duration_seconds";
 /// Sagas running in this process.
 pub const SAGAS_RUNNING: &str = "minimart_sagas_running";
-/// Sagas waiting to retry a step that failed.
+/// Sagas whose order is marked stalled (see `MINIMART_SAGA_STALL_AFTER`).
 pub const SAGAS_STALLED: &str = "minimart_sagas_stalled";
 /// Jobs per group commit, by `backend`.
 pub const STORE_BATCH_SIZE: &str = "minimart_store_batch_size";

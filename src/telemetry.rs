@@ -116,15 +116,35 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
     use super::*;
 
-    /// What the subscriber writes, kept for the test to read.
+    /// What a subscriber writes, kept for the test to read (here and in the
+    /// request id's tests).
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("the log").clone()).expect("UTF-8")
+        }
+    }
+
+    /// The app's subscriber in `format`, writing into the returned capture.
+    fn captured(format: LogFormat) -> (Captured, Box<dyn Subscriber + Send + Sync>) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = subscriber(
+            EnvFilter::new("info"),
+            move || writer.clone(),
+            false,
+            format,
+        );
+        (captured, subscriber)
+    }
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -139,14 +159,7 @@ mod tests {
 
     #[test]
     fn a_request_actix_http_cannot_parse_is_no_error_line_but_other_errors_are() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = subscriber(
-            EnvFilter::new("info"),
-            move || writer.clone(),
-            false,
-            LogFormat::Text,
-        );
+        let (captured, subscriber) = captured(LogFormat::Text);
 
         tracing::subscriber::with_default(subscriber, || {
             // What actix-http 3 writes, word for word.
@@ -156,7 +169,7 @@ mod tests {
             tracing::error!(target: "minimart::http", "request failed");
         });
 
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = captured.text();
         assert!(!log.contains("parse error"), "{log}");
         assert!(log.contains("stream error: internal error"), "{log}");
         assert!(log.contains("request failed"), "{log}");
@@ -164,21 +177,14 @@ mod tests {
 
     #[test]
     fn json_lines_carry_time_level_target_spans_and_message() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = subscriber(
-            EnvFilter::new("info"),
-            move || writer.clone(),
-            false,
-            LogFormat::Json,
-        );
+        let (captured, subscriber) = captured(LogFormat::Json);
 
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("saga", request_id = "r-1");
             span.in_scope(|| tracing::info!(outcome = "CONFIRMED", "order decided"));
         });
 
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = captured.text();
         let line: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
         assert!(line["timestamp"].is_string(), "{line}");
         assert_eq!(line["level"], "INFO");

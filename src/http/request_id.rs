@@ -88,8 +88,7 @@ pub async fn request_id(
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
+    use crate::telemetry::tests::Captured;
 
     use actix_web::middleware::from_fn;
     use actix_web::test::{TestRequest, call_service, init_service};
@@ -121,21 +120,6 @@ mod tests {
         }
     }
 
-    /// What a `tracing` subscriber writes, kept for the test to read.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("the log").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[actix_web::test]
     async fn every_log_line_of_a_request_carries_its_id() {
         let captured = Captured::default();
@@ -164,7 +148,7 @@ mod tests {
         let response = call_service(&app, request).await;
 
         assert_eq!(response.headers().get(&X_REQUEST_ID).unwrap(), "gw-5f2a");
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = captured.text();
         for message in ["inside the handler", "answered"] {
             let line = log
                 .lines()

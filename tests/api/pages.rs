@@ -17,6 +17,19 @@ pub fn browser() -> Client {
         .expect("a client")
 }
 
+/// A browser signed in as the admin.
+pub async fn signed_in_admin(app: &TestApp) -> Client {
+    let admin = browser();
+    let signed_in = admin
+        .post(app.url("/admin/sign-in"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER, "signed in");
+    admin
+}
+
 pub async fn page(client: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
     let response = client.get(app.url(path)).send().await.expect("GET");
     let status = response.status();
@@ -420,13 +433,7 @@ async fn an_admin_signs_in_adds_a_product_and_signs_out() {
 #[actix_web::test]
 async fn admin_writes_without_a_session_token_or_from_another_site_are_refused() {
     let app = spawn_app().await;
-    let admin = browser();
-    admin
-        .post(app.url("/admin/sign-in"))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .expect("POST");
+    let admin = signed_in_admin(&app).await;
     let (_, dashboard) = page(&admin, &app, "/admin").await;
     let csrf = input_value(&dashboard, "csrf");
     let fields = |csrf: &str| {
@@ -545,13 +552,7 @@ async fn a_long_catalog_is_paged() {
 async fn an_admin_edits_a_product() {
     let app = spawn_app().await;
     app.stock_product("lamp", 4000, 2).await;
-    let admin = browser();
-    admin
-        .post(app.url("/admin/sign-in"))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .expect("POST");
+    let admin = signed_in_admin(&app).await;
 
     let (status, edit) = page(&admin, &app, "/admin/products/lamp").await;
     assert_eq!(status, StatusCode::OK);
@@ -638,13 +639,7 @@ async fn an_admin_follows_orders_by_status_and_reads_an_orders_timeline() {
         "signed out: to the sign-in page"
     );
 
-    let admin = browser();
-    admin
-        .post(app.url("/admin/sign-in"))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .expect("POST");
+    let admin = signed_in_admin(&app).await;
     let (status, all) = page(&admin, &app, "/admin/orders").await;
     assert_eq!(status, StatusCode::OK);
     assert!(all.contains(&confirmed) && all.contains(&rejected), "{all}");

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use sqlx::Connection;
 
-use crate::helpers::{ADMIN_TOKEN, spawn_app_with, test_database};
-use crate::pages::{browser, input_value, page};
+use crate::helpers::{spawn_app_with, test_database};
+use crate::pages::{input_value, page, signed_in_admin};
 
 const REFUSE_PAYMENTS: &str = "CREATE TRIGGER refuse_payments BEFORE INSERT ON payment \
      BEGIN SELECT RAISE(ABORT, 'payments fail on purpose'); END";
@@ -31,13 +31,7 @@ async fn a_saga_that_keeps_failing_is_shown_stalled_and_retried_on_request() {
 
     let order_id = app.order_id("lamp", 1).await;
 
-    let admin = browser();
-    admin
-        .post(app.url("/admin/sign-in"))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .unwrap();
+    let admin = signed_in_admin(&app).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let stalled = loop {
         let (status, stalled) = page(&admin, &app, "/admin/orders?stalled=1").await;
