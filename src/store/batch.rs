@@ -31,7 +31,6 @@ use uuid::Uuid;
 use crate::domain::{
     Order, OrderEvent, OrderId, OrderStep, Payment, ProductId, Quantity, Stock, StockDecision,
 };
-use crate::store::dialect::json;
 use crate::store::rows::{OrderRow, PaymentRow};
 use crate::store::writer::{FromCells, Job, Tx};
 use crate::store::{
@@ -78,7 +77,8 @@ async fn execute<T: Tx, R: Serialize>(
     if rows.is_empty() {
         return Ok(());
     }
-    conn.execute(T::DIALECT.sql(template), json(rows)?).await
+    let (sql, rows) = T::DIALECT.bind(template, rows)?;
+    conn.execute(sql, rows).await
 }
 
 async fn fetch<T: Tx, R: FromCells + Send + 'static, I: Serialize>(
@@ -89,7 +89,8 @@ async fn fetch<T: Tx, R: FromCells + Send + 'static, I: Serialize>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    conn.fetch(T::DIALECT.sql(template), json(rows)?).await
+    let (sql, rows) = T::DIALECT.bind(template, rows)?;
+    conn.fetch(sql, rows).await
 }
 
 /// The ids of the rows a statement returns.
