@@ -69,7 +69,7 @@ macro_rules! inputs {
     };
 }
 
-async fn execute<T: Tx, R: Serialize>(
+async fn execute<T: Tx, R: Serialize + Sync>(
     conn: &mut T,
     template: &'static str,
     rows: &[R],
@@ -77,11 +77,10 @@ async fn execute<T: Tx, R: Serialize>(
     if rows.is_empty() {
         return Ok(());
     }
-    let (sql, rows) = T::DIALECT.bind(template, rows)?;
-    conn.execute(sql, rows).await
+    conn.execute(template, rows).await
 }
 
-async fn fetch<T: Tx, R: FromCells + Send + 'static, I: Serialize>(
+async fn fetch<T: Tx, R: FromCells + Send + 'static, I: Serialize + Sync>(
     conn: &mut T,
     template: &'static str,
     rows: &[I],
@@ -89,12 +88,11 @@ async fn fetch<T: Tx, R: FromCells + Send + 'static, I: Serialize>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let (sql, rows) = T::DIALECT.bind(template, rows)?;
-    conn.fetch(sql, rows).await
+    conn.fetch(template, rows).await
 }
 
 /// The ids of the rows a statement returns.
-async fn fetch_ids<T: Tx, I: Serialize>(
+async fn fetch_ids<T: Tx, I: Serialize + Sync>(
     conn: &mut T,
     template: &'static str,
     rows: &[I],

@@ -31,7 +31,7 @@ use tokio::sync::broadcast;
 
 use futures_util::future::BoxFuture;
 
-use super::dialect::Dialect;
+use super::dialect::{self, Dialect};
 use super::rows::{OrderRow, decode};
 use super::writer::{self, FromCells, Job, Tx, Writer};
 use super::{Changes, ProductChange, ProductFeed, StoreError, StoreOptions};
@@ -244,23 +244,25 @@ impl Tx for PgConnection {
         })
     }
 
-    fn execute(
-        &mut self,
-        sql: &'static str,
-        rows: String,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn execute<'a, I: Serialize + Sync>(
+        &'a mut self,
+        template: &'static str,
+        rows: &'a [I],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let (sql, rows) = dialect::postgres(template, rows)?;
             sqlx::query(sql).bind(rows).execute(&mut *self).await?;
             Ok(())
         })
     }
 
-    fn fetch<R: FromCells + Send + 'static>(
-        &mut self,
-        sql: &'static str,
-        rows: String,
-    ) -> BoxFuture<'_, Result<Vec<R>, StoreError>> {
+    fn fetch<'a, R: FromCells + Send + 'static, I: Serialize + Sync>(
+        &'a mut self,
+        template: &'static str,
+        rows: &'a [I],
+    ) -> BoxFuture<'a, Result<Vec<R>, StoreError>> {
         Box::pin(async move {
+            let (sql, rows) = dialect::postgres(template, rows)?;
             let rows = sqlx::query(sql).bind(rows).fetch_all(&mut *self).await?;
             rows.iter().map(R::from_cells).collect()
         })

@@ -33,9 +33,10 @@ use uuid::Uuid;
 
 use futures_util::future::BoxFuture;
 
-use super::dialect::Dialect;
+use super::dialect::{self, Dialect};
 use super::writer::{self, Cells, FromCells, Tx, Writer};
 use super::{Changes, StoreError, StoreOptions};
+use serde::Serialize;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -138,7 +139,12 @@ pub(super) fn spawn_writer(
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.set_prepared_statement_cache_capacity(64);
+    // A batch's rows arrive as a VALUES list (see `dialect`), whose size SQLite
+    // knows: with automatic indexes it would rather index the list and scan a
+    // whole table than look the list's keys up in the table's own index.
+    conn.pragma_update(None, "automatic_index", "OFF")?;
+    // Each statement in a few sizes (see `dialect`).
+    conn.set_prepared_statement_cache_capacity(256);
     let max_batch = options.max_batch.max(1);
     let (writer, mut queue) = Writer::channel(max_batch);
     // The batch is written once, async, for both backends; here every statement
@@ -183,31 +189,38 @@ impl Tx for rusqlite::Connection {
         Box::pin(async move { Ok(self.execute_batch("ROLLBACK")?) })
     }
 
-    fn execute(
-        &mut self,
-        sql: &'static str,
-        rows: String,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.prepare_cached(sql)?.execute([rows])?;
+    fn execute<'a, I: Serialize + Sync>(
+        &'a mut self,
+        template: &'static str,
+        rows: &'a [I],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let executed = (|| {
+            for (sql, values) in dialect::sqlite(template, rows)? {
+                self.prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(values))?;
+            }
             Ok(())
-        })
+        })();
+        Box::pin(std::future::ready(executed))
     }
 
-    fn fetch<R: FromCells + Send + 'static>(
-        &mut self,
-        sql: &'static str,
-        rows: String,
-    ) -> BoxFuture<'_, Result<Vec<R>, StoreError>> {
-        Box::pin(async move {
-            let mut statement = self.prepare_cached(sql)?;
-            let mut rows = statement.query([rows])?;
+    fn fetch<'a, R: FromCells + Send + 'static, I: Serialize + Sync>(
+        &'a mut self,
+        template: &'static str,
+        rows: &'a [I],
+    ) -> BoxFuture<'a, Result<Vec<R>, StoreError>> {
+        let fetched = (|| {
             let mut decoded = Vec::new();
-            while let Some(row) = rows.next()? {
-                decoded.push(R::from_cells(row)?);
+            for (sql, values) in dialect::sqlite(template, rows)? {
+                let mut statement = self.prepare_cached(sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+                while let Some(row) = rows.next()? {
+                    decoded.push(R::from_cells(row)?);
+                }
             }
             Ok(decoded)
-        })
+        })();
+        Box::pin(std::future::ready(fetched))
     }
 
     /// One process owns the file, so its in-process broadcasts reach every

@@ -16,6 +16,7 @@
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -28,20 +29,23 @@ use crate::domain::{OrderEvent, Payment, Product};
 use crate::meters;
 
 /// A backend's write connection, as the committer and a batch use it: each
-/// statement takes its rows as one JSON array (`$1`, see `dialect`) and answers
-/// rows of plain values.
+/// statement is a template whose `#ROWS(…)` the backend fills with the rows
+/// (see `dialect`), and answers rows of plain values.
 pub(crate) trait Tx: Send {
     const DIALECT: Dialect;
     fn begin(&mut self) -> BoxFuture<'_, Result<(), StoreError>>;
     fn commit(&mut self) -> BoxFuture<'_, Result<(), StoreError>>;
     fn rollback(&mut self) -> BoxFuture<'_, Result<(), StoreError>>;
-    fn execute(&mut self, sql: &'static str, rows: String)
-    -> BoxFuture<'_, Result<(), StoreError>>;
-    fn fetch<R: FromCells + Send + 'static>(
-        &mut self,
-        sql: &'static str,
-        rows: String,
-    ) -> BoxFuture<'_, Result<Vec<R>, StoreError>>;
+    fn execute<'a, I: Serialize + Sync>(
+        &'a mut self,
+        template: &'static str,
+        rows: &'a [I],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn fetch<'a, R: FromCells + Send + 'static, I: Serialize + Sync>(
+        &'a mut self,
+        template: &'static str,
+        rows: &'a [I],
+    ) -> BoxFuture<'a, Result<Vec<R>, StoreError>>;
     /// Tells other instances what the batch changed, when it commits.
     fn announce<'a>(&'a mut self, changes: &'a Changes) -> BoxFuture<'a, Result<(), StoreError>>;
 }
