@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app, spawn_app_with};
+use support::{ADMIN_TOKEN, TestApp, on_each_backend, spawn_app, spawn_app_with};
 
 /// A browser: keeps cookies, and shows redirects instead of following them.
 pub fn browser() -> Client {
@@ -56,7 +56,7 @@ pub fn input_value(html: &str, name: &str) -> String {
     html[start..].split('"').next().expect("a value").to_owned()
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn the_catalog_shows_products_safely_with_their_availability() {
     let app = spawn_app().await;
     app.stock_product("plenty", 1234, 40).await;
@@ -100,7 +100,7 @@ async fn the_catalog_shows_products_safely_with_their_availability() {
     assert!(sold_out_button.contains("disabled"), "{sold_out_button}");
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_shopper_without_javascript_buys_and_is_sent_to_the_order() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 5).await;
@@ -165,7 +165,7 @@ async fn a_shopper_without_javascript_buys_and_is_sent_to_the_order() {
     );
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_htmx_buy_answers_the_live_order_panel_and_a_fresh_key() {
     let app = spawn_app_with(|config| config.payment_latency_ms = 200).await;
     app.stock_product("kettle", 5900, 5).await;
@@ -196,7 +196,7 @@ async fn an_htmx_buy_answers_the_live_order_panel_and_a_fresh_key() {
     assert_ne!(input_value(&fragment, "idempotency_key"), key);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_bad_quantity_is_shown_beside_the_form() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 5).await;
@@ -224,7 +224,7 @@ async fn a_bad_quantity_is_shown_beside_the_form() {
     assert_eq!(app.stock_of("mug").await, 5);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn the_order_stream_sends_each_step_then_the_outcome_then_stops() {
     let app = spawn_app_with(|config| config.payment_latency_ms = 150).await;
     app.stock_product("beans", 2490, 5).await;
@@ -282,7 +282,7 @@ async fn the_order_stream_sends_each_step_then_the_outcome_then_stops() {
     );
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn missing_pages_are_friendly_html() {
     let app = spawn_app().await;
     let client = browser();
@@ -302,7 +302,7 @@ async fn missing_pages_are_friendly_html() {
     }
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn assets_are_served_from_the_binary_with_long_cache_lifetimes() {
     let app = spawn_app().await;
     let (_, html) = page(&browser(), &app, "/").await;
@@ -334,7 +334,7 @@ async fn assets_are_served_from_the_binary_with_long_cache_lifetimes() {
     assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_admin_signs_in_adds_a_product_and_signs_out() {
     let app = spawn_app().await;
     let admin = browser();
@@ -430,7 +430,7 @@ async fn an_admin_signs_in_adds_a_product_and_signs_out() {
     assert!(after.contains("Admin token"), "signed out");
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn admin_writes_without_a_session_token_or_from_another_site_are_refused() {
     let app = spawn_app().await;
     let admin = signed_in_admin(&app).await;
@@ -486,7 +486,7 @@ async fn assert_problem_free_page(response: reqwest::Response) {
     );
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn the_availability_poll_answers_fresh_badges_and_buttons() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 1).await;
@@ -520,7 +520,7 @@ async fn the_availability_poll_answers_fresh_badges_and_buttons() {
     assert_eq!(bad, StatusCode::BAD_REQUEST);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_long_catalog_is_paged() {
     let app = spawn_app().await;
     for n in 0..30 {
@@ -548,7 +548,7 @@ async fn a_long_catalog_is_paged() {
     assert!(!second.contains("rel=\"next\""), "the last page");
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_admin_edits_a_product() {
     let app = spawn_app().await;
     app.stock_product("lamp", 4000, 2).await;
@@ -618,7 +618,7 @@ async fn an_admin_edits_a_product() {
     );
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_admin_follows_orders_by_status_and_reads_an_orders_timeline() {
     let app = spawn_app().await;
     app.stock_product("lamp", 1200, 2).await;
