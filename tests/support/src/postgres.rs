@@ -14,6 +14,7 @@
 //! except in CI (`CI=true`), where that is a failure (see [`crate::skip`]).
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -90,9 +91,16 @@ impl Cluster {
         format!("{server}/{name}")
     }
 
-    /// Stops the server (fast shutdown: every connection is cut).
+    /// Stops the server (fast shutdown: every connection is cut), and waits until
+    /// it has stopped listening.
     pub fn stop(&mut self) {
         self.tell_keeper("stop");
+        let address = self.admin_url.split(['@', '/']).nth(3).expect("host:port");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(address).is_ok() {
+            assert!(Instant::now() < deadline, "the test Postgres did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Starts the stopped server again, and waits until it accepts connections.
