@@ -12,6 +12,8 @@ mod saga;
 
 pub use saga::SagaSettings;
 pub mod sessions;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 

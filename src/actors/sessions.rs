@@ -99,13 +99,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::store::StoreOptions;
 
     #[actix_rt::test]
     async fn a_session_counts_only_with_the_token_that_opened_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = Store::open(&StoreOptions::new(url)).await.unwrap();
+        let (_dir, store) = crate::actors::testing::database().await;
         let today = AdminSessions::new(store.clone(), "digest of today's token".to_owned());
         let rotated = AdminSessions::new(store, "digest of a new token".to_owned());
 

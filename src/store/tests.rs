@@ -13,14 +13,11 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use support::postgres::Cluster;
+
 use super::writer::{self, Job, Write};
 use super::*;
 use crate::domain::{IdempotencyKey, Payment, PaymentStatus, Price, ProductName};
-
-// The tests' own throwaway Postgres, shared with the API suite.
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../../tests/api/postgres.rs"]
-mod cluster;
 
 /// A store and connections of its own to the same database: one to apply
 /// batches through as the writer does, one to read rows back as the reads do.
@@ -64,8 +61,8 @@ async fn sqlite() -> Db {
 
 /// `None`, after saying so loudly, without Postgres (in CI that fails).
 async fn postgres() -> Option<Db> {
-    static CLUSTER: OnceLock<Option<cluster::Cluster>> = OnceLock::new();
-    let cluster = CLUSTER.get_or_init(cluster::Cluster::dedicated).as_ref()?;
+    static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+    let cluster = CLUSTER.get_or_init(Cluster::dedicated).as_ref()?;
     let url = cluster.fresh_database().await;
     let store = Store::open(&StoreOptions::new(url.as_str())).await.unwrap();
     Some(Db {

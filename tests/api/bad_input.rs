@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, assert_problem, spawn_app};
+use support::{ADMIN_TOKEN, TestApp, assert_problem, on_each_backend, spawn_app};
 
 struct Case {
     what: &'static str,
@@ -356,7 +356,7 @@ async fn send(app: &TestApp, case: &Case) -> reqwest::Response {
     request.send().await.expect("the request is answered")
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn every_bad_request_is_a_clear_4xx_that_changes_nothing() {
     let app = spawn_app().await;
     app.stock_product("tea", 350, 5).await;
@@ -381,7 +381,7 @@ async fn every_bad_request_is_a_clear_4xx_that_changes_nothing() {
     );
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_bad_idempotency_key_is_refused() {
     let app = spawn_app().await;
     app.stock_product("tea", 350, 5).await;

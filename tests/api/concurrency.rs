@@ -8,9 +8,9 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::spawn_app_with;
+use support::{on_each_backend, spawn_app_with};
 
-#[actix_web::test]
+#[on_each_backend]
 async fn hundreds_of_concurrent_orders_never_oversell_and_conserve_stock() {
     let app = spawn_app_with(|config| {
         config.payment_failure_rate = 0.3;
@@ -76,7 +76,7 @@ async fn hundreds_of_concurrent_orders_never_oversell_and_conserve_stock() {
 /// Each payment takes 500 ms. Run one after another, 60 orders would take 30 s;
 /// run as they must, side by side, they all finish in about one payment's time
 /// (the bound leaves room for a loaded machine, not for payments in a row).
-#[actix_web::test]
+#[on_each_backend]
 async fn a_slow_payment_does_not_hold_up_other_orders() {
     let app = spawn_app_with(|config| config.payment_latency_ms = 500).await;
     app.stock_product("slow", 100, 1000).await;

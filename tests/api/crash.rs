@@ -5,7 +5,6 @@
 //! whose answer was lost would, so every order that exists is known.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,9 +15,9 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    ADMIN_TOKEN, Ledger, TestDatabase, accepted_order_id, assert_invariants, place_keyed,
-    test_database,
+use support::{
+    ADMIN_TOKEN, Ledger, TestDatabase, accepted_order_id, assert_invariants, free_port,
+    on_each_backend, place_keyed, test_database,
 };
 
 /// The minimart binary on its own database, stopped (SIGKILL) when dropped.
@@ -89,11 +88,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("an address").port()
-}
-
 const PRODUCTS: [(&str, i64); 2] = [("crash-a", 60), ("crash-b", 35)];
 
 /// Places an order; `None` when the server died before answering.
@@ -130,7 +124,7 @@ async fn shop_until_killed(base: String, ledger: Arc<Mutex<Ledger>>, shopper: us
     }
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn accepted_orders_survive_kill_9_and_finish_after_restart() {
     let database = test_database().await;
     let port = free_port();
@@ -190,12 +184,12 @@ async fn accepted_orders_survive_kill_9_and_finish_after_restart() {
     assert_invariants(&client, &server.base, &PRODUCTS, &order_ids).await;
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn sigterm_lets_in_flight_requests_finish_then_exits() {
     in_flight_request_survives(Signal::SIGTERM).await;
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn sigint_lets_in_flight_requests_finish_then_exits() {
     in_flight_request_survives(Signal::SIGINT).await;
 }

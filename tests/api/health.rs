@@ -1,8 +1,8 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{assert_problem, spawn_app};
+use support::{assert_problem, on_each_backend, spawn_app};
 
-#[actix_web::test]
+#[on_each_backend]
 async fn health_is_ok_once_the_app_serves() {
     let app = spawn_app().await;
 
@@ -11,7 +11,7 @@ async fn health_is_ok_once_the_app_serves() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn ready_once_the_database_answers() {
     let app = spawn_app().await;
 
@@ -22,7 +22,7 @@ async fn ready_once_the_database_answers() {
     assert_eq!(body["status"], "ready");
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn unknown_paths_and_methods_are_refused_as_problems() {
     let app = spawn_app().await;
 
@@ -41,9 +41,9 @@ async fn unknown_paths_and_methods_are_refused_as_problems() {
     assert_problem(delete, StatusCode::METHOD_NOT_ALLOWED, "DELETE /api/orders").await;
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_fresh_install_sells_a_demo_catalog() {
-    let app = crate::helpers::spawn_app_with(|config| config.demo_catalog = true).await;
+    let app = support::spawn_app_with(|config| config.demo_catalog = true).await;
 
     let page = app.get_json("/api/products").await;
 

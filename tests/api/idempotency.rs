@@ -2,13 +2,9 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, spawn_app};
+use support::{assert_problem, on_each_backend, spawn_app};
 
-async fn order_with_key(
-    app: &crate::helpers::TestApp,
-    key: &str,
-    quantity: i64,
-) -> reqwest::Response {
+async fn order_with_key(app: &support::TestApp, key: &str, quantity: i64) -> reqwest::Response {
     app.client
         .post(app.url("/api/orders"))
         .header("Idempotency-Key", key)
@@ -18,7 +14,7 @@ async fn order_with_key(
         .expect("POST order")
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_retried_order_is_the_same_order_and_buys_once() {
     let app = spawn_app().await;
     app.stock_product("beans", 2490, 10).await;
@@ -46,7 +42,7 @@ async fn a_retried_order_is_the_same_order_and_buys_once() {
     assert_eq!(app.payments_of(&order_id).await.len(), 1, "charged once");
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn concurrent_retries_with_one_key_create_one_order() {
     let app = spawn_app().await;
     app.stock_product("beans", 2490, 100).await;
@@ -66,7 +62,7 @@ async fn concurrent_retries_with_one_key_create_one_order() {
     assert_eq!(app.payments_of(&ids[0]).await.len(), 1);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_key_reused_for_a_different_order_is_refused() {
     let app = spawn_app().await;
     app.stock_product("beans", 2490, 10).await;

@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, put_product_at, test_database, wait_terminal};
+use support::{ADMIN_TOKEN, put_product_at, test_database, wait_terminal};
 
 #[actix_web::test]
 async fn json_lines_follow_an_order_from_its_request_through_its_saga() {

@@ -1,5 +1,9 @@
 //! minimart's API, exercised as its users see it: each test starts the real app on
-//! a random port with its own database and speaks HTTP to it.
+//! a random port with its own database and speaks HTTP to it. A test marked
+//! `#[on_each_backend]` runs twice, as `its_name::sqlite` and `its_name::postgres`,
+//! each on a fresh database (Postgres: of a throwaway cluster, see
+//! `tests/support`); the others run on SQLite, and `postgres::` holds the stories
+//! of Postgres itself.
 
 // A failed expectation in a test is a failed test: panicking is the point here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -8,7 +12,6 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod health;
-mod helpers;
 mod idempotency;
 mod logs;
 mod manners;
@@ -17,12 +20,14 @@ mod openapi;
 mod orders;
 mod pages;
 mod payments;
-#[allow(dead_code)] // the restartable cluster is for tests/api_postgres
-mod postgres;
 mod products;
 mod request_id;
 mod security;
 mod stalled;
 
-/// These tests run on SQLite; `tests/api_postgres` runs them again on Postgres.
-const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
+/// Postgres going away, shared by instances, reached over TLS.
+mod postgres {
+    mod outage;
+    mod sessions;
+    mod tls;
+}

@@ -10,7 +10,7 @@ use reqwest::header::HeaderMap;
 use reqwest::redirect::Policy;
 use reqwest::{Client, Method, Response, StatusCode};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use support::{TestApp, assert_problem, spawn_app, spawn_app_with};
 
 /// A client that shows redirects instead of following them.
 fn client() -> Client {

@@ -13,7 +13,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use support::{TestApp, spawn_app, spawn_app_with};
 
 /// The names the operating issue promises (contracts: dashboards and alerts use them).
 const PROMISED: &[&str] = &[
@@ -182,7 +182,7 @@ async fn counters_agree() {
     // A replay places nothing.
     let mut keyed = Vec::new();
     for _ in 0..2 {
-        let response = crate::helpers::place_keyed(&app.client, &app.address, "k-1", "mug", 1)
+        let response = support::place_keyed(&app.client, &app.address, "k-1", "mug", 1)
             .await
             .expect("POST keyed order");
         assert_eq!(response.status(), StatusCode::ACCEPTED);

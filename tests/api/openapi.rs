@@ -9,7 +9,7 @@ use minimart::http::api_routes;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use support::{TestApp, spawn_app};
 
 const PROBLEM_REF: &str = "#/components/schemas/Problem";
 const HTTP_METHODS: [&str; 8] = [

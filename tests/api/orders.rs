@@ -1,9 +1,9 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use support::{assert_problem, on_each_backend, spawn_app, spawn_app_with};
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_shopper_buys_and_the_order_is_confirmed() {
     let app = spawn_app().await;
     app.stock_product("kettle", 5900, 3).await;
@@ -39,7 +39,7 @@ async fn a_shopper_buys_and_the_order_is_confirmed() {
     assert_eq!(payments[0]["total_amount"], 11800);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_order_for_more_than_the_stock_is_rejected_and_takes_nothing() {
     let app = spawn_app().await;
     app.stock_product("grinder", 8900, 2).await;
@@ -61,7 +61,7 @@ async fn an_order_for_more_than_the_stock_is_rejected_and_takes_nothing() {
     );
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
     let app = spawn_app_with(|config| config.payment_failure_rate = 1.0).await;
     app.stock_product("notebook", 1200, 4).await;
@@ -82,7 +82,7 @@ async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
     assert_eq!(payments[0]["status"], "DECLINED");
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn the_last_units_go_to_one_order_and_the_next_is_rejected() {
     let app = spawn_app().await;
     app.stock_product("last-one", 500, 1).await;
@@ -95,7 +95,7 @@ async fn the_last_units_go_to_one_order_and_the_next_is_rejected() {
     assert_eq!(app.stock_of("last-one").await, 0);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn ordering_an_unknown_product_creates_no_order() {
     let app = spawn_app().await;
 
@@ -110,7 +110,7 @@ async fn ordering_an_unknown_product_creates_no_order() {
     .await;
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_unknown_order_is_not_found() {
     let app = spawn_app().await;
 

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use support::{TestApp, assert_problem, on_each_backend, spawn_app, spawn_app_with};
 
 async fn charge(app: &TestApp, order_id: &str, total_amount: i64) -> reqwest::Response {
     app.client
@@ -14,7 +14,7 @@ async fn charge(app: &TestApp, order_id: &str, total_amount: i64) -> reqwest::Re
         .expect("POST payment")
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn charging_a_paid_order_returns_its_payment_instead_of_charging_again() {
     let app = spawn_app().await;
     app.stock_product("filters", 690, 10).await;
@@ -40,7 +40,7 @@ async fn charging_a_paid_order_returns_its_payment_instead_of_charging_again() {
     assert_eq!(by_id["total_amount"], 1380);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_charge_must_be_for_the_orders_total() {
     let app = spawn_app().await;
     app.stock_product("filters", 690, 10).await;
@@ -65,7 +65,7 @@ async fn a_charge_must_be_for_the_orders_total() {
     assert_eq!(app.payments_of(&order_id).await.len(), 1);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn charging_an_unknown_order_is_not_found() {
     let app = spawn_app().await;
 
@@ -78,7 +78,7 @@ async fn charging_an_unknown_order_is_not_found() {
     assert_problem(unknown_payment, StatusCode::NOT_FOUND, "unknown payment").await;
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_rejected_order_cannot_be_charged() {
     let app = spawn_app().await;
     app.stock_product("rare", 1000, 1).await;
@@ -93,7 +93,7 @@ async fn a_rejected_order_cannot_be_charged() {
 
 /// A client pays through the API while the saga's own charge is under way: both
 /// get the same payment, and the order is charged once.
-#[actix_web::test]
+#[on_each_backend]
 async fn a_client_charge_racing_the_sagas_charge_is_one_payment() {
     let app = spawn_app_with(|config| config.payment_latency_ms = 150).await;
     app.stock_product("kettle", 5900, 5).await;

@@ -1,9 +1,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, assert_problem, spawn_app};
+use support::{ADMIN_TOKEN, assert_problem, on_each_backend, spawn_app};
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_admin_creates_and_replaces_a_product() {
     let app = spawn_app().await;
 
@@ -27,7 +27,7 @@ async fn an_admin_creates_and_replaces_a_product() {
     );
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn product_writes_need_the_admin_token() {
     let app = spawn_app().await;
     app.stock_product("mug", 1200, 5).await;
@@ -71,7 +71,7 @@ async fn product_writes_need_the_admin_token() {
     assert_eq!(product["price"], 1200);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn the_catalog_is_listed_page_by_page() {
     let app = spawn_app().await;
     for id in ["p-5", "p-1", "p-3", "p-2", "p-4"] {
@@ -98,7 +98,7 @@ async fn the_catalog_is_listed_page_by_page() {
     assert_eq!(seen, ["p-1", "p-2", "p-3", "p-4", "p-5"]);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_unknown_product_is_not_found() {
     let app = spawn_app().await;
 
@@ -113,7 +113,7 @@ async fn an_unknown_product_is_not_found() {
 /// A name that shows nothing, or that turns the text around it, would let a
 /// listing pass for another (an empty row, "Mug" shown as something else): the
 /// API refuses it and keeps what it had.
-#[actix_web::test]
+#[on_each_backend]
 async fn names_that_hide_themselves_are_refused_and_nothing_is_stored() {
     let app = spawn_app().await;
     app.stock_product("mug", 1200, 5).await;

@@ -4,7 +4,7 @@
 use reqwest::{Response, StatusCode};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use support::{TestApp, on_each_backend, spawn_app};
 
 async fn get_with_id(app: &TestApp, path: &str, id: &str) -> Response {
     app.client
@@ -28,7 +28,7 @@ fn assert_generated(id: &str, context: &str) {
     );
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_gateway_id_is_kept_on_every_kind_of_answer() {
     let app = spawn_app().await;
     let gateway_id = "5f2a9c0e8b7d4e61a3c2b1f0e9d8c7b6";
@@ -47,7 +47,7 @@ async fn a_gateway_id_is_kept_on_every_kind_of_answer() {
     }
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn without_an_id_each_request_gets_its_own() {
     let app = spawn_app().await;
 
@@ -59,7 +59,7 @@ async fn without_an_id_each_request_gets_its_own() {
     assert_ne!(first, second);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_id_that_could_garble_the_log_is_replaced() {
     let app = spawn_app().await;
     let longest = "a".repeat(64);

@@ -8,8 +8,8 @@ use reqwest::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, ORIGIN, RETRY_AFTER,
 use reqwest::{Client, Response, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, assert_problem, spawn_app, spawn_app_with};
 use crate::pages::{browser, input_value, page};
+use support::{ADMIN_TOKEN, TestApp, assert_problem, on_each_backend, spawn_app, spawn_app_with};
 
 const SESSION_KEY: &str = "a session key of at least thirty-two bytes, for the tests";
 
@@ -90,7 +90,7 @@ pub async fn sign_out(app: &TestApp, cookie: &str, csrf: &str) {
     assert!(response.status().is_redirection() || response.status().is_success());
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn signing_out_ends_that_session_for_good_and_no_other() {
     let app = spawn_app().await;
     let (kept, ended) = (sign_in(&app).await, sign_in(&app).await);
@@ -137,7 +137,7 @@ fn reseal(cookie: &str, expires: impl Fn(i64) -> i64) -> String {
     jar.get("minimart_admin").unwrap().stripped().to_string()
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn a_cookie_cannot_outlast_its_session_and_tells_nothing_of_the_token() {
     let app = spawn_app_with(|c| c.session_key = Some(SESSION_KEY.parse().unwrap())).await;
     let cookie = sign_in(&app).await;
@@ -154,7 +154,7 @@ async fn a_cookie_cannot_outlast_its_session_and_tells_nothing_of_the_token() {
     assert_eq!(dashboard_csrf(&app, &tampered).await, None);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn guessing_the_admin_token_is_slowed_down() {
     let app = spawn_app().await;
     let guess = |token: &'static str| {
@@ -196,7 +196,7 @@ async fn guessing_the_admin_token_is_slowed_down() {
     assert_eq!(problem["code"], "too_many_attempts");
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn the_bearer_scheme_is_case_insensitive() {
     let app = spawn_app().await;
     for (n, scheme) in ["bearer", "BEARER", "Bearer"].into_iter().enumerate() {
@@ -233,7 +233,7 @@ fn location(response: &Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_idempotency_key_is_its_owners() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 10).await;
@@ -262,7 +262,7 @@ async fn an_idempotency_key_is_its_owners() {
     assert!(!alice_order.ends_with(&api_order) && !bob_order.ends_with(&api_order));
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn an_idempotency_key_is_forgotten_after_its_time() {
     let app = spawn_app_with(|c| c.idempotency_ttl_secs = 1).await;
     app.stock_product("mug", 1450, 10).await;
@@ -294,7 +294,7 @@ async fn an_idempotency_key_is_forgotten_after_its_time() {
     }
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn buying_from_another_site_is_refused_and_leaves_no_trace() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 10).await;
@@ -333,7 +333,7 @@ async fn buying_from_another_site_is_refused_and_leaves_no_trace() {
     assert_eq!(bought.status(), StatusCode::SEE_OTHER);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn over_https_cookies_are_secure() {
     let app = spawn_app_with(|c| c.public_url = Some("https://shop.test".parse().unwrap())).await;
     let catalog = app.get("/").await;
@@ -362,7 +362,7 @@ async fn over_https_cookies_are_secure() {
     assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
 }
 
-#[actix_web::test]
+#[on_each_backend]
 async fn admin_and_order_pages_are_not_stored() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 10).await;

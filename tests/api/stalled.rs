@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use sqlx::Connection;
 
-use crate::helpers::{spawn_app_with, test_database};
 use crate::pages::{input_value, page, signed_in_admin};
+use support::{spawn_app_with, test_database};
 
 const REFUSE_PAYMENTS: &str = "CREATE TRIGGER refuse_payments BEFORE INSERT ON payment \
      BEGIN SELECT RAISE(ABORT, 'payments fail on purpose'); END";

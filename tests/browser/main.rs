@@ -9,15 +9,5 @@
 // A failed expectation in a test is a failed test: panicking is the point here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-#[path = "../api/postgres.rs"]
-#[allow(dead_code)]
-mod postgres;
-
-/// The stories run on the default database.
-const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
-
 mod driver;
 mod stories;

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 
 use crate::driver::Browser;
-use crate::helpers::{ADMIN_TOKEN, spawn_app, spawn_app_with};
+use support::{ADMIN_TOKEN, spawn_app, spawn_app_with};
 
 /// A shopper browses the catalog, opens a product, buys two, and watches the
 /// order's steps advance to the confirmation without the page reloading.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::harness::shop;
+use support::gateway::shop;
 
 const PAYMENT_LATENCY: Duration = Duration::from_millis(800);
 

@@ -9,8 +9,8 @@ use futures_util::future::join_all;
 use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::harness::{Gateway, shop, until_logged};
-use crate::helpers::{ADMIN_TOKEN, assert_problem};
+use support::gateway::{Gateway, shop, until_logged};
+use support::{ADMIN_TOKEN, assert_problem};
 
 /// More than the configured burst (20), sent at once.
 const BURST: usize = 60;

@@ -9,19 +9,7 @@
 // A failed expectation in a test is a failed test: panicking is the point here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-#[path = "../api/postgres.rs"]
-#[allow(dead_code)] // restarting a cluster is for tests/api_postgres
-mod postgres;
-
-/// The app behind the gateway runs on the default database, except in
-/// `multi_instance`, which puts several instances on one Postgres.
-const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
-
 mod events;
-mod harness;
 mod limits;
 mod multi_instance;
 mod routes;

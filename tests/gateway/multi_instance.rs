@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::harness::{App, Gateway, conf_for_pool, free_port, nginx};
-use crate::helpers::{
+use support::free_port;
+use support::gateway::{App, Gateway, conf_for_pool, nginx};
+use support::postgres::Cluster;
+use support::{
     Ledger, accepted_order_id, assert_invariants, fetch_json, place_keyed, put_product_at,
     wait_terminal,
 };
-use crate::postgres::Cluster;
 
 const PRODUCTS: [(&str, i64); 3] = [("mi-kettle", 40), ("mi-mug", 30), ("mi-beans", 25)];
 const SHOPPERS: usize = 16;

@@ -5,8 +5,8 @@ use std::path::Path;
 use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::harness::{GATEWAY_CONF, Gateway, nginx, nginx_test, prefix_with, shop, until_logged};
-use crate::helpers::{ADMIN_TOKEN, wait_terminal};
+use support::gateway::{GATEWAY_CONF, Gateway, nginx, nginx_test, prefix_with, shop, until_logged};
+use support::{ADMIN_TOKEN, wait_terminal};
 
 #[test]
 fn nginx_accepts_the_checked_in_config() {

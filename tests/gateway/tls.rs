@@ -13,8 +13,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::{StatusCode, header};
 
-use crate::harness::{
-    App, GATEWAY_CONF, Gateway, conf_for, free_port, nginx, nginx_test, openssl, prefix_with,
+use support::free_port;
+use support::gateway::{
+    App, GATEWAY_CONF, Gateway, conf_for, nginx, nginx_test, openssl, prefix_with,
 };
 
 /// What starts every line of the TLS part of gateway.conf.

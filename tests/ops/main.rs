@@ -9,16 +9,4 @@
 // A failed expectation in a test is a failed test: panicking is the point here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../gateway/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-#[path = "../api/postgres.rs"]
-#[allow(dead_code)]
-mod postgres;
-
-const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
-
 mod prometheus;

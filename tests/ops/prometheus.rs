@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::harness::{free_port, prometheus};
-use crate::helpers::spawn_app_with;
+use support::free_port;
+use support::gateway::prometheus;
+use support::spawn_app_with;
 
 /// The shipped scrape configuration.
 const PROMETHEUS_YML: &str = include_str!("../../ops/prometheus.yml");

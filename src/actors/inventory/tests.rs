@@ -6,40 +6,24 @@ use futures_util::future::join_all;
 use tempfile::TempDir;
 
 use super::*;
-use crate::domain::{Price, ProductName, Quantity};
-use crate::store::StoreOptions;
+use crate::actors::testing::*;
+use crate::domain::Quantity;
 
 fn id(raw: &str) -> ProductId {
     ProductId::parse(raw).unwrap()
-}
-
-fn product(product_id: &str, name: &str, price: i64, stock: i64) -> Product {
-    Product {
-        product_id: id(product_id),
-        product_name: ProductName::parse(name).unwrap(),
-        price: Price::parse(price).unwrap(),
-        stock: Stock::parse(stock).unwrap(),
-    }
 }
 
 fn units(units: i64) -> Quantity {
     Quantity::parse(units).unwrap()
 }
 
-/// A fresh database (kept alive by the returned directory) and an Inventory actor
-/// over it, holding `products`.
+/// A fresh database and an Inventory actor over it, holding `products`.
 async fn inventory_with(products: &[Product]) -> (TempDir, Store, Inventory) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = Store::open(&StoreOptions::new(url)).await.unwrap();
+    let (dir, store) = database().await;
     let inventory = InventoryActor::start(store.clone()).await.unwrap();
     for product in products {
-        inventory
-            .addr
-            .send(UpsertProduct(product.clone()))
-            .await
-            .unwrap()
-            .unwrap();
+        let upsert = inventory.addr.send(UpsertProduct(product.clone()));
+        upsert.await.unwrap().unwrap();
     }
     (dir, store, inventory)
 }
@@ -68,32 +52,6 @@ fn line(product_id: &str, n: i64) -> Line {
         product_id: id(product_id),
         quantity: units(n),
     }
-}
-
-/// The stock the snapshot shows.
-async fn shown_stock(inventory: &Inventory, product_id: &str) -> i64 {
-    inventory
-        .catalog
-        .product(&id(product_id))
-        .await
-        .unwrap()
-        .unwrap()
-        .stock
-        .units()
-}
-
-/// The stock the database holds.
-async fn stored_stock(store: &Store, product_id: &str) -> i64 {
-    store
-        .catalog()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|row| row.product.product_id == id(product_id))
-        .unwrap()
-        .product
-        .stock
-        .units()
 }
 
 #[actix_rt::test]

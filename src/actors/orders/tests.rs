@@ -2,26 +2,19 @@
 //! database, starts the actors over it, places orders and follows each saga to its
 //! end by polling the order.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
-use tempfile::TempDir;
 
 use super::*;
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
-use crate::actors::payment::PaymentSettings;
+use crate::actors::testing::*;
 use crate::domain::{
     Money, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus, Price, Product, ProductName,
     Stock,
 };
-use crate::store::{self, OrderTransition, StoreOptions};
-
-const PRICE: i64 = 350;
-
-fn tea() -> ProductId {
-    ProductId::parse("tea").unwrap()
-}
+use crate::store::{self, OrderTransition};
 
 fn units(units: i64) -> Quantity {
     Quantity::parse(units).unwrap()
@@ -29,64 +22,6 @@ fn units(units: i64) -> Quantity {
 
 fn key(raw: &str) -> Option<IdempotencyKey> {
     Some(IdempotencyKey::parse(raw).unwrap())
-}
-
-fn payments_that(failure_rate: f64) -> PaymentSettings {
-    PaymentSettings {
-        failure_rate,
-        latency: Duration::ZERO,
-        seed: None,
-    }
-}
-
-/// A fresh database (kept alive by the returned directory), the actors over it and
-/// one product, tea at $3.50 with `stock` units.
-async fn shop(failure_rate: f64, stock: i64) -> (TempDir, Store, Actors) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = Store::open(&StoreOptions::new(url)).await.unwrap();
-    let actors = Actors::start(
-        store.clone(),
-        payments_that(failure_rate),
-        SagaSettings::default(),
-    )
-    .await
-    .unwrap();
-    restock(&actors, stock).await;
-    (dir, store, actors)
-}
-
-/// Creates tea at $3.50, or sets its stock to `stock` units.
-async fn restock(actors: &Actors, stock: i64) {
-    actors
-        .inventory
-        .addr
-        .send(UpsertProduct(Product {
-            product_id: tea(),
-            product_name: ProductName::parse("Tea").unwrap(),
-            price: Price::parse(PRICE).unwrap(),
-            stock: Stock::parse(stock).unwrap(),
-        }))
-        .await
-        .unwrap()
-        .unwrap();
-}
-
-/// Polls the order every 10 ms until its saga has decided; gives up after 30 s
-/// (generous: a loaded machine is slow, and a stuck saga stays stuck).
-async fn until_terminal(orders: &Addr<OrdersActor>, order_id: OrderId) -> Order {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let order = orders.send(GetOrder(order_id)).await.unwrap().unwrap();
-        if let Some(order) = order.filter(|o| o.status().is_terminal()) {
-            return order;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "order {order_id} did not finish in time"
-        );
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn place(
@@ -106,52 +41,6 @@ async fn place(
         })
         .await
         .unwrap()
-}
-
-async fn shown_stock(actors: &Actors) -> i64 {
-    actors
-        .inventory
-        .catalog
-        .product(&tea())
-        .await
-        .unwrap()
-        .unwrap()
-        .stock
-        .units()
-}
-
-async fn stored_stock(store: &Store) -> i64 {
-    store
-        .catalog()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|row| row.product.product_id == tea())
-        .unwrap()
-        .product
-        .stock
-        .units()
-}
-
-/// An order written straight into the store, never shown to the Orders actor.
-async fn order_behind_the_actors_back(store: &Store, quantity: i64) -> Order {
-    let order_id = OrderId::generate();
-    let outcome = store
-        .create_order(NewOrder {
-            order_id,
-            product_id: tea(),
-            quantity: units(quantity),
-            total_amount: Money::from_cents(PRICE * quantity),
-            idempotency_key: None,
-            shopper_id: None,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap();
-    let CreateOrderOutcome::Created(order) = outcome else {
-        panic!("the order was not created: {outcome:?}");
-    };
-    order
 }
 
 /// Asks the store for the order's stock straight, as a run of its saga would.
@@ -187,7 +76,7 @@ async fn moved_elsewhere(store: &Store, order_id: OrderId, step: OrderStep) -> b
 
 #[actix_rt::test]
 async fn an_order_for_an_unknown_product_is_refused_and_stores_nothing() {
-    let (_dir, store, actors) = shop(0.0, 10).await;
+    let (_dir, store, actors) = shop(instant(0.0), 10).await;
     let coffee = ProductId::parse("coffee").unwrap();
 
     let refused = place(&actors, coffee.clone(), 1, key("k-1")).await;
@@ -205,7 +94,7 @@ async fn an_order_for_an_unknown_product_is_refused_and_stores_nothing() {
 
 #[actix_rt::test]
 async fn a_placed_order_is_pending_and_its_saga_confirms_it() {
-    let (_dir, store, actors) = shop(0.0, 10).await;
+    let (_dir, store, actors) = shop(instant(0.0), 10).await;
 
     let placed = place(&actors, tea(), 3, None).await.unwrap();
 
@@ -220,8 +109,8 @@ async fn a_placed_order_is_pending_and_its_saga_confirms_it() {
     assert_eq!(done.status(), OrderStatus::Confirmed);
     assert_eq!(done.step, OrderStep::Confirmed);
     assert_eq!(done.reason, None);
-    assert_eq!(shown_stock(&actors).await, 7);
-    assert_eq!(stored_stock(&store).await, 7);
+    assert_eq!(shown_stock(&actors.inventory, "tea").await, 7);
+    assert_eq!(stored_stock(&store, "tea").await, 7);
     let payments = store.payments_for_order(done.order_id).await.unwrap();
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].status, PaymentStatus::Succeeded);
@@ -230,7 +119,7 @@ async fn a_placed_order_is_pending_and_its_saga_confirms_it() {
 
 #[actix_rt::test]
 async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
-    let (_dir, store, actors) = shop(1.0, 10).await;
+    let (_dir, store, actors) = shop(instant(1.0), 10).await;
 
     let placed = place(&actors, tea(), 3, None).await.unwrap();
     let done = until_terminal(&actors.orders, placed.order.order_id).await;
@@ -238,8 +127,8 @@ async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
     assert_eq!(done.status(), OrderStatus::PaymentFailed);
     assert_eq!(done.step, OrderStep::PaymentFailed);
     assert_eq!(done.reason.as_deref(), Some("the payment was declined"));
-    assert_eq!(shown_stock(&actors).await, 10);
-    assert_eq!(stored_stock(&store).await, 10);
+    assert_eq!(shown_stock(&actors.inventory, "tea").await, 10);
+    assert_eq!(stored_stock(&store, "tea").await, 10);
     let payments = store.payments_for_order(done.order_id).await.unwrap();
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].status, PaymentStatus::Declined);
@@ -247,7 +136,7 @@ async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
 
 #[actix_rt::test]
 async fn ordering_more_than_the_stock_is_rejected_and_takes_nothing() {
-    let (_dir, store, actors) = shop(0.0, 5).await;
+    let (_dir, store, actors) = shop(instant(0.0), 5).await;
 
     let placed = place(&actors, tea(), 6, None).await.unwrap();
     assert_eq!(placed.order.status(), OrderStatus::Pending);
@@ -258,8 +147,8 @@ async fn ordering_more_than_the_stock_is_rejected_and_takes_nothing() {
         done.reason.as_deref(),
         Some("not enough stock: 6 requested, 5 available")
     );
-    assert_eq!(shown_stock(&actors).await, 5);
-    assert_eq!(stored_stock(&store).await, 5);
+    assert_eq!(shown_stock(&actors.inventory, "tea").await, 5);
+    assert_eq!(stored_stock(&store, "tea").await, 5);
     assert!(
         store
             .payments_for_order(done.order_id)
@@ -271,7 +160,7 @@ async fn ordering_more_than_the_stock_is_rejected_and_takes_nothing() {
 
 #[actix_rt::test]
 async fn the_same_key_and_body_replay_the_first_order() {
-    let (_dir, store, actors) = shop(0.0, 10).await;
+    let (_dir, store, actors) = shop(instant(0.0), 10).await;
 
     let first = place(&actors, tea(), 2, key("retry-1")).await.unwrap();
     let again = place(&actors, tea(), 2, key("retry-1")).await.unwrap();
@@ -281,8 +170,8 @@ async fn the_same_key_and_body_replay_the_first_order() {
     assert_eq!(again.order.order_id, first.order.order_id);
     until_terminal(&actors.orders, first.order.order_id).await;
     // Only one order took stock.
-    assert_eq!(shown_stock(&actors).await, 8);
-    assert_eq!(stored_stock(&store).await, 8);
+    assert_eq!(shown_stock(&actors.inventory, "tea").await, 8);
+    assert_eq!(stored_stock(&store, "tea").await, 8);
     // A replay after the saga ended shows where the order stands.
     let late = place(&actors, tea(), 2, key("retry-1")).await.unwrap();
     assert!(late.replayed);
@@ -292,7 +181,7 @@ async fn the_same_key_and_body_replay_the_first_order() {
 
 #[actix_rt::test]
 async fn concurrent_placements_with_one_key_make_one_order() {
-    let (_dir, store, actors) = shop(0.0, 10).await;
+    let (_dir, store, actors) = shop(instant(0.0), 10).await;
 
     let placed: Vec<Placed> = join_all((0..5).map(|_| place(&actors, tea(), 2, key("retry-c"))))
         .await
@@ -304,13 +193,13 @@ async fn concurrent_placements_with_one_key_make_one_order() {
     assert!(placed.iter().all(|p| p.order.order_id == order_id));
     assert_eq!(placed.iter().filter(|p| !p.replayed).count(), 1);
     until_terminal(&actors.orders, order_id).await;
-    assert_eq!(stored_stock(&store).await, 8);
-    assert_eq!(shown_stock(&actors).await, 8);
+    assert_eq!(stored_stock(&store, "tea").await, 8);
+    assert_eq!(shown_stock(&actors.inventory, "tea").await, 8);
 }
 
 #[actix_rt::test]
 async fn the_same_key_with_another_body_is_refused() {
-    let (_dir, store, actors) = shop(0.0, 10).await;
+    let (_dir, store, actors) = shop(instant(0.0), 10).await;
     let products = &actors.inventory.addr;
     products
         .send(UpsertProduct(Product {
@@ -342,12 +231,12 @@ async fn the_same_key_with_another_body_is_refused() {
         "{other_product:?}"
     );
     until_terminal(&actors.orders, first.order.order_id).await;
-    assert_eq!(stored_stock(&store).await, 8);
+    assert_eq!(stored_stock(&store, "tea").await, 8);
 }
 
 #[actix_rt::test]
 async fn the_total_is_the_price_times_the_quantity() {
-    let (_dir, _store, actors) = shop(0.0, 1000).await;
+    let (_dir, _store, actors) = shop(instant(0.0), 1000).await;
 
     for quantity in [1, 3, 1000] {
         let placed = place(&actors, tea(), quantity, None).await.unwrap();
@@ -362,7 +251,7 @@ async fn the_total_is_the_price_times_the_quantity() {
 
 #[actix_rt::test]
 async fn get_order_answers_none_for_an_unknown_order() {
-    let (_dir, _store, actors) = shop(0.0, 10).await;
+    let (_dir, _store, actors) = shop(instant(0.0), 10).await;
 
     let found = actors
         .orders
@@ -376,7 +265,7 @@ async fn get_order_answers_none_for_an_unknown_order() {
 
 #[actix_rt::test]
 async fn many_orders_at_once_never_oversell() {
-    let (_dir, store, actors) = shop(0.0, 10).await;
+    let (_dir, store, actors) = shop(instant(0.0), 10).await;
 
     let placed = join_all((0..30).map(|_| place(&actors, tea(), 1, None))).await;
     let mut confirmed = 0;
@@ -391,22 +280,22 @@ async fn many_orders_at_once_never_oversell() {
     }
 
     assert_eq!((confirmed, rejected), (10, 20));
-    assert_eq!(shown_stock(&actors).await, 0);
-    assert_eq!(stored_stock(&store).await, 0);
+    assert_eq!(shown_stock(&actors.inventory, "tea").await, 0);
+    assert_eq!(stored_stock(&store, "tea").await, 0);
 }
 
 #[actix_rt::test]
 async fn resume_unfinished_drives_an_order_the_actor_never_saw() {
-    let (_dir, store, actors) = shop(0.0, 10).await;
-    let order = order_behind_the_actors_back(&store, 4).await;
+    let (_dir, store, actors) = shop(instant(0.0), 10).await;
+    let order = order_in_store(&store, 4).await;
 
     let resumed = actors.orders.send(ResumeUnfinished).await.unwrap().unwrap();
 
     assert_eq!(resumed, 1);
     let done = until_terminal(&actors.orders, order.order_id).await;
     assert_eq!(done.status(), OrderStatus::Confirmed);
-    assert_eq!(shown_stock(&actors).await, 6);
-    assert_eq!(stored_stock(&store).await, 6);
+    assert_eq!(shown_stock(&actors.inventory, "tea").await, 6);
+    assert_eq!(stored_stock(&store, "tea").await, 6);
     assert!(store.unfinished_orders().await.unwrap().is_empty());
 }
 
@@ -415,8 +304,8 @@ async fn a_resumed_saga_keeps_the_payment_already_made() {
     // A crash after the charge was recorded: stock held, order at RESERVED, a
     // declined payment on file. Payments would now succeed, but the order has
     // been charged once and must end as that charge decided.
-    let (_dir, store, actors) = shop(0.0, 10).await;
-    let order = order_behind_the_actors_back(&store, 4).await;
+    let (_dir, store, actors) = shop(instant(0.0), 10).await;
+    let order = order_in_store(&store, 4).await;
     reserved_behind_the_actors_back(&store, &order).await;
     assert!(moved_elsewhere(&store, order.order_id, OrderStep::Reserved).await);
     let declined = store
@@ -429,15 +318,15 @@ async fn a_resumed_saga_keeps_the_payment_already_made() {
         })
         .await
         .unwrap();
-    assert_eq!(stored_stock(&store).await, 6);
+    assert_eq!(stored_stock(&store, "tea").await, 6);
 
     let resumed = actors.orders.send(ResumeUnfinished).await.unwrap().unwrap();
 
     assert_eq!(resumed, 1);
     let done = until_terminal(&actors.orders, order.order_id).await;
     assert_eq!(done.status(), OrderStatus::PaymentFailed);
-    assert_eq!(stored_stock(&store).await, 10);
-    assert_eq!(shown_stock(&actors).await, 10);
+    assert_eq!(stored_stock(&store, "tea").await, 10);
+    assert_eq!(shown_stock(&actors.inventory, "tea").await, 10);
     assert_eq!(
         store.payments_for_order(order.order_id).await.unwrap(),
         [declined]
@@ -446,7 +335,7 @@ async fn a_resumed_saga_keeps_the_payment_already_made() {
 
 #[actix_rt::test]
 async fn resume_unfinished_leaves_finished_orders_alone() {
-    let (_dir, _store, actors) = shop(0.0, 10).await;
+    let (_dir, _store, actors) = shop(instant(0.0), 10).await;
     let placed = place(&actors, tea(), 1, None).await.unwrap();
     until_terminal(&actors.orders, placed.order.order_id).await;
 
@@ -457,8 +346,8 @@ async fn resume_unfinished_leaves_finished_orders_alone() {
 
 #[actix_rt::test]
 async fn an_order_moves_only_along_the_arrows_of_its_saga() {
-    let (_dir, store, _actors) = shop(0.0, 10).await;
-    let order = order_behind_the_actors_back(&store, 1).await;
+    let (_dir, store, _actors) = shop(instant(0.0), 10).await;
+    let order = order_in_store(&store, 1).await;
 
     for skipped in [
         OrderStep::Confirmed,
@@ -495,8 +384,8 @@ async fn a_late_run_of_a_saga_agrees_with_the_first_even_when_stock_came_back() 
     // stalled but was not): the first found too little stock and rejected the
     // order. Then stock came back, and the second, which saw the order PLACED,
     // asks for stock only now.
-    let (_dir, store, actors) = shop(0.0, 2).await;
-    let order = order_behind_the_actors_back(&store, 4).await;
+    let (_dir, store, actors) = shop(instant(0.0), 2).await;
+    let order = order_in_store(&store, 4).await;
     let first_run = reserved_behind_the_actors_back(&store, &order).await;
     assert!(matches!(
         first_run,
@@ -520,8 +409,8 @@ async fn a_late_run_of_a_saga_agrees_with_the_first_even_when_stock_came_back() 
 
     let done = store.order(order.order_id).await.unwrap().unwrap();
     assert_eq!(done.step, OrderStep::Rejected);
-    assert_eq!(stored_stock(&store).await, 10);
-    assert_eq!(shown_stock(&actors).await, 10);
+    assert_eq!(stored_stock(&store, "tea").await, 10);
+    assert_eq!(shown_stock(&actors.inventory, "tea").await, 10);
     assert!(
         store
             .payments_for_order(order.order_id)

@@ -3,76 +3,14 @@
 //! without a payment are written straight into the store, so that no saga charges
 //! them first.
 
-use std::time::Instant;
-
 use futures_util::future::join_all;
-use tempfile::TempDir;
 
 use super::*;
 use crate::actors::Actors;
-use crate::actors::inventory::UpsertProduct;
-use crate::actors::orders::{GetOrder, OrdersActor, PlaceOrder};
-use crate::domain::{Order, Price, Product, ProductId, ProductName, Quantity, Stock};
-use crate::store::{self, NewOrder, OrderTransition, StoreOptions};
-
-const PRICE: i64 = 350;
-
-fn tea() -> ProductId {
-    ProductId::parse("tea").unwrap()
-}
-
-fn quick(failure_rate: f64) -> PaymentSettings {
-    PaymentSettings {
-        failure_rate,
-        latency: Duration::ZERO,
-        seed: None,
-    }
-}
-
-/// A fresh database (kept alive by the returned directory), the actors over it and
-/// one product, tea at $3.50 with 100 in stock.
-async fn shop(settings: PaymentSettings) -> (TempDir, Store, Actors) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = Store::open(&StoreOptions::new(url)).await.unwrap();
-    let actors = Actors::start(
-        store.clone(),
-        settings,
-        crate::actors::SagaSettings::default(),
-    )
-    .await
-    .unwrap();
-    actors
-        .inventory
-        .addr
-        .send(UpsertProduct(Product {
-            product_id: tea(),
-            product_name: ProductName::parse("Tea").unwrap(),
-            price: Price::parse(PRICE).unwrap(),
-            stock: Stock::parse(100).unwrap(),
-        }))
-        .await
-        .unwrap()
-        .unwrap();
-    (dir, store, actors)
-}
-
-/// Polls the order every 10 ms until its saga has decided; gives up after 30 s
-/// (generous: a loaded machine is slow, and a stuck saga stays stuck).
-async fn until_terminal(orders: &Addr<OrdersActor>, order_id: OrderId) -> Order {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let order = orders.send(GetOrder(order_id)).await.unwrap().unwrap();
-        if let Some(order) = order.filter(|o| o.status().is_terminal()) {
-            return order;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "order {order_id} did not finish in time"
-        );
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use crate::actors::orders::PlaceOrder;
+use crate::actors::testing::*;
+use crate::domain::{Order, Quantity};
+use crate::store::{self, OrderTransition};
 
 /// Places an order through the Orders actor and waits for its saga to finish.
 async fn charged_order(actors: &Actors, units: i64) -> Order {
@@ -91,30 +29,10 @@ async fn charged_order(actors: &Actors, units: i64) -> Order {
     until_terminal(&actors.orders, placed.order.order_id).await
 }
 
-/// An order written straight into the store, at step PLACED: no saga runs it.
-async fn placed_order(store: &Store, units: i64) -> Order {
-    let order_id = OrderId::generate();
-    let quantity = Quantity::parse(units).unwrap();
-    let outcome = store
-        .create_order(NewOrder {
-            order_id,
-            product_id: tea(),
-            quantity,
-            total_amount: Money::from_cents(PRICE * units),
-            idempotency_key: None,
-            shopper_id: None,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(outcome, store::CreateOrderOutcome::Created(_)));
-    store.order(order_id).await.unwrap().unwrap()
-}
-
 /// An order at step RESERVED, its stock held and no payment made: what a saga
 /// leaves just before it charges.
 async fn reserved_order(store: &Store, units: i64) -> Order {
-    let order = placed_order(store, units).await;
+    let order = order_in_store(store, units).await;
     let reserved = store
         .reserve(store::Reserve {
             order_id: order.order_id,
@@ -167,7 +85,7 @@ async fn charge(actors: &Actors, order_id: OrderId, cents: i64) -> Result<Paymen
 
 #[actix_rt::test]
 async fn a_second_charge_returns_the_first_payment() {
-    let (_dir, store, actors) = shop(quick(0.0)).await;
+    let (_dir, store, actors) = shop(instant(0.0), 100).await;
     let order = charged_order(&actors, 2).await;
     assert_eq!(order.status(), OrderStatus::Confirmed);
     let first = store.payments_for_order(order.order_id).await.unwrap();
@@ -185,7 +103,7 @@ async fn a_second_charge_returns_the_first_payment() {
 
 #[actix_rt::test]
 async fn a_second_charge_of_a_declined_order_returns_the_decline() {
-    let (_dir, store, actors) = shop(quick(1.0)).await;
+    let (_dir, store, actors) = shop(instant(1.0), 100).await;
     let order = charged_order(&actors, 1).await;
     assert_eq!(order.status(), OrderStatus::PaymentFailed);
 
@@ -200,7 +118,7 @@ async fn a_second_charge_of_a_declined_order_returns_the_decline() {
 
 #[actix_rt::test]
 async fn a_charge_for_the_wrong_amount_is_refused() {
-    let (_dir, store, actors) = shop(quick(0.0)).await;
+    let (_dir, store, actors) = shop(instant(0.0), 100).await;
     let charged = charged_order(&actors, 2).await;
     let waiting = reserved_order(&store, 3).await;
 
@@ -226,8 +144,8 @@ async fn a_charge_for_the_wrong_amount_is_refused() {
 
 #[actix_rt::test]
 async fn an_order_whose_stock_is_not_held_cannot_be_charged() {
-    let (_dir, store, actors) = shop(quick(0.0)).await;
-    let order = placed_order(&store, 1).await;
+    let (_dir, store, actors) = shop(instant(0.0), 100).await;
+    let order = order_in_store(&store, 1).await;
 
     let reply = charge(&actors, order.order_id, PRICE).await;
 
@@ -253,7 +171,7 @@ async fn an_order_whose_stock_is_not_held_cannot_be_charged() {
 
 #[actix_rt::test]
 async fn failure_rate_one_declines_every_charge() {
-    let (_dir, store, actors) = shop(quick(1.0)).await;
+    let (_dir, store, actors) = shop(instant(1.0), 100).await;
     for _ in 0..5 {
         let order = reserved_order(&store, 1).await;
 
@@ -267,7 +185,7 @@ async fn failure_rate_one_declines_every_charge() {
 
 #[actix_rt::test]
 async fn failure_rate_zero_accepts_every_charge() {
-    let (_dir, store, actors) = shop(quick(0.0)).await;
+    let (_dir, store, actors) = shop(instant(0.0), 100).await;
     for _ in 0..5 {
         let order = reserved_order(&store, 2).await;
 
@@ -342,10 +260,13 @@ fn the_rate_bounds_hold_with_and_without_a_seed() {
 
 #[actix_rt::test]
 async fn concurrent_charges_for_one_order_make_one_payment() {
-    let (_dir, store, actors) = shop(PaymentSettings {
-        latency: Duration::from_millis(50),
-        ..quick(0.0)
-    })
+    let (_dir, store, actors) = shop(
+        PaymentSettings {
+            latency: Duration::from_millis(50),
+            ..instant(0.0)
+        },
+        100,
+    )
     .await;
     let order = reserved_order(&store, 2).await;
 
@@ -370,10 +291,13 @@ async fn concurrent_charges_for_one_order_make_one_payment() {
 
 #[actix_rt::test]
 async fn a_charge_made_with_the_order_before_its_stock_was_held_does_not_answer_the_sagas() {
-    let (_dir, store, actors) = shop(PaymentSettings {
-        latency: Duration::from_millis(50),
-        ..quick(0.0)
-    })
+    let (_dir, store, actors) = shop(
+        PaymentSettings {
+            latency: Duration::from_millis(50),
+            ..instant(0.0)
+        },
+        100,
+    )
     .await;
     let order = reserved_order(&store, 2).await;
     // A client read the order while it was still PLACED, and charges with that.
@@ -402,10 +326,13 @@ async fn a_charge_made_with_the_order_before_its_stock_was_held_does_not_answer_
 
 #[actix_rt::test]
 async fn a_joined_charge_for_the_wrong_amount_is_refused_alone() {
-    let (_dir, store, actors) = shop(PaymentSettings {
-        latency: Duration::from_millis(50),
-        ..quick(0.0)
-    })
+    let (_dir, store, actors) = shop(
+        PaymentSettings {
+            latency: Duration::from_millis(50),
+            ..instant(0.0)
+        },
+        100,
+    )
     .await;
     let order = reserved_order(&store, 2).await;
 
@@ -438,7 +365,7 @@ async fn a_joined_charge_for_the_wrong_amount_is_refused_alone() {
 /// own answer, not the other charge's `AmountMismatch`.
 #[actix_rt::test]
 async fn a_joined_charge_for_the_right_amount_is_not_refused_for_another_charges_amount() {
-    let (_dir, store, actors) = shop(quick(0.0)).await;
+    let (_dir, store, actors) = shop(instant(0.0), 100).await;
     let order = reserved_order(&store, 2).await;
 
     // Both are queued before either is handled: the second joins the first.
@@ -465,7 +392,7 @@ async fn a_joined_charge_for_the_right_amount_is_not_refused_for_another_charges
 
 #[actix_rt::test]
 async fn payments_can_be_looked_up_by_id_and_by_order() {
-    let (_dir, _store, actors) = shop(quick(0.0)).await;
+    let (_dir, _store, actors) = shop(instant(0.0), 100).await;
     let order = charged_order(&actors, 1).await;
 
     let listed = actors

@@ -5,8 +5,8 @@
 
 use sqlx::{Connection, PgConnection};
 
-use crate::helpers::spawn_app_with;
-use crate::postgres::Cluster;
+use support::postgres::Cluster;
+use support::spawn_app_with;
 
 /// Whether the connection to `url` is encrypted, as the server sees it.
 async fn encrypted(url: &str) -> Result<bool, sqlx::Error> {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
-use crate::postgres::Cluster;
+use support::postgres::Cluster;
+use support::{TestApp, assert_problem, spawn_app_with};
 
 /// Places an order with an idempotency key, as a careful client does.
 async fn place(app: &TestApp, key: &str) -> reqwest::Response {

@@ -2,8 +2,8 @@
 //! that seals their cookies is made once and shared, a session ended on one
 //! instance is ended on all, and a new admin token ends every session.
 
-use crate::helpers::{TestApp, spawn_app_with, test_database};
 use crate::security::{dashboard_csrf, sign_in, sign_out};
+use support::{TestApp, on_postgres, spawn_app_with, test_database};
 
 async fn instance(url: &str, token: &str) -> TestApp {
     let (url, token) = (url.to_owned(), token.parse().unwrap());
@@ -14,11 +14,11 @@ async fn instance(url: &str, token: &str) -> TestApp {
     .await
 }
 
-#[actix_web::test]
+#[on_postgres]
 async fn a_session_ended_on_one_instance_is_ended_on_every_instance() {
     let database = test_database().await;
-    let one = instance(&database.url, crate::helpers::ADMIN_TOKEN).await;
-    let two = instance(&database.url, crate::helpers::ADMIN_TOKEN).await;
+    let one = instance(&database.url, support::ADMIN_TOKEN).await;
+    let two = instance(&database.url, support::ADMIN_TOKEN).await;
 
     let cookie = sign_in(&one).await;
     let csrf = dashboard_csrf(&two, &cookie)
@@ -29,10 +29,10 @@ async fn a_session_ended_on_one_instance_is_ended_on_every_instance() {
     assert_eq!(dashboard_csrf(&one, &cookie).await, None);
 }
 
-#[actix_web::test]
+#[on_postgres]
 async fn a_new_admin_token_ends_every_session() {
     let database = test_database().await;
-    let old = instance(&database.url, crate::helpers::ADMIN_TOKEN).await;
+    let old = instance(&database.url, support::ADMIN_TOKEN).await;
     let cookie = sign_in(&old).await;
 
     // The operator rotates the token: an instance started with the new one.

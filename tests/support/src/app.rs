@@ -7,18 +7,11 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::Backend;
+
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-/// The database the tests of a test binary run on: each binary says which in its
-/// `BACKEND` constant, so the same tests run on SQLite and on Postgres.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // each test binary uses one of them
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A database of its own for one test, on the backend under test.
+/// A database of its own for one test, on the backend it runs on.
 pub struct TestDatabase {
     pub url: String,
     _dir: TempDir,
@@ -26,7 +19,7 @@ pub struct TestDatabase {
 
 pub async fn test_database() -> TestDatabase {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let url = match crate::BACKEND {
+    let url = match crate::backend() {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("shop.db").display()),
         Backend::Postgres => crate::postgres::fresh_database().await,
     };

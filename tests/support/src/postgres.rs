@@ -11,10 +11,10 @@
 //! that needs TLS (a self-signed certificate made with the `openssl` command).
 //!
 //! Without Postgres installed the Postgres tests are skipped with a loud message,
-//! except in CI (`CI=true`), where that is a failure.
+//! except in CI (`CI=true`), where that is a failure (see [`crate::skip`]).
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
+
+use crate::{free_port, skip};
 
 /// A Postgres server of the tests' own, stopped and removed when dropped (or when
 /// the process ends).
@@ -89,9 +91,16 @@ impl Cluster {
         format!("{server}/{name}")
     }
 
-    /// Stops the server (fast shutdown: every connection is cut).
+    /// Stops the server (fast shutdown: every connection is cut), and waits until
+    /// it has stopped listening.
     pub fn stop(&mut self) {
         self.tell_keeper("stop");
+        let address = self.admin_url.split(['@', '/']).nth(3).expect("host:port");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(address).is_ok() {
+            assert!(Instant::now() < deadline, "the test Postgres did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Starts the stopped server again, and waits until it accepts connections.
@@ -103,20 +112,26 @@ impl Cluster {
 
 /// The URL of a new, empty database on the test server shared by this process.
 pub async fn fresh_database() -> String {
-    shared_cluster().fresh_database().await
+    let cluster = shared()
+        .as_ref()
+        .expect("a test on Postgres runs through `run_on`");
+    cluster.fresh_database().await
 }
 
-fn shared_cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        if let Ok(url) = std::env::var("MINIMART_TEST_POSTGRES_URL") {
-            return Cluster::external(url);
-        }
-        start_cluster(false).unwrap_or_else(|why| {
-            say_unavailable(&why);
-            // Every test of this process needs it: skip them all.
-            std::process::exit(0)
-        })
+/// Whether the shared server is there; when it is not, skips the running test
+/// (loudly; in CI that fails).
+pub fn available() -> bool {
+    shared()
+        .as_ref()
+        .map_err(|why| say_unavailable(why))
+        .is_ok()
+}
+
+fn shared() -> &'static Result<Cluster, String> {
+    static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    CLUSTER.get_or_init(|| match std::env::var("MINIMART_TEST_POSTGRES_URL") {
+        Ok(url) => Ok(Cluster::external(url)),
+        Err(_) => start_cluster(false),
     })
 }
 
@@ -145,13 +160,6 @@ fn say_unavailable(why: &str) {
         "Postgres is not available: the Postgres tests cannot run ({why}; \
          apt-get install postgresql, or set MINIMART_TEST_POSTGRES_URL)"
     ));
-}
-
-/// Says loudly that tests are skipped, and why; in CI, fails instead.
-fn skip(message: &str) {
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-    // Straight to the process's stderr: the test harness would hide `eprintln!`.
-    let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED: {message} !!!\n");
 }
 
 /// Starts a cluster; with `tls`, it takes TLS connections too (`ssl=on`), with a
@@ -319,11 +327,6 @@ fn run_as(command: &mut Command, user: Option<(u32, u32)>) {
     if let Some((uid, gid)) = user {
         command.uid(uid).gid(gid).env("HOME", "/tmp");
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("an address").port()
 }
 
 async fn connect_when_ready(url: &str) -> PgConnection {
