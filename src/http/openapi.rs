@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 document of the JSON API, served at `GET /api/openapi.json`,
 //! and its page for people at `GET /api/docs` (Swagger UI, vendored).
-//! The document is generated from the handlers' `#[utoipa::path]` attributes (api.rs), the
-//! request and answer types, and the schemas below for the domain's values,
-//! which take their limits from the domain's own constants. The domain itself
-//! knows nothing of OpenAPI.
+//! The document is generated from the handlers' `#[utoipa::path]` attributes
+//! (api.rs), the request and answer types, and the schemas below for the
+//! domain's values, which take their limits from the domain's own constants.
+//! The domain itself knows nothing of OpenAPI.
 //!
 //! tests/api/openapi.rs checks the document against the route table
 //! (`http::api_routes`) and against real answers.
