@@ -20,6 +20,13 @@ pub struct Asset {
 pub const STYLESHEET: &str = "app.css";
 pub const HTMX: &str = "htmx.js";
 pub const HTMX_SSE: &str = "htmx-sse.js";
+/// Swagger UI, which renders the OpenAPI document at `/api/docs`; the script
+/// of ours that starts it (the CSP allows no inline script), and our colours
+/// over its own.
+pub const SWAGGER_UI: &str = "swagger-ui.js";
+pub const SWAGGER_UI_CSS: &str = "swagger-ui.css";
+pub const API_DOCS: &str = "api-docs.js";
+pub const API_DOCS_CSS: &str = "api-docs.css";
 
 static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
     [
@@ -37,6 +44,26 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
             HTMX_SSE,
             "text/javascript; charset=utf-8",
             &include_bytes!("../static/vendor/htmx-ext-sse-2.2.4.js")[..],
+        ),
+        (
+            SWAGGER_UI,
+            "text/javascript; charset=utf-8",
+            &include_bytes!("../static/vendor/swagger-ui-bundle-5.35.0.js")[..],
+        ),
+        (
+            SWAGGER_UI_CSS,
+            "text/css; charset=utf-8",
+            &include_bytes!("../static/vendor/swagger-ui-5.35.0.css")[..],
+        ),
+        (
+            API_DOCS,
+            "text/javascript; charset=utf-8",
+            &include_bytes!("../static/api-docs.js")[..],
+        ),
+        (
+            API_DOCS_CSS,
+            "text/css; charset=utf-8",
+            &include_bytes!("../static/api-docs.css")[..],
         ),
     ]
     .into_iter()
@@ -75,7 +102,15 @@ mod tests {
 
     #[test]
     fn every_asset_has_a_hashed_url_that_finds_it() {
-        for name in [STYLESHEET, HTMX, HTMX_SSE] {
+        for name in [
+            STYLESHEET,
+            HTMX,
+            HTMX_SSE,
+            SWAGGER_UI,
+            SWAGGER_UI_CSS,
+            API_DOCS,
+            API_DOCS_CSS,
+        ] {
             let path = url(name);
             assert_ne!(path, "/static/missing");
             assert!(at_path(path).is_some_and(|asset| asset.name == name));

@@ -99,6 +99,8 @@ fn endpoints() -> Vec<Endpoint> {
         // Prometheus scrapes each instance here; the gateway hides it.
         resource("/metrics").get(metrics::metrics),
         resource("/api/openapi.json").get(openapi::document),
+        // The document's page for people: HTML, so not in the document.
+        page("/api/docs").get(openapi::docs),
         resource("/api/products").get(api::list_products),
         resource("/api/products/{product_id}")
             .get(api::get_product)

@@ -1,8 +1,9 @@
-//! The OpenAPI 3.1 document of the JSON API, served at `GET /api/openapi.json`.
-//! It is generated from the handlers' `#[utoipa::path]` attributes (api.rs), the
-//! request and answer types, and the schemas below for the domain's values,
-//! which take their limits from the domain's own constants. The domain itself
-//! knows nothing of OpenAPI.
+//! The OpenAPI 3.1 document of the JSON API, served at `GET /api/openapi.json`,
+//! and its page for people at `GET /api/docs` (Swagger UI, vendored).
+//! The document is generated from the handlers' `#[utoipa::path]` attributes
+//! (api.rs), the request and answer types, and the schemas below for the
+//! domain's values, which take their limits from the domain's own constants.
+//! The domain itself knows nothing of OpenAPI.
 //!
 //! tests/api/openapi.rs checks the document against the route table
 //! (`http::api_routes`) and against real answers.
@@ -21,6 +22,7 @@ use crate::domain::{
     Money, OrderId, OrderStatus, OrderStep, PaymentId, PaymentStatus, Price, ProductId,
     ProductName, Quantity, Stock,
 };
+use crate::views::api_docs::api_docs;
 
 /// The name of the admin's bearer scheme in the document (and in the
 /// `security` of `api::upsert_product`, which must spell it out).
@@ -94,6 +96,14 @@ impl Modify for AdminBearer {
 )]
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// The document's page for people. A page, not an operation of the API: it is
+/// not in the document.
+pub async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(api_docs("/api/openapi.json").into_string())
 }
 
 // The domain's values, as they are on the wire.

@@ -6,6 +6,7 @@
 //! server-sent events.
 
 pub mod admin;
+pub mod api_docs;
 pub mod catalog;
 pub mod errors;
 pub mod order;
@@ -26,6 +27,12 @@ pub enum Section {
 
 /// The frame around every page.
 pub fn page(title: &str, section: Section, body: Markup) -> Markup {
+    page_with_head(title, section, html! {}, body)
+}
+
+/// The frame, with what one page alone needs in its `<head>` (its own
+/// stylesheets and scripts) after the site's own.
+pub fn page_with_head(title: &str, section: Section, head: Markup, body: Markup) -> Markup {
     let nav_link = |href: &str, label: &str, this: Section| {
         html! {
             @if section == this {
@@ -47,6 +54,7 @@ pub fn page(title: &str, section: Section, body: Markup) -> Markup {
                 link rel="stylesheet" href=(assets::url(assets::STYLESHEET));
                 script src=(assets::url(assets::HTMX)) defer {}
                 script src=(assets::url(assets::HTMX_SSE)) defer {}
+                (head)
             }
             body {
                 a.skip-link href="#main" { "Skip to content" }
@@ -61,6 +69,7 @@ pub fn page(title: &str, section: Section, body: Markup) -> Markup {
                 main #main tabindex="-1" { (body) }
                 footer.site-footer {
                     p { "minimart: a small, real shop. Payments are simulated; nothing is charged." }
+                    p { a href="/api/docs" { "API documentation" } }
                 }
             }
         }

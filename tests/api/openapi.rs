@@ -2,6 +2,8 @@
 //! the app's route table exactly (`minimart::http::api_routes`, the table the
 //! 405s' `Allow` header comes from), documents the refusals as problems and the
 //! admin's bearer scheme, and real answers match the schemas it gives.
+//! `GET /api/docs`: its page for people, served with its assets by the app under
+//! the app's Content-Security-Policy (tests/browser renders it).
 
 use std::collections::BTreeSet;
 
@@ -12,6 +14,10 @@ use serde_json::{Value, json};
 use support::{TestApp, spawn_app};
 
 const PROBLEM_REF: &str = "#/components/schemas/Problem";
+/// Pages for people under `/api/`: HTML, not operations of the API, so not in
+/// the document. Each must be in the route table (so that this list cannot
+/// hide a route that is gone), and nothing else is left out.
+const PAGES: [&str; 1] = ["/api/docs"];
 const HTTP_METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
@@ -50,12 +56,23 @@ async fn the_document_covers_exactly_the_api_route_table() {
     let version = doc["openapi"].as_str().expect("an openapi version");
     assert!(version.starts_with("3.1."), "OpenAPI 3.1.x, not {version}");
 
-    let table = api_routes();
+    let mut table = api_routes();
     assert!(
         table.iter().any(|(path, _)| *path == "/api/openapi.json"),
         "the document is itself a route of the table, and so in the document"
     );
     let paths = doc["paths"].as_object().expect("paths");
+    for page in PAGES {
+        assert!(
+            table.iter().any(|(path, _)| *path == page),
+            "{page} is not in the route table: take it off PAGES"
+        );
+        assert!(
+            !paths.contains_key(page),
+            "{page} is a page, not an operation"
+        );
+    }
+    table.retain(|(path, _)| !PAGES.contains(path));
     let mut documented = BTreeSet::new();
     for (path, methods) in &table {
         documented.insert(path.to_string());
@@ -426,4 +443,106 @@ async fn real_answers_match_the_document() {
         .await
         .expect("POST payment");
     answers_as_documented(&doc, not_payable, "/api/payments", "post").await;
+}
+
+/// The value of every `attribute="..."` in `html` on a tag starting `<tag`.
+fn attributes<'a>(html: &'a str, tag: &str, attribute: &str) -> Vec<&'a str> {
+    let marker = format!("{attribute}=\"");
+    html.split(&format!("<{tag}"))
+        .skip(1)
+        .filter_map(|element| {
+            let element = element.split('>').next()?;
+            let start = element.find(&marker)? + marker.len();
+            element[start..].split('"').next()
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn the_docs_page_is_served_with_its_own_assets_under_the_csp() {
+    let app = spawn_app().await;
+
+    let response = app.get("/api/docs").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    // The app's one policy: scripts and styles from this origin only, none
+    // inline and none evaluated, which Swagger UI must live with.
+    let csp = header("content-security-policy");
+    assert!(!csp.contains("unsafe-"), "{csp}");
+    for directive in ["script-src", "style-src"] {
+        let sources = csp
+            .split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix(directive))
+            .unwrap_or_else(|| panic!("no {directive} in {csp}"));
+        assert_eq!(sources.trim(), "'self'", "{directive} in {csp}");
+    }
+    let html = response.text().await.expect("a page");
+    assert!(
+        html.contains(r#"data-openapi="/api/openapi.json""#),
+        "the page renders this API's document: {html}"
+    );
+    // Nothing inline: every script has a source, no style element or attribute.
+    assert_eq!(
+        html.matches("<script").count(),
+        attributes(&html, "script", "src").len(),
+        "an inline script: {html}"
+    );
+    assert!(
+        !html.contains("<style") && !html.contains(" style="),
+        "{html}"
+    );
+
+    // Every script and stylesheet is the app's own, content-hashed, and served
+    // with its type; Swagger UI and what starts it among them.
+    let scripts = attributes(&html, "script", "src");
+    let stylesheets = attributes(&html, "link", "href");
+    for (name, among) in [
+        ("swagger-ui", &scripts),
+        ("api-docs", &scripts),
+        ("swagger-ui", &stylesheets),
+        ("api-docs", &stylesheets),
+    ] {
+        assert!(
+            among
+                .iter()
+                .any(|url| url.starts_with(&format!("/static/{name}."))),
+            "{name} is not linked: {among:?}"
+        );
+    }
+    for (urls, content_type) in [
+        (&scripts, "text/javascript; charset=utf-8"),
+        (&stylesheets, "text/css; charset=utf-8"),
+    ] {
+        for url in urls.iter() {
+            assert!(url.starts_with("/static/"), "not from the app: {url}");
+            let asset = app.get(url).await;
+            assert_eq!(asset.status(), StatusCode::OK, "{url}");
+            let served = asset
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            assert_eq!(served, content_type, "{url}");
+            let cache = asset
+                .headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            assert!(cache.contains("immutable"), "{url}: {cache}");
+            let body = asset.text().await.expect("an asset");
+            if url.starts_with("/static/swagger-ui.") && url.ends_with(".js") {
+                assert!(body.contains("SwaggerUIBundle"), "{url} is Swagger UI");
+            }
+        }
+    }
 }

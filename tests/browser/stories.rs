@@ -229,3 +229,86 @@ async fn an_admin_adds_a_product_that_appears_in_the_catalog() {
     );
     browser.finish().await;
 }
+
+/// A developer opens the API's documentation: Swagger UI, served by the app
+/// under its own Content-Security-Policy, renders every operation of the
+/// OpenAPI document; one opens to show its parameters and answers, another is
+/// tried out against the shop, and the authorization dialog opens.
+#[actix_web::test]
+async fn a_developer_reads_and_tries_the_api_documentation() {
+    let app = spawn_app().await;
+    app.stock_product("kettle", 4200, 3).await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser.open(&app.url("/api/docs")).await;
+    // Rendered from the document, not written in the page: each operation's
+    // path and method appear only once Swagger UI has fetched and read it.
+    let place_order = "#operations-orders-place_order";
+    let summary = browser
+        .until_text(&format!("{place_order} .opblock-summary"), "/api/orders")
+        .await;
+    assert!(summary.contains("POST"), "{summary}");
+    let operations = browser.text_of("#swagger-ui").await;
+    for path in [
+        "/api/products/{product_id}",
+        "/api/orders/{order_id}",
+        "/api/payments/{payment_id}",
+    ] {
+        assert!(operations.contains(path), "{path} is not shown");
+    }
+    browser.assert_accessible("API documentation").await;
+
+    browser
+        .css(&format!("{place_order} .opblock-summary-control"))
+        .await
+        .click()
+        .await
+        .expect("open the operation");
+    let opened = browser
+        .until_text(&format!("{place_order} .opblock-body"), "Idempotency-Key")
+        .await;
+    assert!(opened.contains("202"), "{opened}");
+    browser
+        .css(&format!("{place_order} .try-out__btn"))
+        .await
+        .click()
+        .await
+        .expect("try it out");
+    browser
+        .css(&format!("{place_order} textarea.body-param__text"))
+        .await;
+    browser
+        .assert_accessible("API documentation, an operation open to try")
+        .await;
+
+    // A GET tried out: the request goes to this origin (connect-src 'self').
+    let list_products = "#operations-products-list_products";
+    for control in [".opblock-summary-control", ".try-out__btn", ".execute"] {
+        browser
+            .css(&format!("{list_products} {control}"))
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|error| panic!("{control}: {error}"));
+    }
+    browser
+        .until_text(&format!("{list_products} .live-responses-table"), "kettle")
+        .await;
+    browser
+        .assert_accessible("API documentation, an answer shown")
+        .await;
+
+    browser
+        .css(".btn.authorize")
+        .await
+        .click()
+        .await
+        .expect("authorize");
+    browser.until_text(".modal-ux", "admin_token").await;
+    browser
+        .assert_accessible("API documentation, the authorization dialog")
+        .await;
+    browser.finish().await;
+}

@@ -163,7 +163,7 @@ async fn with_the_app_down_the_api_answers_problems_and_pages_a_page() {
     let order = place_order(&gateway).await;
     assert_gateway_problem(order, StatusCode::BAD_GATEWAY, "bad_gateway").await;
 
-    for path in ["/", "/products/tea", "/orders"] {
+    for path in ["/", "/products/tea", "/orders", "/api/docs"] {
         let page = gateway.client.get(gateway.url(path)).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::BAD_GATEWAY, "{path}");
         let content_type = page.headers()[header::CONTENT_TYPE].to_str().unwrap();

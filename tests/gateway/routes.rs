@@ -114,6 +114,7 @@ async fn every_route_answers_through_the_gateway() {
     ok_page(&gateway, "/orders").await;
     ok_page(&gateway, "/admin").await;
     ok_page(&gateway, "/fragments/availability?ids=green-tea").await;
+    let docs = ok_page(&gateway, "/api/docs").await;
     assert_eq!(ok_json(&gateway, "/healthz").await["status"], "ok");
     assert_eq!(ok_json(&gateway, "/readyz").await["status"], "ready");
     // Metrics are scraped from each instance, never served to the public.
@@ -146,6 +147,24 @@ async fn every_route_answers_through_the_gateway() {
         "public, max-age=31536000, immutable"
     );
     assert_eq!(one_header(&asset, "content-encoding"), "gzip");
+
+    // The API's documentation: Swagger UI, from the app through the gateway.
+    let swagger_ui = docs
+        .split('"')
+        .find(|part| part.starts_with("/static/swagger-ui.") && part.ends_with(".js"))
+        .expect("Swagger UI's script");
+    let script = client
+        .get(gateway.url(swagger_ui))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .expect("GET Swagger UI");
+    assert_eq!(script.status(), StatusCode::OK);
+    assert_eq!(
+        one_header(&script, "content-type"),
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(one_header(&script, "content-encoding"), "gzip");
 }
 
 #[actix_web::test]
