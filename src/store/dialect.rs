@@ -338,6 +338,15 @@ impl SerializeMap for &mut Fields<'_> {
     }
 }
 
+/// Integers as they are.
+macro_rules! integers {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method(self, v: $ty) -> Result<Value, RowError> {
+            Ok(Value::Integer(v.into()))
+        })*
+    };
+}
+
 /// One column's value.
 struct Cell;
 
@@ -355,29 +364,15 @@ impl ser::Serializer for Cell {
     fn is_human_readable(&self) -> bool {
         false
     }
-    fn serialize_bool(self, v: bool) -> Result<Value, RowError> {
-        Ok(Value::Integer(v.into()))
-    }
-    fn serialize_i8(self, v: i8) -> Result<Value, RowError> {
-        Ok(Value::Integer(v.into()))
-    }
-    fn serialize_i16(self, v: i16) -> Result<Value, RowError> {
-        Ok(Value::Integer(v.into()))
-    }
-    fn serialize_i32(self, v: i32) -> Result<Value, RowError> {
-        Ok(Value::Integer(v.into()))
-    }
-    fn serialize_i64(self, v: i64) -> Result<Value, RowError> {
-        Ok(Value::Integer(v))
-    }
-    fn serialize_u8(self, v: u8) -> Result<Value, RowError> {
-        Ok(Value::Integer(v.into()))
-    }
-    fn serialize_u16(self, v: u16) -> Result<Value, RowError> {
-        Ok(Value::Integer(v.into()))
-    }
-    fn serialize_u32(self, v: u32) -> Result<Value, RowError> {
-        Ok(Value::Integer(v.into()))
+    integers! {
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
     }
     fn serialize_u64(self, v: u64) -> Result<Value, RowError> {
         i64::try_from(v)

@@ -11,7 +11,7 @@ use minimart::http::api_routes;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use support::{TestApp, spawn_app};
+use support::{TestApp, content_type, spawn_app};
 
 const PROBLEM_REF: &str = "#/components/schemas/Problem";
 /// Pages for people under `/api/`: HTML, not operations of the API, so not in
@@ -25,12 +25,7 @@ const HTTP_METHODS: [&str; 8] = [
 async fn document(app: &TestApp) -> Value {
     let response = app.get("/api/openapi.json").await;
     assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&response);
     assert_eq!(content_type, "application/json");
     response.json().await.expect("a JSON document")
 }
@@ -365,12 +360,7 @@ async fn answers_as_documented(
             "{method} {path} {status}: no {header} header"
         );
     }
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&response);
     let content = &documented["content"][&content_type];
     assert!(
         content.is_object(),
@@ -527,11 +517,7 @@ async fn the_docs_page_is_served_with_its_own_assets_under_the_csp() {
             assert!(url.starts_with("/static/"), "not from the app: {url}");
             let asset = app.get(url).await;
             assert_eq!(asset.status(), StatusCode::OK, "{url}");
-            let served = asset
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
+            let served = support::content_type(&asset);
             assert_eq!(served, content_type, "{url}");
             let cache = asset
                 .headers()

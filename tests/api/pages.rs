@@ -7,7 +7,7 @@ use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
 use scraper::{ElementRef, Html, Selector};
 
-use support::{ADMIN_TOKEN, TestApp, on_each_backend, spawn_app, spawn_app_with};
+use support::{ADMIN_TOKEN, TestApp, content_type, on_each_backend, spawn_app, spawn_app_with};
 
 /// A browser: keeps cookies, and shows redirects instead of following them.
 pub fn browser() -> Client {
@@ -34,12 +34,7 @@ pub async fn signed_in_admin(app: &TestApp) -> Client {
 pub async fn page(client: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
     let response = client.get(app.url(path)).send().await.expect("GET");
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&response);
     assert!(
         content_type.starts_with("text/html"),
         "{path}: {content_type}"
@@ -255,13 +250,7 @@ async fn the_order_stream_sends_each_step_then_the_outcome_then_stops() {
 
     let response = app.get(&format!("/orders/{order_id}/events")).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
-        Some("text/event-stream")
-    );
+    assert_eq!(content_type(&response), "text/event-stream");
     let stream = tokio::time::timeout(Duration::from_secs(10), response.text())
         .await
         .expect("the stream ends by itself")

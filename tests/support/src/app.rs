@@ -157,15 +157,18 @@ pub async fn wait_terminal(client: &reqwest::Client, base: &str, order_id: &str)
     }
 }
 
+/// The response's `Content-Type`, or "" without one.
+pub fn content_type(response: &Response) -> String {
+    (response.headers().get("content-type"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Checks that a response is the problem+json refusal we expect.
 pub async fn assert_problem(response: Response, status: StatusCode, context: &str) -> Value {
     assert_eq!(response.status(), status, "{context}");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&response);
     assert_eq!(content_type, "application/problem+json", "{context}");
     let body: Value = response.json().await.expect("a JSON problem");
     assert_eq!(body["status"], status.as_u16(), "{context}");
