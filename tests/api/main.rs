@@ -15,6 +15,7 @@ mod manners;
 mod metrics;
 mod openapi;
 mod orders;
+mod overload;
 mod pages;
 mod payments;
 #[allow(dead_code)] // the restartable cluster is for tests/api_postgres

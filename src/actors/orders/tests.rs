@@ -103,6 +103,7 @@ async fn place(
             idempotency_key,
             shopper: None,
             request_id: None,
+            admitted: None,
         })
         .await
         .unwrap()
