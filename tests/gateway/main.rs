@@ -24,5 +24,6 @@ mod events;
 mod harness;
 mod limits;
 mod multi_instance;
+mod overload;
 mod routes;
 mod tls;
