@@ -81,6 +81,8 @@ impl Overloaded {
 pub struct Admission {
     in_flight: Arc<AtomicUsize>,
     settings: AdmissionSettings,
+    /// `minimart_orders_in_flight`, looked up once (a lookup per order costs).
+    gauge: metrics::Gauge,
 }
 
 impl Admission {
@@ -88,6 +90,7 @@ impl Admission {
         Admission {
             in_flight: Arc::new(AtomicUsize::new(0)),
             settings,
+            gauge: metrics::gauge!(meters::ORDERS_IN_FLIGHT),
         }
     }
 
@@ -113,7 +116,7 @@ impl Admission {
             in_flight: Arc::clone(&self.in_flight),
             arrived: Instant::now(),
             deadline: self.settings.queue_deadline,
-            _counted: GaugeGuard::new(metrics::gauge!(meters::ORDERS_IN_FLIGHT)),
+            _counted: GaugeGuard::new(self.gauge.clone()),
         })
     }
 }
