@@ -10,6 +10,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 use subtle::ConstantTimeEq;
 
 use crate::actors::SagaSettings;
+use crate::actors::admission::AdmissionSettings;
 use crate::actors::payment::PaymentSettings;
 use crate::store::{SqliteSynchronous, StoreOptions};
 use crate::telemetry::LogFormat;
@@ -24,6 +25,7 @@ const DEFAULT_DB_ACQUIRE_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_DB_STATEMENT_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_SAGA_LEASE_SECS: u64 = 30;
 const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
+const DEFAULT_QUEUE_DEADLINE_MS: u64 = AdmissionSettings::DEFAULT_QUEUE_DEADLINE.as_millis() as u64;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "minimart", version, about = "A small, real e-commerce system")]
@@ -119,6 +121,18 @@ pub struct Config {
     #[arg(long, env = "MINIMART_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Orders in flight at most: accepted and not yet decided, their requests
+    /// included. Above it a new order is refused at once (503 `overloaded`,
+    /// `Retry-After`) before anything is stored.
+    #[arg(long, env = "MINIMART_MAX_IN_FLIGHT", default_value_t = AdmissionSettings::DEFAULT_MAX_IN_FLIGHT, value_parser = parse_positive)]
+    pub max_in_flight: usize,
+
+    /// The longest a new order may wait in a queue (the Orders mailbox, the
+    /// store's write queue) before it is refused (503 `overloaded`) rather
+    /// than placed late, in milliseconds.
+    #[arg(long, env = "MINIMART_QUEUE_DEADLINE_MS", default_value_t = DEFAULT_QUEUE_DEADLINE_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue_deadline_ms: u64,
+
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[arg(long, env = "MINIMART_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
     pub shutdown_timeout_secs: u64,
@@ -147,6 +161,8 @@ impl Default for Config {
             idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
             log_format: LogFormat::Text,
             saga_stall_after: SagaSettings::default().stall_after,
+            max_in_flight: AdmissionSettings::DEFAULT_MAX_IN_FLIGHT,
+            queue_deadline_ms: DEFAULT_QUEUE_DEADLINE_MS,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
         }
     }
@@ -169,6 +185,13 @@ impl Config {
     pub fn saga_settings(&self) -> SagaSettings {
         SagaSettings {
             stall_after: self.saga_stall_after,
+        }
+    }
+
+    pub fn admission_settings(&self) -> AdmissionSettings {
+        AdmissionSettings {
+            max_in_flight: self.max_in_flight,
+            queue_deadline: Duration::from_millis(self.queue_deadline_ms),
         }
     }
 
@@ -218,6 +241,13 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
         .and_then(|n| n.checked_mul(scale))
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{raw:?} is not a duration like 90s, 5m or 1h"))
+}
+
+fn parse_positive(raw: &str) -> Result<usize, String> {
+    match raw.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{raw:?} is not a whole number of at least 1")),
+    }
 }
 
 fn parse_rate(raw: &str) -> Result<f64, String> {
@@ -372,6 +402,20 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         for bad in ["", "m", "5d", "-1", "1.5m"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn admission_takes_a_positive_bound_and_deadline() {
+        let parse = |flag, value| Config::try_parse_from(["minimart", flag, value]);
+        assert!(parse("--max-in-flight", "64").is_ok_and(|c| c.max_in_flight == 64));
+        assert!(parse("--queue-deadline-ms", "250").is_ok_and(|c| c.queue_deadline_ms == 250));
+        for (flag, bad) in [
+            ("--max-in-flight", "0"),
+            ("--max-in-flight", "-1"),
+            ("--queue-deadline-ms", "0"),
+        ] {
+            assert!(parse(flag, bad).is_err(), "{flag} {bad}");
         }
     }
 

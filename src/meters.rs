@@ -18,6 +18,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const ORDERS_PLACED: &str = "minimart_orders_placed_total";
 /// Orders this process's sagas decided, by `status`.
 pub const ORDERS_DECIDED: &str = "minimart_orders_decided_total";
+/// New orders refused at once because the shop was overloaded (503
+/// `overloaded`), by `reason`: `in_flight` (the bound was reached) or
+/// `deadline` (it waited in a queue past `MINIMART_QUEUE_DEADLINE_MS`).
+pub const ORDERS_SHED: &str = "minimart_orders_shed_total";
+/// Orders admitted and not yet decided (their requests included).
+pub const ORDERS_IN_FLIGHT: &str = "minimart_orders_in_flight";
 /// Payments this process recorded, by `status`.
 pub const PAYMENTS: &str = "minimart_payments_total";
 /// HTTP requests by `method`, `route` (the pattern, or `unmatched`) and `status`.
@@ -45,6 +51,8 @@ pub const SSE_WATCHERS: &str = "minimart_sse_watchers";
 pub const ALL: &[&str] = &[
     ORDERS_PLACED,
     ORDERS_DECIDED,
+    ORDERS_SHED,
+    ORDERS_IN_FLIGHT,
     PAYMENTS,
     HTTP_DURATION,
     ORDER_OUTCOME,
@@ -117,6 +125,14 @@ fn describe() {
         ORDERS_DECIDED,
         "Orders decided by this process's sagas, by status"
     );
+    describe_counter!(
+        ORDERS_SHED,
+        "New orders refused at once (503 overloaded), by reason: in_flight or deadline"
+    );
+    describe_gauge!(
+        ORDERS_IN_FLIGHT,
+        "Orders admitted and not yet decided, their requests included"
+    );
     describe_counter!(PAYMENTS, "Payments recorded by this process, by status");
     describe_histogram!(
         HTTP_DURATION,
@@ -157,6 +173,10 @@ fn describe() {
         gauge!(MAILBOX_DEPTH, "actor" => *actor).increment(0.0);
     }
     gauge!(SAGAS_RUNNING).increment(0.0);
+    gauge!(ORDERS_IN_FLIGHT).increment(0.0);
+    for reason in ["in_flight", "deadline"] {
+        metrics::counter!(ORDERS_SHED, "reason" => reason).increment(0);
+    }
     gauge!(SAGAS_STALLED).increment(0.0);
     gauge!(SSE_WATCHERS).increment(0.0);
     for status in ["CONFIRMED", "REJECTED", "PAYMENT_FAILED"] {

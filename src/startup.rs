@@ -58,7 +58,8 @@ impl Application {
             config.payment_settings(),
             config.saga_settings(),
         )
-        .await?;
+        .await?
+        .with_admission(config.admission_settings());
 
         if config.demo_catalog && actors.inventory.catalog.is_empty().await? {
             seed_demo_catalog(&actors).await?;

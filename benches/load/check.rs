@@ -234,7 +234,7 @@ pub async fn stocks(base: &str, products: &[String]) -> Vec<Option<i64>> {
 pub fn conclude(
     tallies: Vec<Tally>,
     products: &[String],
-    seeded_stock: i64,
+    seeded: &[i64],
     stocks: &[Option<i64>],
     unacknowledged_orders: u64,
 ) -> Invariants {
@@ -267,6 +267,7 @@ pub fn conclude(
         };
         let confirmed = total.confirmed_units.get(&index).copied().unwrap_or(0);
         let accounted = i128::from(stock) + i128::from(confirmed);
+        let seeded_stock = seeded.get(index).copied().unwrap_or(0);
         if accounted != i128::from(seeded_stock) {
             stock_conserved = false;
             total.violation(format!(

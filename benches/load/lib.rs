@@ -10,6 +10,7 @@
 pub mod check;
 pub mod client;
 pub mod options;
+pub mod overload;
 pub mod report;
 pub mod shoppers;
 pub mod stats;
@@ -94,6 +95,8 @@ fn run_against(options: &Options, target: &Target) -> Result<Results, LoadError>
         order_page_share: options.order_page_share,
         run_id,
         live: Arc::clone(&live),
+        quantity: None,
+        shed_is_final: options.scenario.is_overload(),
     });
     let progress = Progress::new(options);
 
@@ -115,6 +118,11 @@ fn run_against(options: &Options, target: &Target) -> Result<Results, LoadError>
         },
     )?)?;
     let floor_rps = floor.requests_in_window(Endpoint::Healthz) as f64 / options.floor_duration;
+    if options.scenario.is_overload() {
+        return overload::run(
+            options, target, &products, &plan, &live, floor_rps, &progress,
+        );
+    }
 
     // The scenario.
     live.reset();
@@ -157,8 +165,40 @@ fn run_against(options: &Options, target: &Target) -> Result<Results, LoadError>
     let rss_end = target::rss_kib();
     progress.finish();
 
-    // The check.
-    let orders = Arc::new(load.orders.clone());
+    let invariants = check_invariants(
+        options,
+        target,
+        &products,
+        &vec![options.stock; products.len()],
+        load.orders.clone(),
+        load.unacknowledged,
+    )?;
+
+    Ok(report::results(report::Measured {
+        options,
+        target: target.describe(),
+        floor_rps,
+        load: &load,
+        rss_start,
+        rss_end,
+        rss_series: &rss_series,
+        in_process: target.is_in_process(),
+        invariants,
+    }))
+}
+
+/// Reads every order of the run back, and each product's stock, and checks
+/// the invariants (`seeded`: each product's stock at the start).
+fn check_invariants(
+    options: &Options,
+    target: &Target,
+    products: &[String],
+    seeded: &[i64],
+    orders: Vec<stats::PlacedOrder>,
+    unacknowledged: u64,
+) -> Result<check::Invariants, LoadError> {
+    let threads = options.client_threads;
+    let orders = Arc::new(orders);
     let checked = AtomicU64::new(0);
     let check_progress = Progress::new(options);
     check_progress.counting("checking invariants", orders.len() as u64);
@@ -166,7 +206,7 @@ fn run_against(options: &Options, target: &Target) -> Result<Results, LoadError>
     let tallies = shoppers::on_client_threads(
         threads,
         |thread| {
-            let (orders, products, checked) = (Arc::clone(&orders), &products, &checked);
+            let (orders, checked) = (Arc::clone(&orders), &checked);
             async move {
                 check::check_orders(
                     &target.base,
@@ -183,27 +223,15 @@ fn run_against(options: &Options, target: &Target) -> Result<Results, LoadError>
         },
         || check_progress.set(checked.load(Ordering::Relaxed)),
     )?;
-    let stocks = on_one_thread(async { Ok(check::stocks(&target.base, &products).await) })?;
+    let stocks = on_one_thread(async { Ok(check::stocks(&target.base, products).await) })?;
     check_progress.finish();
-    let invariants = check::conclude(
+    Ok(check::conclude(
         tallies,
-        &products,
-        options.stock,
+        products,
+        seeded,
         &stocks,
-        load.unacknowledged,
-    );
-
-    Ok(report::results(report::Measured {
-        options,
-        target: target.describe(),
-        floor_rps,
-        load: &load,
-        rss_start,
-        rss_end,
-        rss_series: &rss_series,
-        in_process: target.is_in_process(),
-        invariants,
-    }))
+        unacknowledged,
+    ))
 }
 
 /// A phase that starts now, runs for `window`, and lets runs under way finish

@@ -17,6 +17,16 @@ pub enum Scenario {
     Orders,
     /// Only read single products (`GET /api/products/{id}`): the hottest read path.
     Reads,
+    /// Overload: measure the capacity with closed load (`--capacity-duration`),
+    /// then offer 3× that as open load for `--duration`, then 0.5× for
+    /// `--recovery` to see how fast the shop recovers. Orders as in `orders`; a
+    /// 503 `overloaded` is a refusal (shed), not an error, and is not retried.
+    Overload,
+    /// A flash sale: the capacity as in `overload`, then `--flash-shoppers`
+    /// shoppers order one unit each of one product with `--flash-stock` units,
+    /// all arriving within `--flash-window` seconds, then 0.5× the capacity on
+    /// the other products for `--recovery`.
+    FlashSale,
 }
 
 impl Scenario {
@@ -25,7 +35,14 @@ impl Scenario {
             Scenario::Journey => "journey",
             Scenario::Orders => "orders",
             Scenario::Reads => "reads",
+            Scenario::Overload => "overload",
+            Scenario::FlashSale => "flash-sale",
         }
+    }
+
+    /// Whether the scenario measures overload (a capacity phase, then more).
+    pub fn is_overload(self) -> bool {
+        matches!(self, Scenario::Overload | Scenario::FlashSale)
     }
 }
 
@@ -137,6 +154,39 @@ pub struct Options {
     #[arg(long, default_value_t = 30.0, value_parser = positive)]
     pub drain: f64,
 
+    /// overload, flash-sale: seconds of closed load that measure the capacity.
+    #[arg(long, default_value_t = 10.0, value_parser = positive)]
+    pub capacity_duration: f64,
+
+    /// overload, flash-sale: seconds of open load at half the capacity after
+    /// the overload, to see recovery.
+    #[arg(long, default_value_t = 10.0, value_parser = positive)]
+    pub recovery: f64,
+
+    /// overload: the offered load, as a multiple of the measured capacity.
+    #[arg(long, default_value_t = 3.0, value_parser = positive)]
+    pub overload_factor: f64,
+
+    /// flash-sale: shoppers, one order of one unit each.
+    #[arg(long, default_value_t = 5_000)]
+    pub flash_shoppers: usize,
+
+    /// flash-sale: units of the one product on sale.
+    #[arg(long, default_value_t = 100)]
+    pub flash_stock: i64,
+
+    /// flash-sale: seconds within which every shopper arrives.
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    pub flash_window: f64,
+
+    /// In-process server: `MINIMART_MAX_IN_FLIGHT` (default: the app's).
+    #[arg(long)]
+    pub server_max_in_flight: Option<usize>,
+
+    /// In-process server: `MINIMART_QUEUE_DEADLINE_MS` (default: the app's).
+    #[arg(long)]
+    pub server_queue_deadline_ms: Option<u64>,
+
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -157,6 +207,10 @@ impl Options {
             options.hot_products = options.hot_products.min(options.products);
             options.shoppers = options.shoppers.min(16);
             options.drain = options.drain.min(10.0);
+            options.capacity_duration = options.capacity_duration.min(1.0);
+            options.recovery = options.recovery.min(1.5);
+            options.flash_shoppers = options.flash_shoppers.min(500);
+            options.flash_stock = options.flash_stock.min(50);
         }
         options
     }
@@ -180,6 +234,11 @@ impl Options {
                 "--stock must be between 0 and {}",
                 minimart::domain::Stock::MAX
             ));
+        }
+        if self.flash_shoppers == 0
+            || !(1..=minimart::domain::Stock::MAX).contains(&self.flash_stock)
+        {
+            return Err("--flash-shoppers and --flash-stock must be at least 1".to_owned());
         }
         if self.url.is_some() && self.admin_token.is_none() {
             return Err(

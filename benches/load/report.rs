@@ -142,6 +142,10 @@ pub struct Results {
     pub latency_histogram: Vec<Bucket>,
     #[serde(skip)]
     pub in_process: bool,
+    /// The overload and flash-sale scenarios' own figures (`capacity_per_s`,
+    /// `goodput_ratio`, `recovery_s`, ...), at the top level.
+    #[serde(flatten)]
+    pub overload: Option<super::overload::OverloadFigures>,
 }
 
 /// The raw material of [`Results`].
@@ -285,6 +289,7 @@ pub fn results(measured: Measured<'_>) -> Results {
         series,
         latency_histogram: buckets(&histogram_source, 40),
         in_process,
+        overload: None,
     }
 }
 
@@ -438,6 +443,9 @@ impl Results {
             for (kind, count) in &self.errors {
                 let _ = writeln!(out, "  {kind:<48}{:>10}", thousands(*count as f64));
             }
+        }
+        if let Some(overload) = &self.overload {
+            let _ = writeln!(out, "{}", overload.lines());
         }
         let _ = writeln!(out, "{}", self.memory_line());
         let _ = writeln!(out, "{}", self.invariants_line());

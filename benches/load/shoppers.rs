@@ -64,6 +64,11 @@ pub struct Plan {
     /// Makes idempotency keys unique across runs against the same deployment.
     pub run_id: String,
     pub live: Arc<Live>,
+    /// Units per order; random 1 or 2 without it.
+    pub quantity: Option<u32>,
+    /// Whether a 503 `overloaded` ends the run (overload scenarios: the
+    /// refusal is what is measured) instead of being retried.
+    pub shed_is_final: bool,
 }
 
 /// When a phase runs. Runs start until `end`; a run under way then finishes,
@@ -275,7 +280,7 @@ impl Shopper {
                 let product = self.pick();
                 self.product(product, started).await;
             }
-            Scenario::Orders => {
+            Scenario::Orders | Scenario::Overload | Scenario::FlashSale => {
                 self.order(started).await;
             }
             Scenario::Journey => {
@@ -334,8 +339,11 @@ impl Shopper {
     /// transport error or a 5xx is retried with the same Idempotency-Key, so a
     /// retry never buys twice and the run learns the id of every order it made.
     async fn place(&mut self, product: usize, started: Instant) -> Option<String> {
-        let quantity: u32 = self.rng.random_range(1..=2);
         let plan = Arc::clone(&self.local.plan);
+        let quantity: u32 = match plan.quantity {
+            Some(quantity) => quantity,
+            None => self.rng.random_range(1..=2),
+        };
         let key = format!(
             "load-{}-{}-{}-{}",
             plan.run_id, self.local.thread, self.id, self.runs
@@ -345,12 +353,23 @@ impl Shopper {
             plan.products[product]
         );
         let mut attempt_started = started;
+        let mut shed = false;
         for _ in 0..POST_ATTEMPTS {
             let reply = self
                 .local
                 .http
                 .post_json("/api/orders", &[("idempotency-key", &key)], body.clone())
                 .await;
+            // Refused at once, nothing stored: a shed order, not an error.
+            shed = matches!(&reply, Ok(reply) if is_overloaded(reply));
+            if shed {
+                self.local.recorder.borrow_mut().shed(attempt_started);
+                if plan.shed_is_final {
+                    return None;
+                }
+                attempt_started = Instant::now();
+                continue;
+            }
             let retry = match &reply {
                 Err(_) => true,
                 Ok(reply) => reply.status.is_server_error(),
@@ -363,7 +382,10 @@ impl Shopper {
             }
             attempt_started = Instant::now();
         }
-        self.local.recorder.borrow_mut().unacknowledged += 1;
+        // A last refusal as overloaded created nothing: nothing is unknown.
+        if !shed {
+            self.local.recorder.borrow_mut().unacknowledged += 1;
+        }
         None
     }
 
@@ -441,6 +463,92 @@ impl Shopper {
             }
         }
     }
+}
+
+/// A 503 whose problem says `overloaded`: the shop shed the order.
+fn is_overloaded(reply: &Reply) -> bool {
+    reply.status == 503
+        && reply
+            .body
+            .windows(b"\"overloaded\"".len())
+            .any(|window| window == b"\"overloaded\"")
+}
+
+/// Open load in segments, one after the other without a pause: each its own
+/// rate, duration, plan and [`Recorder`] (a run records into the segment it
+/// was scheduled in); at most `max_in_flight` runs at once across them.
+pub async fn open_segments(
+    segments: Vec<Segment>,
+    thread: usize,
+    threads: usize,
+    max_in_flight: usize,
+    start: Instant,
+    drain: Duration,
+) -> Result<Vec<Recorder>, LoadError> {
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let mut locals = Vec::with_capacity(segments.len());
+    let mut segment_start = start;
+    for (index, segment) in segments.into_iter().enumerate() {
+        // Shoppers of each segment are numbered apart from one another and
+        // from closed load's, so that their idempotency keys never meet.
+        let numbered_from = (index as u64 + 1) << 40;
+        let end = segment_start + segment.duration;
+        let phase = Phase {
+            start: segment_start,
+            end,
+            drain_until: end + drain,
+            series_len: (segment.duration + drain).as_secs_f64().ceil() as usize + 1,
+        };
+        let local = Rc::new(local(segment.plan, thread, phase));
+        local.recorder.borrow_mut().keep_post_samples = true;
+        let rate = segment.rate;
+        let mut arrival = thread as u64;
+        loop {
+            let scheduled = phase.start + Duration::from_secs_f64(arrival as f64 / rate);
+            if scheduled >= phase.end {
+                break;
+            }
+            tokio::time::sleep_until(scheduled.into()).await;
+            // Only a run that had to wait for a slot past the end is not started
+            // (not one whose timer fired a moment late).
+            let free = Arc::clone(&slots).try_acquire_owned().ok();
+            let waited = free.is_none();
+            let slot = match free {
+                Some(slot) => slot,
+                None => Arc::clone(&slots)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| LoadError::Client("the in-flight limit closed".to_owned()))?,
+            };
+            if waited && Instant::now() >= phase.end {
+                local
+                    .recorder
+                    .borrow_mut()
+                    .errors
+                    .insert("runs not started: --max-in-flight reached".to_owned(), 1);
+                break;
+            }
+            let mut shopper = Shopper::new(Rc::clone(&local), numbered_from + arrival);
+            tokio::task::spawn_local(async move {
+                shopper.run(Some(scheduled)).await;
+                drop(slot);
+            });
+            arrival += threads as u64;
+        }
+        locals.push(local);
+        segment_start = end;
+    }
+    let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+    locals.into_iter().map(into_recorder).collect()
+}
+
+/// One segment of [`open_segments`].
+pub struct Segment {
+    pub plan: Arc<Plan>,
+    /// Runs started per second, all threads together.
+    pub rate: f64,
+    pub duration: Duration,
 }
 
 /// Creates (or replaces) the run's products with `stock` units each, `concurrency`

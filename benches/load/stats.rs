@@ -160,6 +160,15 @@ pub struct Recorder {
     /// Orders whose POST never got an answer, even after retries with the same key.
     pub unacknowledged: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Orders refused at once (503 `overloaded`): shed, not failed.
+    pub shed: u64,
+    pub shed_in_window: u64,
+    /// From the POST's (scheduled) start to its 503 `overloaded`.
+    pub shed_latency: Histogram<u64>,
+    /// Admitted POSTs (202): milliseconds since the start, latency in µs. Kept
+    /// only when asked (`keep_post_samples`), to find when latency recovers.
+    pub post_samples: Vec<(u32, u32)>,
+    pub keep_post_samples: bool,
     pub series: Vec<Second>,
     pub orders: Vec<PlacedOrder>,
     live: Arc<Live>,
@@ -182,6 +191,11 @@ impl Recorder {
             unfollowed: 0,
             unacknowledged: 0,
             errors: BTreeMap::new(),
+            shed: 0,
+            shed_in_window: 0,
+            shed_latency: latency_histogram(),
+            post_samples: Vec::new(),
+            keep_post_samples: false,
             // Allocated up front, so the series does not grow the process's memory
             // while RSS is being watched.
             series: (0..series_len).map(|_| Second::new()).collect(),
@@ -204,6 +218,13 @@ impl Recorder {
         if now < self.window_end {
             self.in_window[endpoint.index()] += 1;
         }
+        if endpoint == Endpoint::PlaceOrder && self.keep_post_samples {
+            let at = now.saturating_duration_since(self.start).as_millis();
+            self.post_samples.push((
+                u32::try_from(at).unwrap_or(u32::MAX),
+                u32::try_from(latency).unwrap_or(u32::MAX),
+            ));
+        }
         if let Some(second) = self.second(now) {
             second.requests += 1;
             let _ = second.any.record(latency);
@@ -221,6 +242,18 @@ impl Recorder {
             second.errors += 1;
         }
         self.live.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An order refused at once as overloaded, `started` being when its POST
+    /// was (scheduled to be) sent.
+    pub fn shed(&mut self, started: Instant) {
+        let now = Instant::now();
+        self.shed_latency
+            .saturating_record(micros(now.saturating_duration_since(started)));
+        self.shed += 1;
+        if now < self.window_end {
+            self.shed_in_window += 1;
+        }
     }
 
     pub fn placed(&mut self, order: PlacedOrder) {
@@ -278,6 +311,10 @@ impl Recorder {
         self.payment_failed += other.payment_failed;
         self.unfollowed += other.unfollowed;
         self.unacknowledged += other.unacknowledged;
+        self.shed += other.shed;
+        self.shed_in_window += other.shed_in_window;
+        let _ = self.shed_latency.add(&other.shed_latency);
+        self.post_samples.extend(other.post_samples);
         for (kind, count) in other.errors {
             *self.errors.entry(kind).or_insert(0) += count;
         }

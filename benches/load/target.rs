@@ -71,6 +71,13 @@ impl Target {
             shutdown_timeout_secs: 5,
             ..Config::default()
         };
+        let config = Config {
+            max_in_flight: options.server_max_in_flight.unwrap_or(config.max_in_flight),
+            queue_deadline_ms: options
+                .server_queue_deadline_ms
+                .unwrap_or(config.queue_deadline_ms),
+            ..config
+        };
 
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()

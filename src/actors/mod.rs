@@ -3,6 +3,7 @@
 //! simulated payment) runs in its own task, never inside a handler, so no mailbox
 //! stalls on I/O.
 
+pub mod admission;
 pub mod book;
 pub mod inventory;
 pub mod mailbox;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 
+use admission::{Admission, AdmissionSettings};
 use book::OrderBook;
 use inventory::{Inventory, InventoryActor, InventoryError};
 use mailbox::Mailbox;
@@ -46,6 +48,9 @@ pub struct Actors {
     order_book: OrderBook,
     pub inventory: Inventory,
     pub payment: Mailbox<PaymentActor>,
+    /// The bound on orders in flight, which the HTTP layer asks before it
+    /// sends `PlaceOrder`.
+    pub admission: Admission,
     store: Store,
     _thread: Arc<ActorThread>,
 }
@@ -120,8 +125,17 @@ impl Actors {
             order_book,
             inventory,
             payment,
+            admission: Admission::new(AdmissionSettings::default()),
             store,
             _thread: Arc::new(ActorThread(arbiter)),
         })
+    }
+
+    /// The same actors, admitting orders as `settings` say.
+    pub fn with_admission(self, settings: AdmissionSettings) -> Actors {
+        Actors {
+            admission: Admission::new(settings),
+            ..self
+        }
     }
 }

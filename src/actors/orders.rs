@@ -9,6 +9,7 @@ pub mod watchers;
 use actix::prelude::*;
 use chrono::Utc;
 
+use super::admission::{Admitted, Overloaded};
 use super::book::OrderBook;
 use super::inventory::{Inventory, InventoryError};
 use super::mailbox::{Mailbox, Named, tracked_handlers};
@@ -39,6 +40,9 @@ pub enum OrderError {
     Catalog(#[from] InventoryError),
     #[error("the orders actor did not answer")]
     Mailbox(#[from] MailboxError),
+    /// Refused unstored: the shop is at its limit (see `actors::admission`).
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
 }
 
 /// Place an order for `quantity` units of a product.
@@ -53,6 +57,10 @@ pub struct PlaceOrder {
     /// The id of the request that placed it: every log line of its saga
     /// carries it.
     pub request_id: Option<String>,
+    /// Its place among the orders in flight, held by its saga until the order
+    /// is decided; an order that waited past the place's deadline is refused
+    /// unstored. `None` for orders that are not counted (tests of one actor).
+    pub admitted: Option<Admitted>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +232,11 @@ impl Handler<PlaceOrder> for OrdersActor {
         let saga = self.saga.clone();
         let book = self.book.clone();
         Box::pin(async move {
+            let admitted = msg.admitted;
+            // Waited too long in the mailbox: refuse before anything is stored.
+            if let Some(admitted) = &admitted {
+                admitted.check_deadline()?;
+            }
             let product = catalog
                 .product(&msg.product_id)
                 .await?
@@ -233,23 +246,37 @@ impl Handler<PlaceOrder> for OrdersActor {
                 .money()
                 .checked_mul(msg.quantity.units())
                 .ok_or(OrderError::TotalTooLarge)?;
-            let outcome = store
-                .create_order(NewOrder {
-                    order_id: OrderId::generate(),
-                    product_id: msg.product_id.clone(),
-                    quantity: msg.quantity,
-                    total_amount,
-                    idempotency_key: msg.idempotency_key.map(|key| key.owned_by(msg.shopper)),
-                    shopper_id: msg.shopper,
-                    at: Utc::now(),
-                })
-                .await?;
+            let new_order = NewOrder {
+                order_id: OrderId::generate(),
+                product_id: msg.product_id.clone(),
+                quantity: msg.quantity,
+                total_amount,
+                idempotency_key: msg.idempotency_key.map(|key| key.owned_by(msg.shopper)),
+                shopper_id: msg.shopper,
+                at: Utc::now(),
+            };
+            let outcome = match &admitted {
+                // Still queued for the store at its deadline: refused unstored.
+                Some(admitted) => store
+                    .create_order_by(new_order, admitted.not_after())
+                    .await
+                    .map_err(|error| match error {
+                        StoreError::Overdue => OrderError::Overloaded(admitted.late()),
+                        other => OrderError::Store(other),
+                    })?,
+                None => store.create_order(new_order).await?,
+            };
             match outcome {
                 CreateOrderOutcome::Created(order) => {
                     tracing::info!(order_id = %order.order_id, product_id = %order.product_id, quantity = order.quantity.units(), "order placed");
                     metrics::counter!(meters::ORDERS_PLACED).increment(1);
                     book.track(order.clone());
-                    actix_rt::spawn(saga.run(order.clone(), msg.request_id));
+                    let run = saga.run(order.clone(), msg.request_id);
+                    // The order leaves the orders in flight once it is decided.
+                    actix_rt::spawn(async move {
+                        run.await;
+                        drop(admitted);
+                    });
                     Ok(Placed {
                         order,
                         replayed: false,

@@ -240,8 +240,18 @@ pub struct OrderAccepted {
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "A field is refused (`field` names it: an unknown product is `product_id`), \
             the total is too large, or the Idempotency-Key was used with another body", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The shop is overloaded (`code: \"overloaded\"`: at its limit of orders in flight, \
+            or the order waited in a queue past its deadline) or temporarily unavailable (`code: \"unavailable\"`). \
+            An overloaded refusal stored nothing: the same request, with the same Idempotency-Key, may be sent again \
+            after `Retry-After`", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait before sending the order again")),
+            example = json!({
+                "type": "about:blank",
+                "title": "Service Unavailable",
+                "status": 503,
+                "detail": "the shop is at its limit of 1024 orders in flight: retry after 1 s",
+                "code": "overloaded"
+            })),
     )
 )]
 pub async fn place_order(
@@ -254,6 +264,8 @@ pub async fn place_order(
         product_id,
         quantity,
     } = body.0;
+    // Refused at once when the shop is at its limit: nothing is stored.
+    let admitted = actors.admission.admit()?;
     let placed = actors
         .orders
         .send(PlaceOrder {
@@ -262,6 +274,7 @@ pub async fn place_order(
             idempotency_key: key.0,
             shopper: None,
             request_id: request_id::of(&req),
+            admitted: Some(admitted),
         })
         .await??;
     let order = placed.order;

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use super::pages::PageError;
+use crate::actors::admission::Overloaded;
 use crate::actors::inventory::InventoryError;
 use crate::actors::orders::OrderError;
 use crate::actors::payment::{ChargeError, PaymentError};
@@ -47,6 +48,10 @@ pub enum ApiError {
     /// Too many wrong admin tokens from this address: it may try again later.
     #[error("too many failed attempts: retry after {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// The shop is at its limit and refused a new order at once, storing
+    /// nothing: the same request may be sent again after `Retry-After`.
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
     /// A dependency (the database, an actor) is not answering; retrying may work.
     #[error("the service is temporarily unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -102,6 +107,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
+            ApiError::Overloaded(_) => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -109,6 +115,17 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// A 5xx is an outage or a bug: logged with its cause chain. A refusal
+    /// under overload is neither (and comes by the thousand): counted in
+    /// `minimart_orders_shed_total`, logged at debug.
+    pub fn log(&self) {
+        if let ApiError::Overloaded(overloaded) = self {
+            tracing::debug!(%overloaded, "order refused: overloaded");
+        } else if self.status_code().is_server_error() {
+            tracing::error!(error = %error_chain(self), "request failed");
+        }
+    }
+
     /// The headers that come with the error, whether it is answered as a
     /// problem or as a page.
     pub fn add_headers(&self, response: &mut actix_web::HttpResponseBuilder) {
@@ -118,6 +135,10 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::Overloaded(_) => {
+                let secs = Overloaded::RETRY_AFTER.as_secs().max(1);
+                response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             ApiError::TooManyAttempts { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
@@ -145,16 +166,14 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
-            tracing::error!(error = %error_chain(self), "request failed");
-        }
+        self.log();
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         self.add_headers(&mut response);
@@ -194,6 +213,7 @@ impl From<OrderError> for ApiError {
             OrderError::TotalTooLarge | OrderError::IdempotencyKeyReused => {
                 ApiError::Unprocessable(error.to_string())
             }
+            OrderError::Overloaded(overloaded) => ApiError::Overloaded(overloaded),
             OrderError::Store(_) | OrderError::Catalog(_) | OrderError::Mailbox(_) => {
                 ApiError::Unavailable(Box::new(error))
             }

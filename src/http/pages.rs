@@ -12,11 +12,13 @@ use super::error::ApiError;
 use super::request_id;
 use super::session::{Shopper, Site};
 use crate::actors::Actors;
+use crate::actors::admission::Overloaded;
 use crate::actors::inventory::InventoryError;
 use crate::actors::orders::{ListShopperOrders, OrderError, PlaceOrder};
 use crate::assets;
 use crate::domain::{IdempotencyKey, Order, OrderId, ParseError, Product, ProductId, Quantity};
 use crate::telemetry::error_chain;
+use crate::views::catalog::FormNote;
 use crate::views::{self, catalog, order::OrderView};
 
 /// An error on a page: the same kinds and statuses as the API's, shown as a page.
@@ -196,6 +198,12 @@ pub async fn buy(
         Ok(quantity) => quantity,
         Err(error) => return Ok(buy_refused(&req, &product, &key, &error.to_string())),
     };
+    // At the shop's limit the buy is refused at once and nothing is stored:
+    // the same form (its key included) may be sent again.
+    let admitted = match actors.admission.admit() {
+        Ok(admitted) => admitted,
+        Err(overloaded) => return Ok(buy_busy(&req, &product, &key, quantity, overloaded)),
+    };
 
     let placed = actors
         .orders
@@ -205,6 +213,7 @@ pub async fn buy(
             idempotency_key: Some(key.clone()),
             shopper: Some(shopper.0),
             request_id: request_id::of(&req),
+            admitted: Some(admitted),
         })
         .await?;
     let placed = match placed {
@@ -212,6 +221,9 @@ pub async fn buy(
         Err(OrderError::IdempotencyKeyReused) => {
             let message = "This form was already used for another order. Please try again.";
             return Ok(buy_refused(&req, &product, &new_key(), message));
+        }
+        Err(OrderError::Overloaded(overloaded)) => {
+            return Ok(buy_busy(&req, &product, &key, quantity, overloaded));
         }
         Err(error) => return Err(error.into()),
     };
@@ -232,6 +244,30 @@ pub async fn buy(
     }))
 }
 
+/// A buy the shop shed: 503 with `Retry-After`, and the form as the shopper
+/// left it (htmx: only the notice, in the order's slot; a page: the product
+/// with its form filled in and the notice under it).
+fn buy_busy(
+    req: &HttpRequest,
+    product: &Product,
+    key: &IdempotencyKey,
+    quantity: Quantity,
+    overloaded: Overloaded,
+) -> HttpResponse {
+    let refusal = ApiError::Overloaded(overloaded);
+    refusal.log();
+    let body = if is_htmx(req) {
+        catalog::busy_notice()
+    } else {
+        catalog::product_page(product, key, Some(FormNote::Busy { quantity }))
+    };
+    let mut response = HttpResponse::build(refusal.status_code());
+    refusal.add_headers(&mut response);
+    response
+        .content_type("text/html; charset=utf-8")
+        .body(body.into_string())
+}
+
 fn buy_refused(
     req: &HttpRequest,
     product: &Product,
@@ -241,7 +277,7 @@ fn buy_refused(
     let body = if is_htmx(req) {
         html! { p.field-error role="alert" { (message) } }
     } else {
-        catalog::product_page(product, key, Some(message))
+        catalog::product_page(product, key, Some(FormNote::Refused(message)))
     };
     HttpResponse::UnprocessableEntity()
         .content_type("text/html; charset=utf-8")

@@ -47,6 +47,8 @@ pub enum StoreError {
     WriterGone,
     #[error("the database writer could not start")]
     WriterStart(#[source] std::io::Error),
+    #[error("the write waited in the queue past its deadline and was not applied")]
+    Overdue,
     #[error("a write was committed without producing its result")]
     NotApplied,
     #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://...")]
@@ -184,6 +186,16 @@ impl Store {
 
     pub async fn create_order(&self, order: NewOrder) -> Result<CreateOrderOutcome, StoreError> {
         self.write(order).await
+    }
+
+    /// As [`Store::create_order`], but nothing is written, and the answer is
+    /// [`StoreError::Overdue`], when the order is still queued at `not_after`.
+    pub async fn create_order_by(
+        &self,
+        order: NewOrder,
+        not_after: std::time::Instant,
+    ) -> Result<CreateOrderOutcome, StoreError> {
+        on_backend!(self, db => db.writer.write_by(order, not_after).await)
     }
 
     /// Moves an order to `step` from the step the saga's arrow into it leaves

@@ -14,6 +14,8 @@
 //! anyway is rolled back and its jobs retried one per transaction, so a bad write
 //! fails alone.
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
@@ -107,6 +109,8 @@ pub(crate) struct Pending<I, O> {
     pub(crate) input: I,
     pub(crate) output: Option<O>,
     reply: oneshot::Sender<Result<O, StoreError>>,
+    /// A job still queued after this is refused unapplied ([`StoreError::Overdue`]).
+    not_after: Option<Instant>,
 }
 
 impl<I, O> Pending<I, O> {
@@ -132,6 +136,19 @@ macro_rules! jobs {
                 }
             }
 
+            /// Whether the job waited in the queue past its `not_after`.
+            fn overdue(&self, now: Instant) -> bool {
+                match self {
+                    $(Job::$kind(job) => job.not_after.is_some_and(|at| now > at),)*
+                }
+            }
+
+            fn set_not_after(&mut self, at: Instant) {
+                match self {
+                    $(Job::$kind(job) => job.not_after = Some(at),)*
+                }
+            }
+
             /// Forgets what a rolled-back attempt produced.
             fn reset(&mut self) {
                 match self {
@@ -143,7 +160,7 @@ macro_rules! jobs {
         $(impl Write for $input {
             type Output = $output;
             fn job(self, reply: oneshot::Sender<Result<$output, StoreError>>) -> Job {
-                Job::$kind(Pending { input: self, output: None, reply })
+                Job::$kind(Pending { input: self, output: None, reply, not_after: None })
             }
         })*
     };
@@ -191,6 +208,24 @@ impl Writer {
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
+
+    /// As [`Writer::write`], but refused unapplied ([`StoreError::Overdue`])
+    /// if it is still queued at `not_after`: for a new order, which is better
+    /// refused than placed late (admission control, `actors::admission`).
+    pub(crate) async fn write_by<W: Write>(
+        &self,
+        op: W,
+        not_after: Instant,
+    ) -> Result<W::Output, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let mut job = op.job(reply);
+        job.set_not_after(not_after);
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
 }
 
 /// A writer that does not keep the committers alive: for background work that
@@ -222,6 +257,13 @@ pub(crate) fn commit<'a, C: Tx>(conn: &'a mut C, batch: &'a mut Vec<Job>) -> Box
 }
 
 async fn commit_batch<C: Tx>(conn: &mut C, batch: &mut Vec<Job>) {
+    let now = Instant::now();
+    for job in batch.extract_if(.., |job| job.overdue(now)) {
+        job.finish(Err(StoreError::Overdue));
+    }
+    if batch.is_empty() {
+        return;
+    }
     tracing::trace!(jobs = batch.len(), "group commit");
     let backend = C::DIALECT.name();
     metrics::histogram!(meters::STORE_BATCH_SIZE, "backend" => backend).record(batch.len() as f64);

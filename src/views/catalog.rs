@@ -69,7 +69,26 @@ fn stock_poller(ids: &[&str]) -> Markup {
     }
 }
 
-pub fn product_page(product: &Product, key: &IdempotencyKey, error: Option<&str>) -> Markup {
+/// What a buy form says besides its fields, after a post that placed nothing.
+#[derive(Debug, Clone, Copy)]
+pub enum FormNote<'a> {
+    /// The quantity was refused, and why.
+    Refused(&'a str),
+    /// The shop refused the order for now ([`BUSY`]); the form keeps the
+    /// quantity asked for (and its key, which placed nothing).
+    Busy { quantity: Quantity },
+}
+
+/// What a shopper reads when the shop sheds a buy.
+pub const BUSY: &str = "The shop is very busy; try again in a few seconds";
+
+/// The busy notice, where the order would have appeared (htmx) or under the
+/// form (a page).
+pub fn busy_notice() -> Markup {
+    html! { p.field-error.busy role="alert" { (BUSY) } }
+}
+
+pub fn product_page(product: &Product, key: &IdempotencyKey, note: Option<FormNote<'_>>) -> Markup {
     page(
         product.product_name.as_str(),
         Section::Catalog,
@@ -80,7 +99,7 @@ pub fn product_page(product: &Product, key: &IdempotencyKey, error: Option<&str>
                 p.price { (product.price.money()) }
                 p { (availability(product, false)) }
                 (stock_poller(&[product.product_id.as_str()]))
-                (buy_form(product, key, error))
+                (buy_form(product, key, note))
                 div.order-slot id=(format!("slot-{}", product.product_id)) {}
             }
         },
@@ -90,9 +109,14 @@ pub fn product_page(product: &Product, key: &IdempotencyKey, error: Option<&str>
 /// The buy form. Without JavaScript it posts and the server redirects to the
 /// order; with htmx the order panel appears in the product's slot. The hidden
 /// idempotency key makes a double click or a resubmitted form one order.
-pub fn buy_form(product: &Product, key: &IdempotencyKey, error: Option<&str>) -> Markup {
+pub fn buy_form(product: &Product, key: &IdempotencyKey, note: Option<FormNote<'_>>) -> Markup {
     let id = product.product_id.as_str();
     let max = product.stock.units().clamp(1, i64::from(Quantity::MAX));
+    let (error, quantity) = match note {
+        Some(FormNote::Refused(error)) => (Some(error), 1),
+        Some(FormNote::Busy { quantity }) => (None, quantity.units()),
+        None => (None, 1),
+    };
     html! {
         form.buy-form method="post" action="/orders"
             hx-post="/orders" hx-target=(format!("#slot-{id}")) hx-swap="innerHTML"
@@ -100,13 +124,16 @@ pub fn buy_form(product: &Product, key: &IdempotencyKey, error: Option<&str>) ->
             input type="hidden" name="product_id" value=(id);
             (key_input(product, key, false))
             label for=(format!("quantity-{id}")) { "Quantity" }
-            input id=(format!("quantity-{id}")) type="number" name="quantity" value="1"
+            input id=(format!("quantity-{id}")) type="number" name="quantity" value=(quantity)
                 min="1" max=(max) required
                 aria-invalid=[error.map(|_| "true")]
                 aria-describedby=[error.map(|_| format!("quantity-error-{id}"))];
             (buy_button(product, false))
             @if let Some(error) = error {
                 p.field-error id=(format!("quantity-error-{id}")) role="alert" { (error) }
+            }
+            @if matches!(note, Some(FormNote::Busy { .. })) {
+                (busy_notice())
             }
         }
     }

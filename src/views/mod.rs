@@ -49,7 +49,10 @@ pub fn page_with_head(title: &str, section: Section, head: Markup, body: Markup)
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 // htmx would otherwise add an inline <style>, which the CSP forbids.
-                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
+                // Besides htmx's defaults, the buy form's refusals are swapped in
+                // where the order would have appeared: a refused quantity (422)
+                // and "the shop is very busy" (503), which keep the form as it was.
+                meta name="htmx-config" content=(HTMX_CONFIG);
                 title { (title) " · minimart" }
                 link rel="stylesheet" href=(assets::url(assets::STYLESHEET));
                 script src=(assets::url(assets::HTMX)) defer {}
@@ -101,6 +104,9 @@ pub fn availability(product: &Product, oob: bool) -> Markup {
         }
     }
 }
+
+/// htmx's settings, as JSON in `<meta name="htmx-config">`.
+const HTMX_CONFIG: &str = r#"{"includeIndicatorStyles":false,"allowEval":false,"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"422","swap":true,"error":false},{"code":"503","swap":true,"error":false},{"code":"[45]..","swap":false,"error":true},{"code":"...","swap":false}]}"#;
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,7 @@ mod manners;
 mod metrics;
 mod openapi;
 mod orders;
+mod overload;
 mod pages;
 mod payments;
 mod products;

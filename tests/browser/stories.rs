@@ -312,3 +312,70 @@ async fn a_developer_reads_and_tries_the_api_documentation() {
         .await;
     browser.finish().await;
 }
+
+/// The shop is at its limit (a flash sale): the shopper's buy is refused
+/// kindly where the order would have appeared, the form keeps what was typed,
+/// and the same form places the order once the shop has room again.
+#[actix_web::test]
+async fn a_shopper_told_the_shop_is_busy_keeps_the_form_and_buys_a_moment_later() {
+    let app = spawn_app_with(|config| {
+        config.max_in_flight = 1;
+        config.payment_latency_ms = 2_000;
+    })
+    .await;
+    app.stock_product("dripper", 2200, 5).await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser.open(&app.url("/products/dripper")).await;
+    browser.mark_page().await;
+    let quantity = browser.css("#quantity-dripper").await;
+    quantity.clear().await.expect("clear");
+    quantity.send_keys("2").await.expect("type");
+    // Another shopper's order fills the shop while its payment runs.
+    let other = app.order_id("dripper", 1).await;
+    browser
+        .css("#buy-dripper")
+        .await
+        .click()
+        .await
+        .expect("buy");
+
+    browser
+        .until_text(
+            "#slot-dripper",
+            "The shop is very busy; try again in a few seconds",
+        )
+        .await;
+    assert!(browser.page_was_not_reloaded().await, "no error page");
+    let typed = browser
+        .css("#quantity-dripper")
+        .await
+        .prop("value")
+        .await
+        .expect("the quantity");
+    assert_eq!(typed.as_deref(), Some("2"), "the form keeps what was typed");
+    browser
+        .assert_accessible("product with the busy notice")
+        .await;
+    assert_eq!(
+        app.stock_of("dripper").await,
+        4,
+        "the refused buy took nothing"
+    );
+
+    // A few seconds later the shop has room: the same form places the order.
+    assert_eq!(app.until_terminal(&other).await["status"], "CONFIRMED");
+    browser
+        .css("#buy-dripper")
+        .await
+        .click()
+        .await
+        .expect("buy again");
+    browser
+        .until_text(".notifications", "Order confirmed")
+        .await;
+    assert_eq!(app.stock_of("dripper").await, 2);
+    browser.finish().await;
+}

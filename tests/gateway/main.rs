@@ -12,5 +12,6 @@
 mod events;
 mod limits;
 mod multi_instance;
+mod overload;
 mod routes;
 mod tls;

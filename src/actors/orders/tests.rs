@@ -38,6 +38,7 @@ async fn place(
             idempotency_key,
             shopper: None,
             request_id: None,
+            admitted: None,
         })
         .await
         .unwrap()

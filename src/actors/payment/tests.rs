@@ -22,6 +22,7 @@ async fn charged_order(actors: &Actors, units: i64) -> Order {
             idempotency_key: None,
             shopper: None,
             request_id: None,
+            admitted: None,
         })
         .await
         .unwrap()
