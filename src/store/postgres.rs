@@ -83,7 +83,15 @@ impl PgStore {
         // for 100 rows, whatever its size) to tables by their keys: looking each
         // one up is always right, a hash or merge join over a scan of the whole
         // table never is, and the planner picks those once a table has grown.
-        let joins = [("enable_hashjoin", "off"), ("enable_mergejoin", "off")];
+        // Nor a sequential scan: with few reservations still RESERVED, giving
+        // some back or taking them for good scanned the whole table (the
+        // statistics said the scan would find few rows), thousands of times a
+        // second, slower as the table grew.
+        let joins = [
+            ("enable_hashjoin", "off"),
+            ("enable_mergejoin", "off"),
+            ("enable_seqscan", "off"),
+        ];
         let writes = PgPoolOptions::new()
             .max_connections(options.write_connections)
             .acquire_timeout(options.acquire_timeout)
