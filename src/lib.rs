@@ -7,6 +7,11 @@
 //! Dependencies run one way: `http` -> `actors` -> `store`, and all of them use
 //! `domain`, which uses nothing else.
 
+// Only what the crate root exports is public; the rest says `pub(crate)`.
+// (A lint for the library only: in the binaries, tests and benches every
+// item is unreachable from outside by definition.)
+#![warn(unreachable_pub)]
+
 pub mod actors;
 pub mod assets;
 pub mod config;

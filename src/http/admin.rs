@@ -35,11 +35,11 @@ fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
 const ADMIN_LIST: usize = 500;
 
 #[derive(Debug, Deserialize)]
-pub struct DashboardQuery {
+pub(super) struct DashboardQuery {
     saved: Option<ProductId>,
 }
 
-pub async fn dashboard(
+pub(super) async fn dashboard(
     req: HttpRequest,
     query: web::Query<DashboardQuery>,
     auth: web::Data<AdminAuth>,
@@ -80,11 +80,11 @@ async fn dashboard_view(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct SignInForm {
+pub(super) struct SignInForm {
     token: String,
 }
 
-pub async fn sign_in(
+pub(super) async fn sign_in(
     req: HttpRequest,
     form: web::Form<SignInForm>,
     auth: web::Data<AdminAuth>,
@@ -105,11 +105,11 @@ pub async fn sign_in(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
+pub(super) struct CsrfForm {
     csrf: String,
 }
 
-pub async fn sign_out(
+pub(super) async fn sign_out(
     req: HttpRequest,
     form: web::Form<CsrfForm>,
     auth: web::Data<AdminAuth>,
@@ -151,7 +151,7 @@ async fn authorize(
 const ADMIN_ORDERS: u32 = 100;
 
 #[derive(Debug, Deserialize)]
-pub struct OrdersQuery {
+pub(super) struct OrdersQuery {
     status: Option<String>,
     /// `1`: only the stalled ones.
     stalled: Option<u8>,
@@ -162,7 +162,7 @@ pub struct OrdersQuery {
 }
 
 /// The most recent orders, filtered by status.
-pub async fn orders(
+pub(super) async fn orders(
     req: HttpRequest,
     query: web::Query<OrdersQuery>,
     auth: web::Data<AdminAuth>,
@@ -212,7 +212,7 @@ pub async fn orders(
 }
 
 /// Retries a stalled order's saga now.
-pub async fn retry_order(
+pub(super) async fn retry_order(
     req: HttpRequest,
     order_id: web::Path<String>,
     form: web::Form<CsrfForm>,
@@ -232,7 +232,7 @@ pub async fn retry_order(
 }
 
 /// One order's timeline.
-pub async fn order(
+pub(super) async fn order(
     req: HttpRequest,
     order_id: web::Path<String>,
     auth: web::Data<AdminAuth>,
@@ -255,7 +255,7 @@ pub async fn order(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ProductFields {
+pub(super) struct ProductFields {
     csrf: String,
     product_id: String,
     product_name: String,
@@ -263,7 +263,7 @@ pub struct ProductFields {
     stock: String,
 }
 
-pub async fn create_product(
+pub(super) async fn create_product(
     req: HttpRequest,
     form: web::Form<ProductFields>,
     auth: web::Data<AdminAuth>,
@@ -292,7 +292,7 @@ async fn save(actors: &Actors, product: Product) -> Page {
     Ok(see_other(&format!("/admin?saved={}", saved.product_id)).finish())
 }
 
-pub async fn edit_product(
+pub(super) async fn edit_product(
     req: HttpRequest,
     product_id: web::Path<String>,
     auth: web::Data<AdminAuth>,
@@ -310,7 +310,7 @@ pub async fn edit_product(
     ))
 }
 
-pub async fn update_product(
+pub(super) async fn update_product(
     req: HttpRequest,
     product_id: web::Path<String>,
     form: web::Form<ProductFields>,

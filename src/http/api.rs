@@ -29,13 +29,13 @@ use crate::domain::{
 type Reply = Result<HttpResponse, ApiError>;
 
 /// The process answers: for a liveness probe.
-pub async fn healthz() -> HttpResponse {
+pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// The process can serve: its database answers (and was migrated before the
 /// server started). For a readiness probe and a load balancer.
-pub async fn readyz(actors: web::Data<Actors>) -> Reply {
+pub(super) async fn readyz(actors: web::Data<Actors>) -> Reply {
     actors
         .ready()
         .await
@@ -47,7 +47,7 @@ pub async fn readyz(actors: web::Data<Actors>) -> Reply {
 
 /// A product's fields, as the admin sets them.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct ProductBody {
+pub(super) struct ProductBody {
     product_name: ProductName,
     price: Price,
     /// Units on hand: what an admin may set (`Stock::MAX` at most).
@@ -58,7 +58,7 @@ pub struct ProductBody {
 /// A product as the catalog shows it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Product)]
-pub struct ProductView {
+pub(super) struct ProductView {
     product_id: ProductId,
     product_name: ProductName,
     price: Price,
@@ -98,7 +98,7 @@ impl From<Product> for ProductView {
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn upsert_product(
+pub(super) async fn upsert_product(
     _: Admin,
     product_id: web::Path<ProductId>,
     body: Json<ProductBody>,
@@ -136,7 +136,10 @@ pub async fn upsert_product(
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn get_product(product_id: web::Path<ProductId>, actors: web::Data<Actors>) -> Reply {
+pub(super) async fn get_product(
+    product_id: web::Path<ProductId>,
+    actors: web::Data<Actors>,
+) -> Reply {
     match actors.inventory.catalog.product(&product_id).await? {
         Some(product) => Ok(HttpResponse::Ok().json(ProductView::from(product))),
         None => Err(ApiError::NotFound(format!(
@@ -147,7 +150,7 @@ pub async fn get_product(product_id: web::Path<ProductId>, actors: web::Data<Act
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PageQuery {
+pub(super) struct PageQuery {
     /// The `next_after` of the page before; the first page without it.
     after: Option<ProductId>,
     /// How many products a page holds: 1 to 500, 50 without it.
@@ -157,7 +160,7 @@ pub struct PageQuery {
 
 /// A page of the catalog, in product_id order.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProductPage {
+pub(super) struct ProductPage {
     products: Vec<ProductView>,
     /// Pass as `after` to get the next page; absent on the last page.
     next_after: Option<ProductId>,
@@ -179,7 +182,10 @@ const LARGEST_PAGE: usize = 500;
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn list_products(query: web::Query<PageQuery>, actors: web::Data<Actors>) -> Reply {
+pub(super) async fn list_products(
+    query: web::Query<PageQuery>,
+    actors: web::Data<Actors>,
+) -> Reply {
     let limit = match query.limit {
         None => DEFAULT_PAGE,
         Some(n) if (1..=LARGEST_PAGE).contains(&usize::from(n)) => usize::from(n),
@@ -204,14 +210,14 @@ pub async fn list_products(query: web::Query<PageQuery>, actors: web::Data<Actor
 
 /// What to buy.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct OrderBody {
+pub(super) struct OrderBody {
     product_id: ProductId,
     quantity: Quantity,
 }
 
 /// An order taken: its saga goes on; `GET` its `Location` for the outcome.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OrderAccepted {
+pub(super) struct OrderAccepted {
     order_id: OrderId,
     status: OrderStatus,
 }
@@ -254,7 +260,7 @@ pub struct OrderAccepted {
             })),
     )
 )]
-pub async fn place_order(
+pub(super) async fn place_order(
     req: HttpRequest,
     key: IdempotencyKeyHeader,
     body: Json<OrderBody>,
@@ -292,7 +298,7 @@ pub async fn place_order(
 /// An order and where its saga stands.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Order)]
-pub struct OrderView {
+pub(super) struct OrderView {
     order_id: OrderId,
     status: OrderStatus,
     step: OrderStep,
@@ -335,7 +341,7 @@ impl From<Order> for OrderView {
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn get_order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
+pub(super) async fn get_order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
     let order_id = OrderId::parse(&order_id)?;
     match actors.order(order_id).await? {
         Some(order) => Ok(HttpResponse::Ok().json(OrderView::from(order))),
@@ -349,7 +355,7 @@ pub async fn get_order(order_id: web::Path<String>, actors: web::Data<Actors>) -
 
 /// A charge against an order, for its total.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct ChargeBody {
+pub(super) struct ChargeBody {
     order_id: OrderId,
     /// In cents: must be the order's `total_amount`.
     #[schema(value_type = Money)]
@@ -359,7 +365,7 @@ pub struct ChargeBody {
 /// A payment.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Payment)]
-pub struct PaymentView {
+pub(super) struct PaymentView {
     payment_id: PaymentId,
     order_id: OrderId,
     total_amount: Money,
@@ -397,7 +403,7 @@ impl From<Payment> for PaymentView {
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn charge(body: Json<ChargeBody>, actors: web::Data<Actors>) -> Reply {
+pub(super) async fn charge(body: Json<ChargeBody>, actors: web::Data<Actors>) -> Reply {
     let ChargeBody {
         order_id,
         total_amount,
@@ -418,7 +424,7 @@ pub async fn charge(body: Json<ChargeBody>, actors: web::Data<Actors>) -> Reply 
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PaymentsQuery {
+pub(super) struct PaymentsQuery {
     /// The order whose payments to list (required).
     #[param(required = true)]
     order_id: Option<OrderId>,
@@ -426,7 +432,7 @@ pub struct PaymentsQuery {
 
 /// An order's payments.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentList {
+pub(super) struct PaymentList {
     payments: Vec<PaymentView>,
 }
 
@@ -443,7 +449,10 @@ pub struct PaymentList {
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn list_payments(query: web::Query<PaymentsQuery>, actors: web::Data<Actors>) -> Reply {
+pub(super) async fn list_payments(
+    query: web::Query<PaymentsQuery>,
+    actors: web::Data<Actors>,
+) -> Reply {
     let Some(order_id) = query.order_id else {
         return Err(ApiError::BadRequest(
             "order_id is required: GET /api/payments?order_id=<order id>".to_owned(),
@@ -469,7 +478,7 @@ pub async fn list_payments(query: web::Query<PaymentsQuery>, actors: web::Data<A
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn get_payment(payment_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
+pub(super) async fn get_payment(payment_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
     let payment_id = PaymentId::parse(&payment_id)?;
     match actors.payment.send(GetPayment(payment_id)).await?? {
         Some(payment) => Ok(HttpResponse::Ok().json(PaymentView::from(payment))),
@@ -483,7 +492,7 @@ pub async fn get_payment(payment_id: web::Path<String>, actors: web::Data<Actors
 
 /// Proof that the request carries the admin bearer token (`Authorization:
 /// Bearer <token>`, the scheme in any case).
-pub struct Admin;
+pub(super) struct Admin;
 
 impl FromRequest for Admin {
     type Error = ApiError;
@@ -510,7 +519,7 @@ impl FromRequest for Admin {
 }
 
 /// The optional `Idempotency-Key` header, parsed.
-pub struct IdempotencyKeyHeader(Option<IdempotencyKey>);
+pub(super) struct IdempotencyKeyHeader(Option<IdempotencyKey>);
 
 impl FromRequest for IdempotencyKeyHeader {
     type Error = ApiError;

@@ -12,7 +12,7 @@ use super::BODY_LIMIT;
 use super::error::ApiError;
 
 /// A request body of JSON (`application/json` or `application/*+json`) as `T`.
-pub struct Json<T>(pub T);
+pub(super) struct Json<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Error = ApiError;

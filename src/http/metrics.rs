@@ -17,7 +17,7 @@ use crate::actors::Actors;
 use crate::meters;
 
 /// The process's metrics in Prometheus' text format.
-pub async fn metrics(actors: web::Data<Actors>) -> HttpResponse {
+pub(super) async fn metrics(actors: web::Data<Actors>) -> HttpResponse {
     let Some(handle) = meters::install() else {
         return HttpResponse::ServiceUnavailable().finish();
     };
@@ -33,7 +33,7 @@ pub async fn metrics(actors: web::Data<Actors>) -> HttpResponse {
 /// Times the request into `minimart_http_request_duration_seconds{method,
 /// route, status}`, where `route` is the route's pattern (never the path, whose
 /// ids would make a series per order) or `unmatched`.
-pub async fn timed(
+pub(super) async fn timed(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {

@@ -26,10 +26,10 @@ use crate::views::api_docs::api_docs;
 
 /// The name of the admin's bearer scheme in the document (and in the
 /// `security` of `api::upsert_product`, which must spell it out).
-pub const ADMIN_TOKEN: &str = "admin_token";
+pub(super) const ADMIN_TOKEN: &str = "admin_token";
 
 /// The media type of every refusal.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(super) const PROBLEM_JSON: &str = "application/problem+json";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,7 +60,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "meta", description = "This document"),
     )
 )]
-pub struct ApiDoc;
+pub(super) struct ApiDoc;
 
 /// Adds the admin's bearer scheme, which `POST /api/products/{product_id}` requires.
 struct AdminBearer;
@@ -94,13 +94,13 @@ impl Modify for AdminBearer {
         (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object),
     )
 )]
-pub async fn document() -> HttpResponse {
+pub(super) async fn document() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
 
 /// The document's page for people. A page, not an operation of the API: it is
 /// not in the document.
-pub async fn docs() -> HttpResponse {
+pub(super) async fn docs() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(api_docs("/api/openapi.json").into_string())

@@ -24,7 +24,7 @@ use crate::views::{self, catalog, order::OrderView};
 /// An error on a page: the same kinds and statuses as the API's, shown as a page.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct PageError(#[from] pub ApiError);
+pub(super) struct PageError(#[from] pub ApiError);
 
 impl From<OrderError> for PageError {
     fn from(error: OrderError) -> Self {
@@ -113,13 +113,13 @@ pub(super) async fn find_product(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CatalogQuery {
+pub(super) struct CatalogQuery {
     after: Option<ProductId>,
 }
 
 const CATALOG_PAGE: usize = 24;
 
-pub async fn catalog(query: web::Query<CatalogQuery>, actors: web::Data<Actors>) -> Page {
+pub(super) async fn catalog(query: web::Query<CatalogQuery>, actors: web::Data<Actors>) -> Page {
     let page = actors
         .inventory
         .catalog
@@ -134,7 +134,7 @@ pub async fn catalog(query: web::Query<CatalogQuery>, actors: web::Data<Actors>)
     })))
 }
 
-pub async fn product(product_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
+pub(super) async fn product(product_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
     let product = find_product(&actors, product_id.into_inner())
         .await?
         .ok_or_else(|| not_found("no such product"))?;
@@ -142,14 +142,14 @@ pub async fn product(product_id: web::Path<String>, actors: web::Data<Actors>) -
 }
 
 #[derive(Debug, Deserialize)]
-pub struct IdsQuery {
+pub(super) struct IdsQuery {
     ids: String,
 }
 
 const MOST_POLLED: usize = 100;
 
 /// Fresh availability badges and Buy buttons for the products on a page.
-pub async fn availability(query: web::Query<IdsQuery>, actors: web::Data<Actors>) -> Page {
+pub(super) async fn availability(query: web::Query<IdsQuery>, actors: web::Data<Actors>) -> Page {
     let ids: Vec<ProductId> = query
         .ids
         .split(',')
@@ -165,7 +165,7 @@ pub async fn availability(query: web::Query<IdsQuery>, actors: web::Data<Actors>
 }
 
 #[derive(Debug, Deserialize)]
-pub struct BuyForm {
+pub(super) struct BuyForm {
     product_id: String,
     quantity: String,
     idempotency_key: String,
@@ -173,7 +173,7 @@ pub struct BuyForm {
 
 /// Buying: a plain form post is answered with 303 to the order's page; an htmx
 /// post with the order panel, swapped into the product's slot.
-pub async fn buy(
+pub(super) async fn buy(
     req: HttpRequest,
     shopper: Shopper,
     form: web::Form<BuyForm>,
@@ -291,7 +291,7 @@ fn product_name<'a>(products: &'a [(ProductId, Product)], order: &Order) -> Opti
         .map(|(_, product)| product.product_name.as_str())
 }
 
-pub async fn order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
+pub(super) async fn order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
     let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
     let order = actors
         .order(order_id)
@@ -307,7 +307,7 @@ pub async fn order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Pa
 
 const MY_ORDERS: u32 = 50;
 
-pub async fn my_orders(shopper: Shopper, actors: web::Data<Actors>) -> Page {
+pub(super) async fn my_orders(shopper: Shopper, actors: web::Data<Actors>) -> Page {
     let orders = actors
         .orders
         .send(ListShopperOrders {
@@ -336,7 +336,7 @@ pub async fn my_orders(shopper: Shopper, actors: web::Data<Actors>) -> Page {
 
 /// A compiled-in asset. Its URL carries its content hash, so it never changes:
 /// browsers and proxies may keep it for a year.
-pub async fn asset(req: HttpRequest) -> Result<HttpResponse, PageError> {
+pub(super) async fn asset(req: HttpRequest) -> Result<HttpResponse, PageError> {
     let asset = assets::at_path(req.path()).ok_or_else(|| not_found("no such file"))?;
     let cached = req
         .headers()
@@ -359,7 +359,7 @@ pub async fn asset(req: HttpRequest) -> Result<HttpResponse, PageError> {
 }
 
 /// Pages that do not exist: an HTML 404 for people, problem+json for the API.
-pub async fn not_found_page(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub(super) async fn not_found_page(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
     if req.path().starts_with("/api/") {
         return Err(ApiError::NotFound(format!("no resource at {}", req.path())).into());
     }

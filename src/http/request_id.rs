@@ -15,17 +15,17 @@ use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
 use uuid::Uuid;
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Room for nginx's 32 hex digits, a UUID, or another proxy's format.
 const MAX_LEN: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(String);
+pub(super) struct RequestId(String);
 
 impl RequestId {
     /// An id as given in a header: 1 to 64 ASCII letters, digits, `-`, `_` or `.`.
-    pub fn parse(raw: &[u8]) -> Option<RequestId> {
+    pub(super) fn parse(raw: &[u8]) -> Option<RequestId> {
         let plain = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.');
         if raw.is_empty() || raw.len() > MAX_LEN || !raw.iter().all(plain) {
             return None;
@@ -33,11 +33,11 @@ impl RequestId {
         String::from_utf8(raw.to_vec()).ok().map(RequestId)
     }
 
-    pub fn generate() -> RequestId {
+    pub(super) fn generate() -> RequestId {
         RequestId(Uuid::new_v4().to_string())
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -49,13 +49,13 @@ impl std::fmt::Display for RequestId {
 }
 
 /// The request's id, for work that outlives the request (an order's saga).
-pub fn of(req: &actix_web::HttpRequest) -> Option<String> {
+pub(super) fn of(req: &actix_web::HttpRequest) -> Option<String> {
     req.extensions().get::<RequestId>().map(|id| id.0.clone())
 }
 
 /// Runs the request inside a `request` span carrying its id, and answers the id.
 /// Installed outermost, so that every other middleware's lines carry it too.
-pub async fn request_id(
+pub(super) async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {

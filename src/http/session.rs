@@ -26,8 +26,8 @@ use crate::config::{AdminToken, PublicUrl, SessionKey};
 use crate::domain::ShopperId;
 use crate::store::StoreError;
 
-pub const SHOPPER_COOKIE: &str = "minimart_shopper";
-pub const ADMIN_COOKIE: &str = "minimart_admin";
+pub(super) const SHOPPER_COOKIE: &str = "minimart_shopper";
+pub(super) const ADMIN_COOKIE: &str = "minimart_admin";
 const SHOPPER_COOKIE_DAYS: i64 = 365;
 /// Clocks of instances may differ a little.
 const CLOCK_SKEW_SECS: i64 = 60;
@@ -92,7 +92,7 @@ impl Site {
 }
 
 /// Gives every browser that uses the storefront a shopper id cookie.
-pub async fn shopper_cookie(
+pub(super) async fn shopper_cookie(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
@@ -119,7 +119,7 @@ pub async fn shopper_cookie(
 }
 
 /// Admin pages and a shopper's order pages are nobody else's: no cache keeps them.
-pub async fn no_store(
+pub(super) async fn no_store(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
@@ -140,7 +140,7 @@ pub async fn no_store(
 }
 
 /// The browser's shopper id (set by [`shopper_cookie`]).
-pub struct Shopper(pub ShopperId);
+pub(super) struct Shopper(pub ShopperId);
 
 impl FromRequest for Shopper {
     type Error = ApiError;

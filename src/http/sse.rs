@@ -37,7 +37,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a browser waits before it reconnects a stream that broke off.
 const RETRY: Duration = Duration::from_secs(3);
 
-pub async fn order_events(
+pub(super) async fn order_events(
     req: HttpRequest,
     order_id: web::Path<String>,
     actors: web::Data<Actors>,

@@ -22,7 +22,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
 const SWEEP_AT: usize = 10_000;
 
 #[derive(Default)]
-pub struct Throttle {
+pub(super) struct Throttle {
     clients: Mutex<HashMap<IpAddr, Failures>>,
 }
 
@@ -35,16 +35,16 @@ struct Failures {
 
 impl Throttle {
     /// `Err(retry_after)` while the address is locked out.
-    pub fn admit(&self, client: IpAddr) -> Result<(), Duration> {
+    pub(super) fn admit(&self, client: IpAddr) -> Result<(), Duration> {
         self.admit_at(client, Instant::now())
     }
 
     /// Records a failed attempt; `Err(retry_after)` when it locks the address out.
-    pub fn failed(&self, client: IpAddr) -> Result<(), Duration> {
+    pub(super) fn failed(&self, client: IpAddr) -> Result<(), Duration> {
         self.failed_at(client, Instant::now())
     }
 
-    pub fn succeeded(&self, client: IpAddr) {
+    pub(super) fn succeeded(&self, client: IpAddr) {
         self.clients().remove(&client);
     }
 
@@ -89,7 +89,7 @@ impl Throttle {
 /// The client's address: the peer's, or, when the peer is a proxy on this
 /// machine (the gateway), the address the proxy says it serves
 /// (`X-Forwarded-For`, whose last entry is the one the nearest proxy added).
-pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
+pub(super) fn client_address(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     if !peer.is_loopback() {
         return Some(peer);
