@@ -100,10 +100,17 @@ pub(super) fn sqlite<R: Serialize>(
         key: None,
         values: Vec::with_capacity(rows.len() * (wanted.len() + 1)),
     };
-    for row in rows {
+    for (done, row) in rows.iter().enumerate() {
         fields.values.push(Value::Integer(1));
         row.serialize(&mut fields).map_err(|e| rows_error(&e))?;
         fields.first = false;
+        // Every row must bring the same fields, or its values would land in
+        // another row's columns.
+        if fields.values.len() != (done + 1) * (fields.names.len() + 1) {
+            return Err(rows_error(
+                &"a row whose fields differ from the first row's",
+            ));
+        }
     }
     let Fields { names, values, .. } = fields;
     let width = names.len() + 1;
@@ -536,6 +543,28 @@ mod tests {
             .filter(|value| **value == Value::Integer(1))
             .count();
         assert!(real >= 5_000, "every row is bound");
+    }
+
+    #[test]
+    fn rows_that_bring_different_fields_are_an_error_not_shifted_values() {
+        #[derive(Serialize)]
+        struct Sparse {
+            product_id: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            n: Option<i64>,
+        }
+        let template = "SELECT * FROM #ROWS(product_id text, n int)";
+        let rows = [
+            Sparse {
+                product_id: "tea",
+                n: Some(1),
+            },
+            Sparse {
+                product_id: "cocoa",
+                n: None,
+            },
+        ];
+        assert!(sqlite(template, &rows).is_err());
     }
 
     #[test]
