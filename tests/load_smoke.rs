@@ -29,12 +29,7 @@ fn quick(scenario: &str) -> load::Results {
 #[test]
 fn a_quick_journey_run_keeps_every_invariant() {
     let results = quick("journey");
-    assert!(
-        results.invariants_ok,
-        "invariants: {:#?}\n{}",
-        results.invariants,
-        results.table()
-    );
+    assert_invariants(&results);
     assert!(results.orders_per_s > 0.0, "{}", results.table());
     assert!(results.floor_rps > 0.0);
     assert!(results.invariants.orders_checked > 0);
@@ -69,12 +64,7 @@ fn a_quick_orders_run_that_sells_out_conserves_stock_and_writes_its_report() {
     ])
     .expect("valid flags");
     let results = load::run(&options).expect("the quick run completes");
-    assert!(
-        results.invariants_ok,
-        "invariants: {:#?}\n{}",
-        results.invariants,
-        results.table()
-    );
+    assert_invariants(&results);
     // 25 units per product sell out within the run: later orders are rejected.
     assert!(results.outcomes.rejected > 0, "{}", results.table());
     assert!(results.outcomes.confirmed > 0, "{}", results.table());
@@ -91,12 +81,7 @@ fn overload_json(scenario: &str, extra: &[&str]) -> (load::Results, serde_json::
     args.extend_from_slice(extra);
     let options = load::Options::try_parse_from(args).expect("valid flags");
     let results = load::run(&options).expect("the quick run completes");
-    assert!(
-        results.invariants_ok,
-        "invariants: {:#?}\n{}",
-        results.invariants,
-        results.table()
-    );
+    assert_invariants(&results);
     let json = serde_json::to_value(&results).unwrap();
     for key in [
         "capacity_per_s",
@@ -140,4 +125,14 @@ fn a_quick_flash_sale_sells_exactly_its_stock() {
     assert_eq!(sale["sold_exactly"], true, "{}", results.table());
     assert_eq!(sale["oversold"], false);
     assert_eq!(sale["sold"], sale["expected_sold"]);
+}
+
+/// Fails, with the run's table, unless every invariant held.
+fn assert_invariants(results: &load::Results) {
+    assert!(
+        results.invariants_ok,
+        "invariants: {:#?}\n{}",
+        results.invariants,
+        results.table()
+    );
 }

@@ -20,7 +20,8 @@ const BURST: usize = 60;
 const SIGN_IN_AT_ONCE: usize = 6;
 const SIGN_IN_EVERY: Duration = Duration::from_secs(10);
 
-async fn place_order(gateway: &Gateway) -> Response {
+/// One order for a unit of tea, through the gateway.
+pub(crate) async fn place_order(gateway: &Gateway) -> Response {
     gateway
         .client
         .post(gateway.url("/api/orders"))

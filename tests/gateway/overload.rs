@@ -4,21 +4,12 @@
 //! do not take an instance out of the pool, where they would push every order
 //! onto the others and end in the gateway's own 502.
 
-use reqwest::{Response, StatusCode};
-use serde_json::{Value, json};
+use reqwest::StatusCode;
+use serde_json::Value;
 
+use crate::limits::place_order;
 use support::free_port;
 use support::gateway::{App, Gateway, conf_for_pool, nginx, until_logged};
-
-async fn place_order(gateway: &Gateway) -> Response {
-    gateway
-        .client
-        .post(gateway.url("/api/orders"))
-        .json(&json!({ "product_id": "tea", "quantity": 1 }))
-        .send()
-        .await
-        .expect("POST order")
-}
 
 #[actix_web::test]
 async fn the_apps_overloaded_refusal_passes_through_once_and_keeps_the_instance_in_the_pool() {
