@@ -88,11 +88,7 @@ pub(super) fn sqlite<R: Serialize>(
 ) -> Result<Vec<(&'static str, Vec<Value>)>, StoreError> {
     // Only the fields the statement reads: a write's other fields may be of
     // types no column holds (its lines, say).
-    let mut wanted: Vec<&str> = Vec::new();
-    render(template, "", |columns| {
-        wanted.extend(columns.map(|(name, _)| name));
-        Ok(String::new())
-    })?;
+    let wanted: Vec<&str> = row_columns(template).map(|(name, _)| name).collect();
     let mut fields = Fields {
         wanted: &wanted,
         names: Vec::with_capacity(wanted.len()),
@@ -177,7 +173,7 @@ fn rendered(
 fn render<'t>(
     template: &'t str,
     lock: &str,
-    mut rows: impl FnMut(&mut dyn Iterator<Item = (&'t str, &'t str)>) -> Result<String, StoreError>,
+    rows: impl Fn(&mut dyn Iterator<Item = (&'t str, &'t str)>) -> Result<String, StoreError>,
 ) -> Result<String, StoreError> {
     let mut out = String::with_capacity(template.len() + 64);
     let mut rest = template;
@@ -185,15 +181,24 @@ fn render<'t>(
         out.push_str(&rest[..at]);
         let after = &rest[at + "#ROWS(".len()..];
         let end = after.find(')').unwrap_or(after.len());
-        let mut columns = after[..end]
-            .split(',')
-            .filter_map(|column| column.trim().split_once(' '))
-            .map(|(name, kind)| (name.trim(), kind.trim()));
-        out.push_str(&rows(&mut columns)?);
+        out.push_str(&rows(&mut columns(&after[..end]))?);
         rest = after.get(end + 1..).unwrap_or("");
     }
     out.push_str(rest);
     Ok(out.replace("#LOCK", lock))
+}
+
+/// The `(name, type)` columns that the template's `#ROWS(…)` name, in order.
+fn row_columns(template: &str) -> impl Iterator<Item = (&str, &str)> {
+    (template.split("#ROWS(").skip(1))
+        .flat_map(|after| columns(&after[..after.find(')').unwrap_or(after.len())]))
+}
+
+/// `name type, …` as `(name, type)` pairs.
+fn columns(list: &str) -> impl Iterator<Item = (&str, &str)> {
+    list.split(',')
+        .filter_map(|column| column.trim().split_once(' '))
+        .map(|(name, kind)| (name.trim(), kind.trim()))
 }
 
 /// Serializes rows (structs, or maps where a struct flattens another) into
