@@ -18,6 +18,7 @@ use crate::telemetry::LogFormat;
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_DATABASE_URL: &str = "sqlite://minimart.db";
 const DEFAULT_PAYMENT_LATENCY_MS: u64 = 300;
+const DEFAULT_PAYMENT_DEADLINE_MS: u64 = 2_000;
 const DEFAULT_READ_CONNECTIONS: u32 = 4;
 const DEFAULT_WRITE_CONNECTIONS: u32 = 2;
 const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
@@ -50,6 +51,12 @@ pub struct Config {
     /// Simulated processing time of each payment, in milliseconds.
     #[arg(long, env = "MINIMART_PAYMENT_LATENCY_MS", default_value_t = DEFAULT_PAYMENT_LATENCY_MS)]
     pub payment_latency_ms: u64,
+
+    /// How long the payment provider may take beyond its processing time
+    /// (MINIMART_PAYMENT_LATENCY_MS) before a charge counts as failed and is
+    /// retried, in milliseconds.
+    #[arg(long, env = "MINIMART_PAYMENT_DEADLINE_MS", default_value_t = DEFAULT_PAYMENT_DEADLINE_MS)]
+    pub payment_deadline_ms: u64,
 
     /// Seed for the payment simulator's decisions, for reproducible runs.
     #[arg(long, env = "MINIMART_PAYMENT_SEED")]
@@ -147,6 +154,7 @@ impl Default for Config {
             admin_token: None,
             payment_failure_rate: 0.0,
             payment_latency_ms: DEFAULT_PAYMENT_LATENCY_MS,
+            payment_deadline_ms: DEFAULT_PAYMENT_DEADLINE_MS,
             payment_seed: None,
             sqlite_synchronous: SqliteSynchronous::Normal,
             db_read_connections: DEFAULT_READ_CONNECTIONS,
@@ -200,6 +208,7 @@ impl Config {
             failure_rate: self.payment_failure_rate,
             latency: Duration::from_millis(self.payment_latency_ms),
             seed: self.payment_seed,
+            deadline: Duration::from_millis(self.payment_deadline_ms),
         }
     }
 }

@@ -113,14 +113,14 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Money, ProductId, Quantity};
+    use crate::domain::Money;
 
     fn order(step: OrderStep) -> Order {
         let now = Utc::now();
         Order {
             order_id: OrderId::generate(),
-            product_id: ProductId::parse("tea").unwrap(),
-            quantity: Quantity::parse(1).unwrap(),
+            lines: vec![crate::actors::testing::tea_line(1)],
+            payment_method: None,
             total_amount: Money::from_cents(350),
             step,
             reason: None,

@@ -22,9 +22,9 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 
 use super::mailbox::{Mailbox, Named, tracked_handlers};
-use crate::domain::{OrderEvent, OrderId, Product, ProductId, Stock};
+use crate::domain::{Item, OrderEvent, OrderId, Product, ProductId, Stock};
 use crate::store::{
-    self, Line, OrderMove, ProductChange, ReservationState, ReserveOutcome, Settle, StockLevel,
+    self, OrderMove, ProductChange, ReservationState, ReserveOutcome, Settle, StockLevel,
     StockedProduct, Store, StoreError,
 };
 
@@ -45,7 +45,7 @@ pub struct UpsertProduct(pub Product);
 #[rtype(result = "Result<Reserved, InventoryError>")]
 pub struct Reserve {
     pub order_id: OrderId,
-    pub lines: Vec<Line>,
+    pub lines: Vec<Item>,
     /// Also move the order out of PLACED by the decision, in the same commit (the
     /// saga's own reservation; the order's move is the Orders actor's, carried
     /// through).

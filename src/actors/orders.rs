@@ -13,14 +13,15 @@ use super::admission::{Admitted, Overloaded};
 use super::book::OrderBook;
 use super::inventory::{Inventory, InventoryError};
 use super::mailbox::{Mailbox, Named, tracked_handlers};
-use super::payment::PaymentActor;
+use super::payment::{self, PaymentActor};
 use super::saga::{Saga, SagaSettings};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use watchers::{Watch, Watchers};
 
 use crate::domain::{
-    IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, ProductId, Quantity, ShopperId,
+    Card, IdempotencyKey, Items, Money, Order, OrderEvent, OrderId, OrderLine, OrderStatus,
+    ProductId, ShopperId,
 };
 use crate::meters;
 use crate::store::{CreateOrderOutcome, NewOrder, StalledOrder, Store, StoreError};
@@ -28,8 +29,12 @@ use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
-    #[error("product {0} does not exist")]
-    UnknownProduct(ProductId),
+    #[error("product {product_id} does not exist")]
+    UnknownProduct {
+        product_id: ProductId,
+        /// The order's line that names it, from 0.
+        line: usize,
+    },
     #[error("the order total does not fit in the shop's money type")]
     TotalTooLarge,
     #[error("this Idempotency-Key was already used for a different order")]
@@ -45,12 +50,13 @@ pub enum OrderError {
     Overloaded(#[from] Overloaded),
 }
 
-/// Place an order for `quantity` units of a product.
+/// Place an order for its items, paid with the card when one is given (else
+/// the simulated provider decides as its settings say).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Placed, OrderError>")]
 pub struct PlaceOrder {
-    pub product_id: ProductId,
-    pub quantity: Quantity,
+    pub items: Items,
+    pub card: Option<Card>,
     pub idempotency_key: Option<IdempotencyKey>,
     /// The browser placing it, when it comes from the storefront.
     pub shopper: Option<ShopperId>,
@@ -237,19 +243,33 @@ impl Handler<PlaceOrder> for OrdersActor {
             if let Some(admitted) = &admitted {
                 admitted.check_deadline()?;
             }
-            let product = catalog
-                .product(&msg.product_id)
-                .await?
-                .ok_or_else(|| OrderError::UnknownProduct(msg.product_id.clone()))?;
-            let total_amount = product
-                .price
-                .money()
-                .checked_mul(msg.quantity.units())
+            // Names and prices as they are now: the order keeps them.
+            let mut lines = Vec::new();
+            for (line, item) in msg.items.iter().enumerate() {
+                let product = catalog.product(&item.product_id).await?.ok_or_else(|| {
+                    OrderError::UnknownProduct {
+                        product_id: item.product_id.clone(),
+                        line,
+                    }
+                })?;
+                lines.push(OrderLine {
+                    product_id: product.product_id,
+                    product_name: product.product_name,
+                    quantity: item.quantity,
+                    unit_price: product.price,
+                });
+            }
+            let total_amount = (lines.iter())
+                .try_fold(Money::ZERO, |total, line| {
+                    total.checked_add(line.line_total())
+                })
                 .ok_or(OrderError::TotalTooLarge)?;
+            // The card goes to the provider; the order keeps its answer only.
+            let payment_method = msg.card.as_ref().map(payment::tokenize);
             let new_order = NewOrder {
                 order_id: OrderId::generate(),
-                product_id: msg.product_id.clone(),
-                quantity: msg.quantity,
+                lines,
+                payment_method: payment_method.clone(),
                 total_amount,
                 idempotency_key: msg.idempotency_key.map(|key| key.owned_by(msg.shopper)),
                 shopper_id: msg.shopper,
@@ -268,7 +288,7 @@ impl Handler<PlaceOrder> for OrdersActor {
             };
             match outcome {
                 CreateOrderOutcome::Created(order) => {
-                    tracing::info!(order_id = %order.order_id, product_id = %order.product_id, quantity = order.quantity.units(), "order placed");
+                    tracing::info!(order_id = %order.order_id, lines = order.lines.len(), total = order.total_amount.cents(), "order placed");
                     metrics::counter!(meters::ORDERS_PLACED).increment(1);
                     book.track(order.clone());
                     let run = saga.run(order.clone(), msg.request_id);
@@ -282,8 +302,10 @@ impl Handler<PlaceOrder> for OrdersActor {
                         replayed: false,
                     })
                 }
+                // The same key for the same order: its first answer again.
                 CreateOrderOutcome::Existing(order)
-                    if order.product_id == msg.product_id && order.quantity == msg.quantity =>
+                    if msg.items.iter().eq(order.items().iter())
+                        && order.payment_method == payment_method =>
                 {
                     Ok(Placed {
                         order,

@@ -9,6 +9,18 @@
 //!
 //! The simulated processing time is a timer in the charge's own task, so a slow
 //! payment never holds the mailbox or delays anyone else's order.
+//!
+//! An order paid by card charges as its card's token says (see [`cards`]): the
+//! provider may decline with a reason, fail with a passing error, or charge and
+//! lose its answer. A charge has a deadline: a provider that has not answered
+//! within it is a passing error ([`ChargeError::Timeout`]), which the saga
+//! retries; the provider is idempotent by order, so a retry after a lost answer
+//! finds the charge that was made instead of making another.
+
+mod cards;
+
+use cards::Behaviour;
+pub use cards::tokenize;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +47,13 @@ pub struct PaymentSettings {
     pub latency: Duration,
     /// Makes decisions reproducible: the same seed declines the same orders.
     pub seed: Option<u64>,
+    /// How long the provider may take beyond `latency` before a charge counts
+    /// as failed (and is retried).
+    pub deadline: Duration,
+}
+
+impl PaymentSettings {
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 }
 
 impl Default for PaymentSettings {
@@ -43,6 +62,7 @@ impl Default for PaymentSettings {
             failure_rate: 0.0,
             latency: Duration::ZERO,
             seed: None,
+            deadline: Self::DEFAULT_DEADLINE,
         }
     }
 }
@@ -71,6 +91,10 @@ pub enum ChargeError {
         status: OrderStatus,
         step: OrderStep,
     },
+    #[error("the payment provider failed (a passing error): the charge may be tried again")]
+    ProviderFailed,
+    #[error("the payment provider did not answer within {0:?}: the charge may be tried again")]
+    Timeout(Duration),
     #[error("payment storage failed")]
     Store(#[source] Arc<StoreError>),
     #[error("the payment actor did not answer")]
@@ -134,6 +158,9 @@ pub struct PaymentActor {
     settings: PaymentSettings,
     /// Charges under way, with whoever asked for the same charge meanwhile.
     in_flight: HashMap<ChargeKey, Vec<Waiter>>,
+    /// The orders whose last charge failed for a passing reason, with how many
+    /// attempts they made: the provider's memory of a card's first attempt.
+    attempts: HashMap<OrderId, u32>,
 }
 
 impl PaymentActor {
@@ -142,6 +169,7 @@ impl PaymentActor {
             store,
             settings,
             in_flight: HashMap::new(),
+            attempts: HashMap::new(),
         }
     }
 }
@@ -171,11 +199,12 @@ impl Handler<Charge> for PaymentActor {
         }
 
         self.in_flight.insert(key, Vec::new());
+        let attempt = self.attempts.get(&msg.order.order_id).map_or(1, |n| n + 1);
         let me = Mailbox::new(ctx.address());
         let store = self.store.clone();
         let settings = self.settings;
         Box::pin(async move {
-            let result = charge(&store, settings, &msg.order, msg.amount).await;
+            let result = charge(&store, settings, &msg.order, msg.amount, attempt).await;
             me.do_send(ChargeSettled {
                 key,
                 result: result.clone(),
@@ -189,6 +218,15 @@ impl Handler<ChargeSettled> for PaymentActor {
     type Result = ();
 
     fn handle(&mut self, msg: ChargeSettled, _: &mut Context<Self>) {
+        let (order_id, ..) = msg.key;
+        match &msg.result {
+            Err(ChargeError::ProviderFailed | ChargeError::Timeout(_)) => {
+                *self.attempts.entry(order_id).or_default() += 1;
+            }
+            _ => {
+                self.attempts.remove(&order_id);
+            }
+        }
         for waiter in self.in_flight.remove(&msg.key).unwrap_or_default() {
             let _ = waiter.send(msg.result.clone());
         }
@@ -200,6 +238,7 @@ async fn charge(
     settings: PaymentSettings,
     order: &Order,
     amount: Money,
+    attempt: u32,
 ) -> Result<Payment, ChargeError> {
     let order_id = order.order_id;
     if order.total_amount != amount {
@@ -222,26 +261,45 @@ async fn charge(
     }
 
     // A payment recorded earlier for this order (a saga driven again after a
-    // crash) wins over this one: `record_payment` answers it instead.
-    let status = if settings.declines(order_id) {
-        PaymentStatus::Declined
-    } else {
-        PaymentStatus::Succeeded
+    // crash, or a retry after a lost answer) wins over this one:
+    // `record_payment` answers it instead.
+    let behaviour = (order.payment_method.as_ref()).map(|method| cards::behaviour(&method.token));
+    let (status, reason) = match behaviour {
+        Some(Behaviour::Declines(reason)) => (PaymentStatus::Declined, Some(reason.to_owned())),
+        Some(_) => (PaymentStatus::Succeeded, None),
+        None if settings.declines(order_id) => (PaymentStatus::Declined, None),
+        None => (PaymentStatus::Succeeded, None),
     };
-    if !settings.latency.is_zero() {
-        actix_rt::time::sleep(settings.latency).await;
-    }
-    let payment_id = PaymentId::generate();
-    let recorded = store
-        .record_payment(Payment {
-            payment_id,
-            order_id,
-            total_amount: amount,
-            status,
-            created_at: Utc::now(),
-        })
-        .await?;
-    tracing::info!(%order_id, payment_id = %recorded.payment_id, status = recorded.status.as_str(), "charged");
+    let first_attempt = attempt == 1;
+    let provider = async {
+        if behaviour == Some(Behaviour::FailsOnce) && first_attempt {
+            return Err(ChargeError::ProviderFailed);
+        }
+        if !settings.latency.is_zero() {
+            actix_rt::time::sleep(settings.latency).await;
+        }
+        let payment_id = PaymentId::generate();
+        let recorded = store
+            .record_payment(Payment {
+                payment_id,
+                order_id,
+                total_amount: amount,
+                status,
+                reason,
+                created_at: Utc::now(),
+            })
+            .await?;
+        if behaviour == Some(Behaviour::LosesAnswerOnce) && first_attempt {
+            // Charged, but the answer never comes back.
+            std::future::pending::<()>().await;
+        }
+        Ok((payment_id, recorded))
+    };
+    let deadline = settings.latency + settings.deadline;
+    let (payment_id, recorded) = actix_rt::time::timeout(deadline, provider)
+        .await
+        .map_err(|_| ChargeError::Timeout(deadline))??;
+    tracing::info!(%order_id, payment_id = %recorded.payment_id, status = recorded.status.as_str(), attempt, "charged");
     // Counted only when this payment was the one recorded (not an earlier one).
     if recorded.payment_id == payment_id {
         metrics::counter!(meters::PAYMENTS, "status" => recorded.status.as_str()).increment(1);

@@ -32,7 +32,7 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::domain::{Order, OrderEvent, OrderId, OrderStep, PaymentStatus, SagaOutcome};
 use crate::meters::{self, GaugeGuard};
-use crate::store::{Line, OrderMove, Stall, Store, StoreError};
+use crate::store::{OrderMove, Stall, Store, StoreError};
 use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -292,10 +292,7 @@ impl Saga {
             .inventory
             .send(Reserve {
                 order_id: order.order_id,
-                lines: vec![Line {
-                    product_id: order.product_id.clone(),
-                    quantity: order.quantity,
-                }],
+                lines: order.items(),
                 advance_order: true,
             })
             .await??;
@@ -329,7 +326,7 @@ impl Saga {
             PaymentStatus::Declined => {
                 // Stock goes back in the commit that makes the order final: a
                 // crash before it leaves a pending order that is driven again.
-                let reason = Some("the payment was declined".to_owned());
+                let reason = Some(payment.declined_reason());
                 let then = arrow(SagaOutcome::Declined, reason);
                 self.inventory
                     .send(ReleaseReservation {

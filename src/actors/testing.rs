@@ -13,7 +13,8 @@ use super::orders::{GetOrder, OrdersActor};
 use super::payment::PaymentSettings;
 use super::{Actors, SagaSettings};
 use crate::domain::{
-    Money, Order, OrderId, Price, Product, ProductId, ProductName, Quantity, Stock,
+    Item, Items, Money, Order, OrderId, OrderLine, Price, Product, ProductId, ProductName,
+    Quantity, Stock,
 };
 use crate::store::{CreateOrderOutcome, NewOrder, Store, StoreOptions};
 
@@ -22,6 +23,24 @@ pub(crate) const PRICE: i64 = 350;
 
 pub(crate) fn tea() -> ProductId {
     ProductId::parse("tea").unwrap()
+}
+
+/// `units` of tea, as an order's one item.
+pub(crate) fn tea_items(units: i64) -> Items {
+    Items::one(Item {
+        product_id: tea(),
+        quantity: Quantity::parse(units).unwrap(),
+    })
+}
+
+/// `units` of tea at $3.50, as a placed order's one line.
+pub(crate) fn tea_line(units: i64) -> OrderLine {
+    OrderLine {
+        product_id: tea(),
+        product_name: ProductName::parse("Tea").unwrap(),
+        quantity: Quantity::parse(units).unwrap(),
+        unit_price: Price::parse(PRICE).unwrap(),
+    }
 }
 
 pub(crate) fn product(product_id: &str, name: &str, price: i64, stock: i64) -> Product {
@@ -39,6 +58,7 @@ pub(crate) fn instant(failure_rate: f64) -> PaymentSettings {
         failure_rate,
         latency: Duration::ZERO,
         seed: None,
+        deadline: PaymentSettings::DEFAULT_DEADLINE,
     }
 }
 
@@ -72,8 +92,8 @@ pub(crate) async fn order_in_store(store: &Store, units: i64) -> Order {
     let outcome = store
         .create_order(NewOrder {
             order_id: OrderId::generate(),
-            product_id: tea(),
-            quantity: Quantity::parse(units).unwrap(),
+            lines: vec![tea_line(units)],
+            payment_method: None,
             total_amount: Money::from_cents(PRICE * units),
             idempotency_key: None,
             shopper_id: None,

@@ -3,16 +3,18 @@
 //! is always a well-formed key, money is always integer cents. The domain depends
 //! on nothing else in the crate.
 
+mod card;
 mod id;
 mod money;
 mod order;
 mod payment;
 mod product;
 
+pub use card::{Card, CardBrand, CardNumber, Cvc, Expiry, PaymentMethod};
 pub use money::Money;
 pub use order::{
-    IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, OrderStep, OwnedKey, Quantity,
-    SagaOutcome, ShopperId, StockDecision,
+    IdempotencyKey, Item, Items, Order, OrderEvent, OrderId, OrderLine, OrderStatus, OrderStep,
+    OwnedKey, Quantity, SagaOutcome, ShopperId, StockDecision,
 };
 pub use payment::{Payment, PaymentId, PaymentStatus};
 pub use product::{Price, Product, ProductId, ProductName, Stock};

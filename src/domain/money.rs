@@ -26,6 +26,10 @@ impl Money {
         self.0.checked_mul(i64::from(times)).map(Money)
     }
 
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money)
+    }
+
     /// An amount typed in dollars, as people type prices: "12", "12.5", "12.50" or
     /// "$12.50", blanks around allowed. At most two decimals, no sign, no thousands
     /// separators; an amount too large for cents in an `i64` is refused.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::id::unpredictable_v7;
-use super::{Money, ParseError, ProductId};
+use super::{Money, ParseError, PaymentMethod, Price, ProductId, ProductName};
 
 /// An order's id: a UUIDv7, so ids sort by creation time (to the millisecond),
 /// whose other 74 bits are random, so that no id can be guessed from another.
@@ -203,12 +203,13 @@ impl OrderStep {
 }
 
 /// What Inventory decided about an order's stock, in the saga's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StockDecision {
     /// Every line's stock is held for the order.
     Held,
     /// A line lacked stock (`available`, when known): nothing is held.
     Short {
+        product_id: ProductId,
         requested: Quantity,
         available: Option<i64>,
     },
@@ -219,26 +220,25 @@ pub enum StockDecision {
 impl StockDecision {
     /// The arrow a PLACED order takes once its stock is decided, and the reason
     /// a rejected order gives the shopper.
-    pub fn next_step(self) -> Option<(OrderStep, Option<String>)> {
+    pub fn next_step(&self) -> Option<(OrderStep, Option<String>)> {
         let (outcome, reason) = match self {
             StockDecision::Held => (SagaOutcome::StockHeld, None),
             StockDecision::Short {
+                product_id,
                 requested,
-                available: Some(available),
-            } => (
-                SagaOutcome::StockRefused,
-                Some(format!(
-                    "not enough stock: {} requested, {available} available",
-                    requested.units()
-                )),
-            ),
-            StockDecision::Short {
-                requested,
-                available: None,
-            } => (
-                SagaOutcome::StockRefused,
-                Some(format!("not enough stock: {} requested", requested.units())),
-            ),
+                available,
+            } => {
+                let requested = requested.units();
+                let available = available
+                    .map(|n| format!(", {n} available"))
+                    .unwrap_or_default();
+                (
+                    SagaOutcome::StockRefused,
+                    Some(format!(
+                        "not enough stock of {product_id}: {requested} requested{available}"
+                    )),
+                )
+            }
             StockDecision::UnknownProduct => (
                 SagaOutcome::StockRefused,
                 Some("the product is no longer sold".to_owned()),
@@ -351,12 +351,88 @@ pub struct OrderEvent {
     pub at: DateTime<Utc>,
 }
 
+/// What a shopper asks to buy: so many units of a product.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Item {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+/// The items of one order: 1 to [`Items::MAX`], each product at most once, in
+/// the order the shopper listed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Items(Vec<Item>);
+
+impl Items {
+    pub const MAX: usize = 50;
+
+    pub fn parse(items: Vec<Item>) -> Result<Items, ParseError> {
+        if items.is_empty() || items.len() > Self::MAX {
+            return Err(ParseError::new(format!(
+                "items must hold 1 to {} lines",
+                Self::MAX
+            )));
+        }
+        Ok(Items(items))
+    }
+
+    /// The index of the first line whose product an earlier line has already.
+    pub fn repeated(&self) -> Option<usize> {
+        let mut seen = std::collections::HashSet::new();
+        self.0
+            .iter()
+            .position(|item| !seen.insert(&item.product_id))
+    }
+
+    pub fn one(item: Item) -> Items {
+        Items(vec![item])
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Item> {
+        self.0.iter()
+    }
+}
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Items::parse(Vec::<Item>::deserialize(deserializer)?)
+            .map_err(serde::de::Error::custom)?;
+        match items.repeated() {
+            Some(at) => Err(serde::de::Error::custom(format!(
+                "items[{at}] names a product that an earlier line has: a product appears at most once"
+            ))),
+            None => Ok(items),
+        }
+    }
+}
+
+/// One line of a placed order: the product's name and price as they were when
+/// the order was placed, which later changes to the product do not alter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: ProductId,
+    pub product_name: ProductName,
+    pub quantity: Quantity,
+    pub unit_price: Price,
+}
+
+impl OrderLine {
+    /// At most `Price::MAX_CENTS` × `Quantity::MAX`: it always fits.
+    pub fn line_total(&self) -> Money {
+        Money::from_cents(i64::from(self.unit_price) * i64::from(self.quantity))
+    }
+}
+
 /// An order as the Orders actor owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     pub order_id: OrderId,
-    pub product_id: ProductId,
-    pub quantity: Quantity,
+    /// At least one line, each product at most once.
+    pub lines: Vec<OrderLine>,
+    /// The card it is paid with, when the shopper gave one.
+    pub payment_method: Option<PaymentMethod>,
+    /// The sum of the lines.
     pub total_amount: Money,
     pub step: OrderStep,
     /// Why the order failed, in words a shopper understands; `None` unless failed.
@@ -368,6 +444,24 @@ pub struct Order {
 impl Order {
     pub fn status(&self) -> OrderStatus {
         self.step.status()
+    }
+
+    /// The order's only line, when it has one: the seed's shape of an order.
+    pub fn single_line(&self) -> Option<&OrderLine> {
+        match self.lines.as_slice() {
+            [line] => Some(line),
+            _ => None,
+        }
+    }
+
+    /// The stock each line holds, for Inventory.
+    pub fn items(&self) -> Vec<Item> {
+        (self.lines.iter())
+            .map(|line| Item {
+                product_id: line.product_id.clone(),
+                quantity: line.quantity,
+            })
+            .collect()
     }
 }
 
@@ -460,10 +554,11 @@ mod tests {
     #[test]
     fn a_stock_decision_moves_a_placed_order_with_the_shoppers_reason() {
         let short = StockDecision::Short {
+            product_id: ProductId::parse("tea").unwrap_or_else(|e| panic!("{e}")),
             requested: Quantity(3),
             available: Some(1),
         };
-        let reason = "not enough stock: 3 requested, 1 available".to_owned();
+        let reason = "not enough stock of tea: 3 requested, 1 available".to_owned();
         assert_eq!(StockDecision::Held.next_step(), Some((Reserved, None)));
         assert_eq!(short.next_step(), Some((Rejected, Some(reason))));
         let gone = StockDecision::UnknownProduct.next_step();

@@ -76,5 +76,17 @@ pub struct Payment {
     pub order_id: OrderId,
     pub total_amount: Money,
     pub status: PaymentStatus,
+    /// Why the provider declined it, when it said ("insufficient funds").
+    pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+impl Payment {
+    /// The reason a declined order gives the shopper.
+    pub fn declined_reason(&self) -> String {
+        match &self.reason {
+            Some(reason) => format!("the payment was declined: {reason}"),
+            None => "the payment was declined".to_owned(),
+        }
+    }
 }

@@ -19,11 +19,12 @@ use super::request_id;
 use super::session::AdminAuth;
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
-use crate::actors::orders::PlaceOrder;
+use crate::actors::orders::{OrderError, PlaceOrder};
 use crate::actors::payment::{Charge, GetPayment, ListPayments};
 use crate::domain::{
-    IdempotencyKey, Money, Order, OrderId, OrderStatus, OrderStep, Payment, PaymentId,
-    PaymentStatus, Price, Product, ProductId, ProductName, Quantity, Stock,
+    Card, CardBrand, CardNumber, Cvc, Expiry, IdempotencyKey, Item, Items, Money, Order, OrderId,
+    OrderStatus, OrderStep, ParseError, Payment, PaymentId, PaymentStatus, Price, Product,
+    ProductId, ProductName, Quantity, Stock,
 };
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -208,11 +209,126 @@ pub(super) async fn list_products(
 
 // Orders.
 
-/// What to buy.
+/// What to buy: `items`, or the seed's one `product_id` and `quantity`; and,
+/// optionally, the card that pays for it.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(super) struct OrderBody {
+    /// 1 to 50 lines, each product at most once.
+    #[schema(value_type = Option<Vec<ItemBody>>, min_items = 1, max_items = 50)]
+    items: Option<Items>,
+    /// An order of one line, as the first API had it (instead of `items`).
+    product_id: Option<ProductId>,
+    /// With `product_id`.
+    quantity: Option<Quantity>,
+    /// The card to charge. Without it, the simulated provider decides as
+    /// `MINIMART_PAYMENT_FAILURE_RATE` says.
+    payment: Option<CardBody>,
+}
+
+/// One line of an order.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ItemBody {
     product_id: ProductId,
+    #[schema(value_type = i64, minimum = 1, maximum = 1000)]
     quantity: Quantity,
+}
+
+/// A payment card. The number and the CVC are used for this charge and never
+/// stored, logged or shown: the order keeps the brand and the last four digits.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(super) struct CardBody {
+    /// 12 to 19 digits passing the Luhn check; spaces allowed.
+    #[schema(value_type = String, example = "4242 4242 4242 4242")]
+    card_number: Secret<CardNumber>,
+    /// 1 to 12.
+    #[schema(example = 12)]
+    exp_month: i64,
+    /// Four digits; the card is good through the end of its expiry month.
+    #[schema(example = 2031)]
+    exp_year: i64,
+    /// 3 or 4 digits.
+    #[schema(value_type = String, example = "123")]
+    cvc: Secret<Cvc>,
+}
+
+/// A card field that is never echoed: a value that does not parse is refused
+/// with the rule alone, whatever its JSON type.
+#[derive(Debug)]
+pub(super) struct Secret<T>(T);
+
+impl<'de> Deserialize<'de> for Secret<CardNumber> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        secret(deserializer, CardNumber::parse)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret<Cvc> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        secret(deserializer, Cvc::parse)
+    }
+}
+
+fn secret<'de, D, T>(
+    deserializer: D,
+    parse: fn(&str) -> Result<T, ParseError>,
+) -> Result<Secret<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(raw) => parse(&raw).map(Secret),
+        // Checked with the rule's own message, never the value's.
+        _ => parse("").map(Secret),
+    }
+    .map_err(serde::de::Error::custom)
+}
+
+impl OrderBody {
+    /// The items, from either shape, and the card, valid today.
+    fn parse(self) -> Result<(Items, Option<Card>), ApiError> {
+        let invalid = |field: &str, detail: String| ApiError::InvalidField {
+            field: Some(field.to_owned()),
+            detail,
+        };
+        let items = match (self.items, self.product_id, self.quantity) {
+            (Some(items), None, None) => items,
+            (Some(_), ..) => {
+                return Err(invalid(
+                    "items",
+                    "give items, or product_id and quantity, not both".to_owned(),
+                ));
+            }
+            (None, Some(product_id), Some(quantity)) => Items::one(Item {
+                product_id,
+                quantity,
+            }),
+            (None, Some(_), None) => {
+                return Err(invalid("quantity", "missing field `quantity`".to_owned()));
+            }
+            (None, None, Some(_)) => {
+                return Err(invalid(
+                    "product_id",
+                    "missing field `product_id`".to_owned(),
+                ));
+            }
+            (None, None, None) => return Err(invalid("items", "missing field `items`".to_owned())),
+        };
+        let card = match self.payment {
+            None => None,
+            Some(card) => {
+                let today = Utc::now().date_naive();
+                let expiry = Expiry::parse(card.exp_month, card.exp_year, today)
+                    .map_err(|(field, error)| invalid(&format!("payment.{field}"), error.0))?;
+                Some(Card {
+                    number: card.card_number.0,
+                    expiry,
+                    cvc: card.cvc.0,
+                })
+            }
+        };
+        Ok((items, card))
+    }
 }
 
 /// An order taken: its saga goes on; `GET` its `Location` for the outcome.
@@ -266,23 +382,29 @@ pub(super) async fn place_order(
     body: Json<OrderBody>,
     actors: web::Data<Actors>,
 ) -> Reply {
-    let OrderBody {
-        product_id,
-        quantity,
-    } = body.0;
+    let one_product = body.0.items.is_none();
+    let (items, card) = body.0.parse()?;
     // Refused at once when the shop is at its limit: nothing is stored.
     let admitted = actors.admission.admit()?;
     let placed = actors
         .orders
         .send(PlaceOrder {
-            product_id,
-            quantity,
+            items,
+            card,
             idempotency_key: key.0,
             shopper: None,
             request_id: request_id::of(&req),
             admitted: Some(admitted),
         })
-        .await??;
+        .await?
+        .map_err(|error| match error {
+            // The seed's shape names its one product as it was given.
+            OrderError::UnknownProduct { .. } if one_product => ApiError::InvalidField {
+                field: Some("product_id".to_owned()),
+                detail: error.to_string(),
+            },
+            other => ApiError::from(other),
+        })?;
     let order = placed.order;
     let mut response = HttpResponse::Accepted();
     response.insert_header((header::LOCATION, format!("/api/orders/{}", order.order_id)));
@@ -302,24 +424,75 @@ pub(super) struct OrderView {
     order_id: OrderId,
     status: OrderStatus,
     step: OrderStep,
-    product_id: ProductId,
-    quantity: Quantity,
+    /// Its one line's product, for an order of one line (the seed's shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product_id: Option<ProductId>,
+    /// Its one line's quantity, for an order of one line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    quantity: Option<Quantity>,
+    items: Vec<LineView>,
+    /// The sum of the lines' totals, in cents.
     total_amount: Money,
+    /// The card it is paid with, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_method: Option<PaymentMethodView>,
     /// Why the order was rejected or its payment failed.
     reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
+/// A line of an order, with the product's name and price when it was placed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OrderLine)]
+pub(super) struct LineView {
+    product_id: ProductId,
+    #[schema(value_type = String)]
+    product_name: ProductName,
+    #[schema(value_type = i64)]
+    quantity: Quantity,
+    /// In cents.
+    #[schema(value_type = i64)]
+    unit_price: Price,
+    /// `unit_price` × `quantity`, in cents.
+    line_total: Money,
+}
+
+/// A card, as the shop keeps it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PaymentMethod)]
+pub(super) struct PaymentMethodView {
+    /// `visa`, `mastercard`, `amex`, `discover` or `card`.
+    #[schema(value_type = String, example = "visa")]
+    brand: CardBrand,
+    #[schema(example = "4242")]
+    last4: String,
+}
+
 impl From<Order> for OrderView {
     fn from(order: Order) -> Self {
+        let single = order.single_line().cloned();
         OrderView {
             status: order.status(),
             order_id: order.order_id,
             step: order.step,
-            product_id: order.product_id,
-            quantity: order.quantity,
+            product_id: single.as_ref().map(|line| line.product_id.clone()),
+            quantity: single.map(|line| line.quantity),
+            items: (order.lines.into_iter())
+                .map(|line| LineView {
+                    line_total: line.line_total(),
+                    product_id: line.product_id,
+                    product_name: line.product_name,
+                    quantity: line.quantity,
+                    unit_price: line.unit_price,
+                })
+                .collect(),
             total_amount: order.total_amount,
+            payment_method: order.payment_method.map(|method| PaymentMethodView {
+                brand: method.brand,
+                last4: method.last4,
+            }),
             reason: order.reason,
             created_at: order.created_at,
             updated_at: order.updated_at,
@@ -370,6 +543,9 @@ pub(super) struct PaymentView {
     order_id: OrderId,
     total_amount: Money,
     status: PaymentStatus,
+    /// Why the provider declined it, when it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -380,6 +556,7 @@ impl From<Payment> for PaymentView {
             order_id: payment.order_id,
             total_amount: payment.total_amount,
             status: payment.status,
+            reason: payment.reason,
             created_at: payment.created_at,
         }
     }

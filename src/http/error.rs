@@ -206,8 +206,8 @@ impl From<actix::MailboxError> for ApiError {
 impl From<OrderError> for ApiError {
     fn from(error: OrderError) -> Self {
         match error {
-            OrderError::UnknownProduct(_) => ApiError::InvalidField {
-                field: Some("product_id".to_owned()),
+            OrderError::UnknownProduct { line, .. } => ApiError::InvalidField {
+                field: Some(format!("items[{line}].product_id")),
                 detail: error.to_string(),
             },
             OrderError::TotalTooLarge | OrderError::IdempotencyKeyReused => {
@@ -238,9 +238,10 @@ impl From<ChargeError> for ApiError {
         match error {
             ChargeError::AmountMismatch { .. } => ApiError::Unprocessable(error.to_string()),
             ChargeError::NotPayable { .. } => ApiError::Conflict(error.to_string()),
-            ChargeError::Store(_) | ChargeError::Mailbox(_) => {
-                ApiError::Unavailable(Box::new(error))
-            }
+            ChargeError::ProviderFailed
+            | ChargeError::Timeout(_)
+            | ChargeError::Store(_)
+            | ChargeError::Mailbox(_) => ApiError::Unavailable(Box::new(error)),
         }
     }
 }

@@ -16,10 +16,12 @@ use crate::actors::admission::Overloaded;
 use crate::actors::inventory::InventoryError;
 use crate::actors::orders::{ListShopperOrders, OrderError, PlaceOrder};
 use crate::assets;
-use crate::domain::{IdempotencyKey, Order, OrderId, ParseError, Product, ProductId, Quantity};
+use crate::domain::{
+    IdempotencyKey, Item, Items, OrderId, ParseError, Product, ProductId, Quantity,
+};
 use crate::telemetry::error_chain;
 use crate::views::catalog::FormNote;
-use crate::views::{self, catalog, order::OrderView};
+use crate::views::{self, catalog};
 
 /// An error on a page: the same kinds and statuses as the API's, shown as a page.
 #[derive(Debug, thiserror::Error)]
@@ -208,8 +210,11 @@ pub(super) async fn buy(
     let placed = actors
         .orders
         .send(PlaceOrder {
-            product_id: product.product_id.clone(),
-            quantity,
+            items: Items::one(Item {
+                product_id: product.product_id.clone(),
+                quantity,
+            }),
+            card: None,
             idempotency_key: Some(key.clone()),
             shopper: Some(shopper.0),
             request_id: request_id::of(&req),
@@ -234,12 +239,8 @@ pub(super) async fn buy(
             .insert_header((header::LOCATION, format!("/orders/{}", order.order_id)))
             .finish());
     }
-    let view = OrderView {
-        order: &order,
-        product_name: Some(product.product_name.as_str()),
-    };
     Ok(html(html! {
-        (views::order::order_panel(&view))
+        (views::order::order_panel(&order))
         (catalog::key_input(&product, &new_key(), true))
     }))
 }
@@ -284,25 +285,13 @@ fn buy_refused(
         .body(body.into_string())
 }
 
-fn product_name<'a>(products: &'a [(ProductId, Product)], order: &Order) -> Option<&'a str> {
-    products
-        .iter()
-        .find(|(id, _)| *id == order.product_id)
-        .map(|(_, product)| product.product_name.as_str())
-}
-
 pub(super) async fn order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
     let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
     let order = actors
         .order(order_id)
         .await?
         .ok_or_else(|| not_found("no such order"))?;
-    let product = actors.inventory.catalog.product(&order.product_id).await?;
-    let view = OrderView {
-        order: &order,
-        product_name: product.as_ref().map(|p| p.product_name.as_str()),
-    };
-    Ok(html(views::order::order_page(&view)))
+    Ok(html(views::order::order_page(&order)))
 }
 
 const MY_ORDERS: u32 = 50;
@@ -315,23 +304,7 @@ pub(super) async fn my_orders(shopper: Shopper, actors: web::Data<Actors>) -> Pa
             limit: MY_ORDERS,
         })
         .await??;
-    let mut products: Vec<(ProductId, Product)> = Vec::new();
-    for order in &orders {
-        if products.iter().any(|(id, _)| *id == order.product_id) {
-            continue;
-        }
-        if let Some(product) = actors.inventory.catalog.product(&order.product_id).await? {
-            products.push((order.product_id.clone(), product));
-        }
-    }
-    let views: Vec<OrderView<'_>> = orders
-        .iter()
-        .map(|order| OrderView {
-            order,
-            product_name: product_name(&products, order),
-        })
-        .collect();
-    Ok(html(views::order::my_orders_page(&views)))
+    Ok(html(views::order::my_orders_page(&orders)))
 }
 
 /// A compiled-in asset. Its URL carries its content hash, so it never changes:

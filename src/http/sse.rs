@@ -30,7 +30,7 @@ use crate::actors::Actors;
 use crate::actors::orders::WatchOrder;
 use crate::actors::orders::watchers::Watch;
 use crate::domain::{Order, OrderEvent, OrderId};
-use crate::views::order::{OrderView, outcome, steps};
+use crate::views::order::{outcome, steps};
 
 /// A comment at least this often keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -61,19 +61,7 @@ pub(super) async fn order_events(
     if watch.order.status().is_terminal() && watch.missed.is_empty() {
         return Ok(HttpResponse::NoContent().finish());
     }
-    let product_name = actors
-        .inventory
-        .catalog
-        .product(&watch.order.product_id)
-        .await?
-        .map(|product| product.product_name.as_str().to_owned());
-    let feed = Feed::new(
-        watch.order,
-        product_name,
-        watch.missed,
-        watch.live,
-        after_seq,
-    );
+    let feed = Feed::new(watch.order, watch.missed, watch.live, after_seq);
     let mut response = event_stream(feed, KEEP_ALIVE).respond_to(&req);
     let headers = response.headers_mut();
     // The crate says `Content-Encoding: identity`; nothing here compresses, and a
@@ -101,7 +89,6 @@ fn event_stream(
 /// One order's stream: the recorded events, then the live ones, as frames.
 struct Feed {
     order: Order,
-    product_name: Option<String>,
     queued: VecDeque<OrderEvent>,
     live: Watch,
     last_seq: u32,
@@ -113,16 +100,9 @@ struct Feed {
 }
 
 impl Feed {
-    fn new(
-        order: Order,
-        product_name: Option<String>,
-        missed: Vec<OrderEvent>,
-        live: Watch,
-        after_seq: u32,
-    ) -> Feed {
+    fn new(order: Order, missed: Vec<OrderEvent>, live: Watch, after_seq: u32) -> Feed {
         Feed {
             order,
-            product_name,
             queued: missed.into(),
             live,
             last_seq: after_seq,
@@ -171,12 +151,8 @@ impl Feed {
             return;
         }
         self.finished = true;
-        let view = OrderView {
-            order: &self.order,
-            product_name: self.product_name.as_deref(),
-        };
         // The id goes on the last frame: a reconnect before it re-sends both.
-        let outcome = sse::Data::new(outcome(&view).into_string())
+        let outcome = sse::Data::new(outcome(&self.order).into_string())
             .event("outcome")
             .id(id);
         self.frames.extend([steps.into(), outcome.into()]);
@@ -196,13 +172,18 @@ mod tests {
 
     use super::*;
     use crate::actors::orders::watchers::Watchers;
-    use crate::domain::{Money, OrderStep, ProductId, Quantity};
+    use crate::domain::{Money, OrderLine, OrderStep, Price, ProductId, ProductName, Quantity};
 
     fn order(order_id: OrderId, step: OrderStep) -> Order {
         Order {
             order_id,
-            product_id: ProductId::parse("tea").unwrap(),
-            quantity: Quantity::parse(2).unwrap(),
+            lines: vec![OrderLine {
+                product_id: ProductId::parse("tea").unwrap(),
+                product_name: ProductName::parse("Tea").unwrap(),
+                quantity: Quantity::parse(2).unwrap(),
+                unit_price: Price::parse(350).unwrap(),
+            }],
+            payment_method: None,
             total_amount: Money::from_cents(700),
             step,
             reason: None,
@@ -242,7 +223,7 @@ mod tests {
             event(order_id, 2, OrderStep::Reserved),
         ];
         let live = watchers.watch(order_id);
-        let feed = Feed::new(order(order_id, OrderStep::Reserved), None, missed, live, 1);
+        let feed = Feed::new(order(order_id, OrderStep::Reserved), missed, live, 1);
         // The live feed repeats an event the recorded ones held: it is sent once.
         watchers.deliver(&event(order_id, 2, OrderStep::Reserved));
         watchers.deliver(&event(order_id, 3, OrderStep::Confirmed));
@@ -255,10 +236,6 @@ mod tests {
             .unwrap()
             .replace(": keep-alive\n\n", "");
         let confirmed = order(order_id, OrderStep::Confirmed);
-        let view = OrderView {
-            order: &confirmed,
-            product_name: None,
-        };
         let expected = format!(
             "retry: 3000\n\n\
              id: 2\nevent: step\ndata: {}\n\n\
@@ -266,7 +243,7 @@ mod tests {
              id: 3\nevent: outcome\ndata: {}\n\n",
             steps(OrderStep::Reserved).into_string(),
             steps(OrderStep::Confirmed).into_string(),
-            outcome(&view).into_string(),
+            outcome(&confirmed).into_string(),
         );
         assert_eq!(text, expected);
         assert!(text.contains("Order confirmed"), "{text}");
@@ -282,7 +259,6 @@ mod tests {
         let (quiet, busy) = (OrderId::generate(), OrderId::generate());
         let feed = Feed::new(
             order(quiet, OrderStep::Reserved),
-            None,
             Vec::new(),
             watchers.watch(quiet),
             2,

@@ -29,13 +29,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    Order, OrderEvent, OrderId, OrderStep, Payment, ProductId, Quantity, Stock, StockDecision,
+    Item, Order, OrderEvent, OrderId, OrderStep, Payment, ProductId, Quantity, Stock, StockDecision,
 };
-use crate::store::rows::{OrderRow, PaymentRow};
+use crate::store::rows::{OrderRow, PaymentRow, order_columns};
 use crate::store::writer::{FromCells, Job, Tx};
 use crate::store::{
-    Changes, CreateOrderOutcome, Line, ProductChange, Pruned, ReservationState, ReserveOutcome,
-    Reserved, Settled, StockLevel, StockedProduct, StoreError, corrupt,
+    Changes, CreateOrderOutcome, ProductChange, Pruned, ReservationState, ReserveOutcome, Reserved,
+    Settled, StockLevel, StockedProduct, StoreError, corrupt,
 };
 
 pub(super) async fn apply<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
@@ -554,7 +554,7 @@ fn reserve_lines(
 }
 
 /// The decision in the saga's terms.
-fn decision(outcome: &ReserveOutcome, lines: &[Line]) -> StockDecision {
+fn decision(outcome: &ReserveOutcome, lines: &[Item]) -> StockDecision {
     match outcome {
         ReserveOutcome::Reserved(_)
         | ReserveOutcome::AlreadyDecided(
@@ -562,16 +562,18 @@ fn decision(outcome: &ReserveOutcome, lines: &[Line]) -> StockDecision {
         ) => StockDecision::Held,
         ReserveOutcome::AlreadyDecided(ReservationState::Refused) => match lines.first() {
             Some(line) => StockDecision::Short {
+                product_id: line.product_id.clone(),
                 requested: line.quantity,
                 available: None,
             },
             None => StockDecision::UnknownProduct,
         },
         ReserveOutcome::Insufficient {
+            product_id,
             requested,
             available,
-            ..
         } => StockDecision::Short {
+            product_id: product_id.clone(),
             requested: *requested,
             available: Some(available.units()),
         },
@@ -629,9 +631,10 @@ async fn pay<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
     let payments = inputs!(jobs, Pay);
     let inserted = fetch_ids(
         conn,
-        "INSERT INTO payment (payment_id, order_id, total_amount, status, created_at) \
-         SELECT payment_id, order_id, total_amount, status, created_at \
-         FROM #ROWS(payment_id uuid, order_id uuid, total_amount int, status text, created_at time) \
+        "INSERT INTO payment (payment_id, order_id, total_amount, status, reason, created_at) \
+         SELECT payment_id, order_id, total_amount, status, reason, created_at \
+         FROM #ROWS(payment_id uuid, order_id uuid, total_amount int, status text, reason text, \
+         created_at time) \
          WHERE true ON CONFLICT (order_id) DO NOTHING RETURNING payment_id",
         &payments,
     )
@@ -642,7 +645,7 @@ async fn pay<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
         .collect();
     let existing: Vec<PaymentRow> = fetch(
         conn,
-        "SELECT payment_id, order_id, total_amount, status, created_at FROM payment \
+        "SELECT payment_id, order_id, total_amount, status, reason, created_at FROM payment \
          WHERE order_id IN (SELECT order_id FROM #ROWS(order_id uuid))",
         &lost,
     )
@@ -694,29 +697,65 @@ async fn commit_reservations<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<()
 /// orders created now, whose first event is still to be recorded.
 async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Order>, StoreError> {
     let orders = inputs!(jobs, Create);
+    /// The order's row: its lines as JSON, and the first line in the seed's
+    /// columns.
+    #[derive(Serialize)]
+    struct Row<'a> {
+        order_id: OrderId,
+        product_id: Option<&'a ProductId>,
+        quantity: Option<Quantity>,
+        total_amount: crate::domain::Money,
+        lines: String,
+        payment_method: Option<String>,
+        idempotency_key: Option<&'a str>,
+        shopper_id: Option<crate::domain::ShopperId>,
+        at: DateTime<Utc>,
+    }
+    let rows = (orders.iter())
+        .map(|order| {
+            let first = order.lines.first();
+            Ok(Row {
+                order_id: order.order_id,
+                product_id: first.map(|line| &line.product_id),
+                quantity: first.map(|line| line.quantity),
+                total_amount: order.total_amount,
+                lines: to_json(&order.lines)?,
+                payment_method: order.payment_method.as_ref().map(to_json).transpose()?,
+                idempotency_key: order.idempotency_key.as_ref().map(|key| key.as_str()),
+                shopper_id: order.shopper_id,
+                at: order.at,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     let inserted = fetch_ids(
         conn,
-        "INSERT INTO shop_order (order_id, product_id, quantity, total_amount, step, status, \
-         idempotency_key, shopper_id, created_at, updated_at) \
-         SELECT order_id, product_id, quantity, total_amount, 'PLACED', 'PENDING', \
-         idempotency_key, shopper_id, at, at \
-         FROM #ROWS(order_id uuid, product_id text, quantity int, total_amount int, \
-         idempotency_key text, shopper_id uuid, at time) \
+        "INSERT INTO shop_order (order_id, product_id, quantity, total_amount, lines, \
+         payment_method, step, status, idempotency_key, shopper_id, created_at, updated_at) \
+         SELECT order_id, product_id, quantity, total_amount, lines, payment_method, \
+         'PLACED', 'PENDING', idempotency_key, shopper_id, at, at \
+         FROM #ROWS(order_id uuid, product_id text, quantity int, total_amount int, lines text, \
+         payment_method text, idempotency_key text, shopper_id uuid, at time) \
          WHERE true ON CONFLICT (idempotency_key) DO NOTHING RETURNING order_id",
-        &orders,
+        &rows,
     )
     .await?;
     let lost: Vec<_> = orders
-        .into_iter()
+        .iter()
         .filter(|order| {
             !inserted.contains(&order.order_id.as_uuid()) && order.idempotency_key.is_some()
+        })
+        .map(|order| KeyRow {
+            idempotency_key: order.idempotency_key.as_ref().map(|key| key.as_str()),
         })
         .collect();
     let existing: Vec<KeyedOrderRow> = fetch(
         conn,
-        "SELECT idempotency_key, order_id, product_id, quantity, total_amount, step, reason, \
-         created_at, updated_at FROM shop_order \
-         WHERE idempotency_key IN (SELECT idempotency_key FROM #ROWS(idempotency_key text))",
+        concat!(
+            "SELECT idempotency_key, ",
+            order_columns!(),
+            " FROM shop_order WHERE idempotency_key IN \
+             (SELECT idempotency_key FROM #ROWS(idempotency_key text))"
+        ),
         &lost,
     )
     .await?;
@@ -731,8 +770,8 @@ async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Orde
         create.output = if inserted.contains(&order.order_id.as_uuid()) {
             let created = Order {
                 order_id: order.order_id,
-                product_id: order.product_id.clone(),
-                quantity: order.quantity,
+                lines: order.lines.clone(),
+                payment_method: order.payment_method.clone(),
                 total_amount: order.total_amount,
                 step: OrderStep::Placed,
                 reason: None,
@@ -753,6 +792,16 @@ async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Orde
         };
     }
     Ok(placed)
+}
+
+/// A value stored as JSON text.
+fn to_json(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt("json", e))
+}
+
+#[derive(Serialize)]
+struct KeyRow<'a> {
+    idempotency_key: Option<&'a str>,
 }
 
 /// An order with its idempotency key: the key first, then the order's columns.

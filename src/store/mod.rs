@@ -25,8 +25,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::domain::{
-    Money, Order, OrderEvent, OrderId, OrderStatus, OrderStep, OwnedKey, Payment, PaymentId,
-    Product, ProductId, Quantity, ShopperId, Stock,
+    Item, Money, Order, OrderEvent, OrderId, OrderLine, OrderStatus, OrderStep, OwnedKey, Payment,
+    PaymentId, PaymentMethod, Product, ProductId, Quantity, ShopperId, Stock,
 };
 
 pub use sqlite::SqliteSynchronous;
@@ -481,18 +481,11 @@ pub enum ProductChange {
 /// Where a process's catalog snapshot hears of other processes' product changes.
 pub type ProductFeed = std::sync::Arc<dyn Fn(ProductChange) + Send + Sync>;
 
-/// One line of an order: so many units of a product.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Line {
-    pub product_id: ProductId,
-    pub quantity: Quantity,
-}
-
 /// Reserve every line of an order, or none.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Reserve {
     pub order_id: OrderId,
-    pub lines: Vec<Line>,
+    pub lines: Vec<Item>,
     /// Also move the order out of PLACED by the decision (the saga's next arrow),
     /// in the same transaction.
     pub advance_order: bool,
@@ -589,11 +582,12 @@ pub struct Settled {
 }
 
 /// A new order, to be stored with its first event.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct NewOrder {
     pub order_id: OrderId,
-    pub product_id: ProductId,
-    pub quantity: Quantity,
+    /// At least one.
+    pub lines: Vec<OrderLine>,
+    pub payment_method: Option<PaymentMethod>,
     pub total_amount: Money,
     pub idempotency_key: Option<OwnedKey>,
     /// The browser that placed it, for the storefront's "my orders".

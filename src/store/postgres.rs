@@ -32,7 +32,7 @@ use tokio::sync::broadcast;
 use futures_util::future::BoxFuture;
 
 use super::dialect::{self, Dialect};
-use super::rows::{OrderRow, decode};
+use super::rows::{OrderRow, decode, order_columns};
 use super::writer::{self, FromCells, Job, Tx, Writer};
 use super::{Changes, ProductChange, ProductFeed, StoreError, StoreOptions};
 use crate::domain::{Order, OrderEvent, OrderId};
@@ -157,7 +157,7 @@ impl PgStore {
             .await?;
         }
         // SKIP LOCKED: an order another instance is claiming right now is its.
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "UPDATE shop_order SET lease_until = now() + make_interval(secs => $1) \
              WHERE order_id IN ( \
                  SELECT order_id FROM shop_order \
@@ -165,8 +165,9 @@ impl PgStore {
                    AND COALESCE(lease_until, created_at + make_interval(secs => $1)) < now() \
                    AND order_id <> ALL($3) \
                  ORDER BY order_id LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             RETURNING order_id, product_id, quantity, total_amount, step, reason, created_at, updated_at",
-        )
+             RETURNING ",
+            order_columns!()
+        ))
         .bind(lease)
         .bind(CLAIM_LIMIT)
         .bind(&running)

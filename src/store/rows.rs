@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::writer::{Cells, FromCells, get, opt};
 use super::{AdminSessionRow, StockedProduct, StoreError, corrupt};
 use crate::domain::{
-    Money, Order, OrderEvent, OrderId, Payment, PaymentId, PaymentStatus, Price, Product,
-    ProductId, ProductName, Quantity, Stock,
+    Money, Order, OrderEvent, OrderId, OrderLine, Payment, PaymentId, PaymentMethod, PaymentStatus,
+    Price, Product, ProductId, ProductName, Stock,
 };
 
 pub(super) struct ProductRow {
@@ -44,24 +44,42 @@ impl TryFrom<ProductRow> for StockedProduct {
     }
 }
 
+/// The columns an [`OrderRow`] is read from, in order, for `concat!` into a
+/// statement.
+macro_rules! order_columns {
+    () => {
+        "order_id, total_amount, step, reason, created_at, updated_at, lines, payment_method"
+    };
+}
+pub(super) use order_columns;
+
 pub(super) struct OrderRow {
     order_id: Uuid,
-    product_id: String,
-    quantity: i64,
     total_amount: i64,
     step: String,
     reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    lines: String,
+    payment_method: Option<String>,
 }
 
 impl TryFrom<OrderRow> for Order {
     type Error = StoreError;
     fn try_from(row: OrderRow) -> Result<Self, StoreError> {
+        let lines: Vec<OrderLine> =
+            serde_json::from_str(&row.lines).map_err(|e| corrupt("lines", e))?;
+        if lines.is_empty() {
+            return Err(corrupt("lines", "an order without lines"));
+        }
+        let payment_method = (row.payment_method.as_deref())
+            .map(serde_json::from_str::<PaymentMethod>)
+            .transpose()
+            .map_err(|e| corrupt("payment_method", e))?;
         Ok(Order {
             order_id: OrderId::from_uuid(row.order_id),
-            product_id: product_id(row.product_id)?,
-            quantity: Quantity::parse(row.quantity).map_err(|e| corrupt("quantity", e))?,
+            lines,
+            payment_method,
             total_amount: Money::from_cents(row.total_amount),
             step: row.step.parse().map_err(|e| corrupt("step", e))?,
             reason: row.reason,
@@ -97,6 +115,7 @@ pub(super) struct PaymentRow {
     order_id: Uuid,
     total_amount: i64,
     status: String,
+    reason: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -111,6 +130,7 @@ impl TryFrom<PaymentRow> for Payment {
                 .status
                 .parse::<PaymentStatus>()
                 .map_err(|e| corrupt("payment status", e))?,
+            reason: row.reason,
             created_at: row.created_at,
         })
     }
@@ -153,18 +173,17 @@ where
 }
 
 impl OrderRow {
-    /// From `order_id, product_id, quantity, total_amount, step, reason,
-    /// created_at, updated_at`, starting at column `at`.
+    /// From the [`order_columns`], starting at column `at`.
     pub(super) fn from_cells_at(row: &impl Cells, at: usize) -> Result<OrderRow, StoreError> {
         Ok(OrderRow {
             order_id: get(row, at)?,
-            product_id: get(row, at + 1)?,
-            quantity: get(row, at + 2)?,
-            total_amount: get(row, at + 3)?,
-            step: get(row, at + 4)?,
-            reason: opt(row, at + 5)?,
-            created_at: get(row, at + 6)?,
-            updated_at: get(row, at + 7)?,
+            total_amount: get(row, at + 1)?,
+            step: get(row, at + 2)?,
+            reason: opt(row, at + 3)?,
+            created_at: get(row, at + 4)?,
+            updated_at: get(row, at + 5)?,
+            lines: get(row, at + 6)?,
+            payment_method: opt(row, at + 7)?,
         })
     }
 }
@@ -183,14 +202,15 @@ impl FromCells for EventRow {
 }
 
 impl FromCells for PaymentRow {
-    /// From `payment_id, order_id, total_amount, status, created_at`.
+    /// From `payment_id, order_id, total_amount, status, reason, created_at`.
     fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
         Ok(PaymentRow {
             payment_id: get(row, 0)?,
             order_id: get(row, 1)?,
             total_amount: get(row, 2)?,
             status: get(row, 3)?,
-            created_at: get(row, 4)?,
+            reason: opt(row, 4)?,
+            created_at: get(row, 5)?,
         })
     }
 }

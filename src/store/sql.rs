@@ -15,7 +15,7 @@ macro_rules! shared_reads {
         mod shared_reads {
             use super::$store;
             use $crate::domain::{Order, OrderEvent, OrderId, Payment, PaymentId, ProductId, ShopperId};
-            use $crate::store::rows::{EventRow, OrderRow, PaymentRow, ProductRow, decode, decode_one};
+            use $crate::store::rows::{EventRow, OrderRow, PaymentRow, ProductRow, decode, decode_one, order_columns};
             use $crate::store::writer::FromCells;
             use $crate::store::rows::StalledRow;
             use $crate::store::{AdminSessionRow, StalledOrder, StockedProduct, StoreError};
@@ -47,8 +47,7 @@ macro_rules! shared_reads {
 
                 pub(in crate::store) async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
                     let row = sqlx::query(
-                        "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, \
-                         updated_at FROM shop_order WHERE order_id = $1",
+                        concat!("SELECT ", order_columns!(), " FROM shop_order WHERE order_id = $1"),
                     )
                     .bind(order_id.as_uuid())
                     .fetch_optional(&self.reads)
@@ -58,8 +57,7 @@ macro_rules! shared_reads {
 
                 pub(in crate::store) async fn unfinished_orders(&self) -> Result<Vec<Order>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, \
-                         updated_at FROM shop_order WHERE status = 'PENDING' ORDER BY order_id",
+                        concat!("SELECT ", order_columns!(), " FROM shop_order WHERE status = 'PENDING' ORDER BY order_id"),
                     )
                     .fetch_all(&self.reads)
                     .await?;
@@ -88,8 +86,7 @@ macro_rules! shared_reads {
                     limit: u32,
                 ) -> Result<Vec<Order>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, \
-                         updated_at FROM shop_order WHERE shopper_id = $1 ORDER BY order_id DESC LIMIT $2",
+                        concat!("SELECT ", order_columns!(), " FROM shop_order WHERE shopper_id = $1 ORDER BY order_id DESC LIMIT $2"),
                     )
                     .bind(shopper.as_uuid())
                     .bind(i64::from(limit))
@@ -103,7 +100,7 @@ macro_rules! shared_reads {
                     payment_id: PaymentId,
                 ) -> Result<Option<Payment>, StoreError> {
                     let row = sqlx::query(
-                        "SELECT payment_id, order_id, total_amount, status, created_at FROM payment \
+                        "SELECT payment_id, order_id, total_amount, status, reason, created_at FROM payment \
                          WHERE payment_id = $1",
                     )
                     .bind(payment_id.as_uuid())
@@ -118,9 +115,8 @@ macro_rules! shared_reads {
                     limit: u32,
                 ) -> Result<Vec<Order>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT order_id, product_id, quantity, total_amount, step, reason, created_at, \
-                         updated_at FROM shop_order WHERE ($1 IS NULL OR status = $1) \
-                         ORDER BY order_id DESC LIMIT $2",
+                        concat!("SELECT ", order_columns!(), " FROM shop_order WHERE ($1 IS NULL OR status = $1) \
+                         ORDER BY order_id DESC LIMIT $2"),
                     )
                     .bind(status)
                     .bind(i64::from(limit))
@@ -134,9 +130,8 @@ macro_rules! shared_reads {
                     limit: u32,
                 ) -> Result<Vec<StalledOrder>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT stalled_since, last_error, order_id, product_id, quantity, total_amount, \
-                         step, reason, created_at, updated_at FROM shop_order \
-                         WHERE stalled_since IS NOT NULL ORDER BY order_id DESC LIMIT $1",
+                        concat!("SELECT stalled_since, last_error, ", order_columns!(), " FROM shop_order \
+                         WHERE stalled_since IS NOT NULL ORDER BY order_id DESC LIMIT $1"),
                     )
                     .bind(i64::from(limit))
                     .fetch_all(&self.reads)
@@ -168,7 +163,7 @@ macro_rules! shared_reads {
                     order_id: OrderId,
                 ) -> Result<Vec<Payment>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT payment_id, order_id, total_amount, status, created_at FROM payment \
+                        "SELECT payment_id, order_id, total_amount, status, reason, created_at FROM payment \
                          WHERE order_id = $1",
                     )
                     .bind(order_id.as_uuid())

@@ -17,7 +17,10 @@ use support::postgres::Cluster;
 
 use super::writer::{self, Job, Write};
 use super::*;
-use crate::domain::{IdempotencyKey, Payment, PaymentStatus, Price, ProductName};
+use crate::domain::{
+    CardBrand, IdempotencyKey, Item, OrderLine, Payment, PaymentMethod, PaymentStatus, Price,
+    ProductName,
+};
 
 /// A store and connections of its own to the same database: one to apply
 /// batches through as the writer does, one to read rows back as the reads do.
@@ -203,8 +206,18 @@ fn new_order(n: u128, product_id: &str, units: i64, key: Option<&str>) -> NewOrd
         .then(|| ShopperId::from_uuid(Uuid::from_u128(7)));
     NewOrder {
         order_id: order_id(n),
-        product_id: ProductId::parse(product_id).unwrap(),
-        quantity: Quantity::parse(units).unwrap(),
+        lines: vec![OrderLine {
+            product_id: ProductId::parse(product_id).unwrap(),
+            product_name: ProductName::parse(format!("The {product_id}")).unwrap(),
+            quantity: Quantity::parse(units).unwrap(),
+            unit_price: Price::parse(250).unwrap(),
+        }],
+        // Some paid by card, so that the card's column goes round too.
+        payment_method: n.is_multiple_of(3).then(|| PaymentMethod {
+            brand: CardBrand::Visa,
+            last4: "4242".to_owned(),
+            token: "tok_card".to_owned(),
+        }),
         total_amount: Money::from_cents(250 * units),
         // The API's keys: the tests that need a shopper's own say so.
         idempotency_key: key.map(|key| IdempotencyKey::parse(key).unwrap().owned_by(None)),
@@ -216,7 +229,7 @@ fn new_order(n: u128, product_id: &str, units: i64, key: Option<&str>) -> NewOrd
 fn reserve(n: u128, product_id: &str, units: i64, advance_order: bool) -> Reserve {
     Reserve {
         order_id: order_id(n),
-        lines: vec![Line {
+        lines: vec![Item {
             product_id: ProductId::parse(product_id).unwrap(),
             quantity: Quantity::parse(units).unwrap(),
         }],
@@ -231,6 +244,7 @@ fn payment(n: u128, order: u128, status: PaymentStatus) -> Payment {
         order_id: order_id(order),
         total_amount: Money::from_cents(500),
         status,
+        reason: (status == PaymentStatus::Declined).then(|| "insufficient funds".to_owned()),
         created_at: at(200 + n as i64),
     }
 }

@@ -222,14 +222,13 @@ pub fn orders_page(orders: &[Order], status: Option<OrderStatus>, csrf: &str) ->
             } @else {
                 table.orders {
                     caption { "The most recent orders, newest first" }
-                    thead { tr { th scope="col" { "Order" } th scope="col" { "Placed" } th scope="col" { "Product" } th scope="col" { "Quantity" } th scope="col" { "Total" } th scope="col" { "Status" } } }
+                    thead { tr { th scope="col" { "Order" } th scope="col" { "Placed" } th scope="col" { "Items" } th scope="col" { "Total" } th scope="col" { "Status" } } }
                     tbody {
                         @for order in orders {
                             tr {
                                 td { a href=(format!("/admin/orders/{}", order.order_id)) { code { (order.order_id) } } }
                                 td { (order.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
-                                td { code { (order.product_id) } }
-                                td { (order.quantity.units()) }
+                                td { (super::order::summary(order)) }
                                 td { (order.total_amount) }
                                 td { (status_label(order.status())) }
                             }
@@ -254,9 +253,11 @@ pub fn order_page(order: &Order, events: &[OrderEvent], csrf: &str) -> Markup {
             (admin_nav(true))
             dl.order-facts {
                 dt { "Status" } dd { (status_label(order.status())) }
-                dt { "Product" } dd { code { (order.product_id) } " × " (order.quantity.units()) }
-                dt { "Total" } dd { (order.total_amount) }
+                @if let Some(method) = &order.payment_method {
+                    dt { "Paid with" } dd { (method.brand.label()) " ending in " (method.last4) }
+                }
             }
+            (super::order::lines(order))
             h2 { "Timeline" }
             ol.timeline {
                 @for event in events {

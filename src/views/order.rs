@@ -7,25 +7,13 @@ use maud::{Markup, html};
 use super::{Section, page};
 use crate::domain::{Order, OrderStatus, OrderStep};
 
-/// An order and the name of what it bought (if the product still exists).
-pub struct OrderView<'a> {
-    pub order: &'a Order,
-    pub product_name: Option<&'a str>,
-}
-
-impl OrderView<'_> {
-    fn product(&self) -> &str {
-        self.product_name.unwrap_or(self.order.product_id.as_str())
-    }
-}
-
-pub fn order_page(view: &OrderView<'_>) -> Markup {
+pub fn order_page(order: &Order) -> Markup {
     page(
         "Your order",
         Section::Orders,
         html! {
             h1 { "Your order" }
-            (order_panel(view))
+            (order_panel(order))
             p { a href="/orders" { "All my orders" } " · " a href="/" { "Keep shopping" } }
         },
     )
@@ -33,17 +21,17 @@ pub fn order_page(view: &OrderView<'_>) -> Markup {
 
 /// The order with its steps. While it is pending, the panel listens to the order's
 /// event stream and the steps and the notification change as the saga moves.
-pub fn order_panel(view: &OrderView<'_>) -> Markup {
-    let order = view.order;
+pub fn order_panel(order: &Order) -> Markup {
     let pending = !order.status().is_terminal();
     html! {
         section.order-panel aria-label="Order" {
             dl.order-facts {
                 dt { "Order" } dd { a href=(format!("/orders/{}", order.order_id)) { code { (order.order_id) } } }
-                dt { "Product" } dd { a href=(format!("/products/{}", order.product_id)) { (view.product()) } }
-                dt { "Quantity" } dd { (order.quantity.units()) }
-                dt { "Total" } dd { (order.total_amount) }
+                @if let Some(method) = &order.payment_method {
+                    dt { "Paid with" } dd { (method.brand.label()) " ending in " (method.last4) }
+                }
             }
+            (lines(order))
             @if pending {
                 // The page closes the stream itself at the outcome: the stream's end
                 // would otherwise be an error to the extension, which would connect
@@ -54,8 +42,40 @@ pub fn order_panel(view: &OrderView<'_>) -> Markup {
                 }
             } @else {
                 div { (steps(order.step)) }
-                div.notifications role="status" aria-live="polite" { (outcome(view)) }
+                div.notifications role="status" aria-live="polite" { (outcome(order)) }
             }
+        }
+    }
+}
+
+/// The order's lines as they were placed, and its total.
+pub fn lines(order: &Order) -> Markup {
+    html! {
+        table.lines {
+            caption.visually-hidden { "What the order buys" }
+            thead { tr { th scope="col" { "Product" } th scope="col" { "Quantity" } th scope="col" { "Price" } th scope="col" { "Line total" } } }
+            tbody {
+                @for line in &order.lines {
+                    tr {
+                        td { a href=(format!("/products/{}", line.product_id)) { (line.product_name.as_str()) } }
+                        td { (line.quantity.units()) }
+                        td { (line.unit_price.money()) }
+                        td { (line.line_total()) }
+                    }
+                }
+            }
+            tfoot { tr { th scope="row" colspan="3" { "Total" } td { (order.total_amount) } } }
+        }
+    }
+}
+
+/// What an order buys, in a few words: "2 × Ceramic mug" or "3 items".
+pub fn summary(order: &Order) -> String {
+    match order.single_line() {
+        Some(line) => format!("{} × {}", line.quantity.units(), line.product_name.as_str()),
+        None => {
+            let units: u32 = order.lines.iter().map(|line| line.quantity.units()).sum();
+            format!("{units} items of {} products", order.lines.len())
         }
     }
 }
@@ -103,13 +123,12 @@ pub fn steps(step: OrderStep) -> Markup {
 }
 
 /// The notification of a decided order: what happened and, if it failed, why.
-pub fn outcome(view: &OrderView<'_>) -> Markup {
-    let order = view.order;
+pub fn outcome(order: &Order) -> Markup {
     html! {
         @match order.status() {
             OrderStatus::Confirmed => div.toast.success {
                 strong { "Order confirmed" }
-                " — " (order.quantity.units()) " × " (view.product()) ", " (order.total_amount) " paid."
+                " — " (summary(order)) ", " (order.total_amount) " paid."
             },
             OrderStatus::Rejected => div.toast.failure {
                 strong { "Order rejected" }
@@ -124,7 +143,7 @@ pub fn outcome(view: &OrderView<'_>) -> Markup {
     }
 }
 
-pub fn my_orders_page(orders: &[OrderView<'_>]) -> Markup {
+pub fn my_orders_page(orders: &[Order]) -> Markup {
     page(
         "My orders",
         Section::Orders,
@@ -135,15 +154,20 @@ pub fn my_orders_page(orders: &[OrderView<'_>]) -> Markup {
             } @else {
                 table.orders {
                     caption { "Orders placed from this browser, newest first" }
-                    thead { tr { th scope="col" { "Placed" } th scope="col" { "Product" } th scope="col" { "Quantity" } th scope="col" { "Total" } th scope="col" { "Status" } } }
+                    thead { tr { th scope="col" { "Placed" } th scope="col" { "Items" } th scope="col" { "Total" } th scope="col" { "Status" } } }
                     tbody {
-                        @for view in orders {
+                        @for order in orders {
                             tr {
-                                td { (view.order.created_at.format("%Y-%m-%d %H:%M UTC")) }
-                                td { (view.product()) }
-                                td { (view.order.quantity.units()) }
-                                td { (view.order.total_amount) }
-                                td { a href=(format!("/orders/{}", view.order.order_id)) { (status_label(view.order.status())) } }
+                                td { (order.created_at.format("%Y-%m-%d %H:%M UTC")) }
+                                td {
+                                    ul.order-lines {
+                                        @for line in &order.lines {
+                                            li { (line.quantity.units()) " × " (line.product_name.as_str()) " — " (line.line_total()) }
+                                        }
+                                    }
+                                }
+                                td { (order.total_amount) }
+                                td { a href=(format!("/orders/{}", order.order_id)) { (status_label(order.status())) } }
                             }
                         }
                     }

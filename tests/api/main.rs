@@ -9,10 +9,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
+mod cards;
 mod concurrency;
 mod crash;
 mod health;
 mod idempotency;
+mod lines;
 mod logs;
 mod manners;
 mod metrics;

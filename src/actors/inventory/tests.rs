@@ -7,7 +7,7 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::actors::testing::*;
-use crate::domain::Quantity;
+use crate::domain::{Item, Quantity};
 
 fn id(raw: &str) -> ProductId {
     ProductId::parse(raw).unwrap()
@@ -47,8 +47,8 @@ async fn reserve(
         .reservation
 }
 
-fn line(product_id: &str, n: i64) -> Line {
-    Line {
+fn line(product_id: &str, n: i64) -> Item {
+    Item {
         product_id: id(product_id),
         quantity: units(n),
     }

@@ -11,8 +11,8 @@ use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
 use crate::actors::testing::*;
 use crate::domain::{
-    Money, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus, Price, Product, ProductName,
-    Stock,
+    Item, Money, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus, Price, Product,
+    ProductName, Quantity, Stock,
 };
 use crate::store::{self, OrderTransition};
 
@@ -33,8 +33,11 @@ async fn place(
     actors
         .orders
         .send(PlaceOrder {
-            product_id,
-            quantity: units(quantity),
+            items: Items::one(Item {
+                product_id,
+                quantity: units(quantity),
+            }),
+            card: None,
             idempotency_key,
             shopper: None,
             request_id: None,
@@ -49,10 +52,7 @@ async fn reserved_behind_the_actors_back(store: &Store, order: &Order) -> store:
     store
         .reserve(store::Reserve {
             order_id: order.order_id,
-            lines: vec![store::Line {
-                product_id: order.product_id.clone(),
-                quantity: order.quantity,
-            }],
+            lines: order.items(),
             advance_order: false,
             at: Utc::now(),
         })
@@ -83,14 +83,14 @@ async fn an_order_for_an_unknown_product_is_refused_and_stores_nothing() {
     let refused = place(&actors, coffee.clone(), 1, key("k-1")).await;
 
     assert!(
-        matches!(&refused, Err(OrderError::UnknownProduct(id)) if *id == coffee),
+        matches!(&refused, Err(OrderError::UnknownProduct { product_id, line: 0 }) if *product_id == coffee),
         "{refused:?}"
     );
     assert!(store.unfinished_orders().await.unwrap().is_empty());
     // The key was not taken: it places a new order now.
     let placed = place(&actors, tea(), 1, key("k-1")).await.unwrap();
     assert!(!placed.replayed);
-    assert_eq!(placed.order.product_id, tea());
+    assert_eq!(placed.order.lines, [tea_line(1)]);
 }
 
 #[actix_rt::test]
@@ -102,8 +102,7 @@ async fn a_placed_order_is_pending_and_its_saga_confirms_it() {
     assert!(!placed.replayed);
     assert_eq!(placed.order.status(), OrderStatus::Pending);
     assert_eq!(placed.order.step, OrderStep::Placed);
-    assert_eq!(placed.order.product_id, tea());
-    assert_eq!(placed.order.quantity, units(3));
+    assert_eq!(placed.order.lines, [tea_line(3)]);
     assert_eq!(placed.order.reason, None);
 
     let done = until_terminal(&actors.orders, placed.order.order_id).await;
@@ -146,7 +145,7 @@ async fn ordering_more_than_the_stock_is_rejected_and_takes_nothing() {
     assert_eq!(done.status(), OrderStatus::Rejected);
     assert_eq!(
         done.reason.as_deref(),
-        Some("not enough stock: 6 requested, 5 available")
+        Some("not enough stock of tea: 6 requested, 5 available")
     );
     assert_eq!(shown_stock(&actors.inventory, "tea").await, 5);
     assert_eq!(stored_stock(&store, "tea").await, 5);
@@ -315,6 +314,7 @@ async fn a_resumed_saga_keeps_the_payment_already_made() {
             order_id: order.order_id,
             total_amount: order.total_amount,
             status: PaymentStatus::Declined,
+            reason: None,
             created_at: Utc::now(),
         })
         .await

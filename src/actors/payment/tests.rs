@@ -9,7 +9,7 @@ use super::*;
 use crate::actors::Actors;
 use crate::actors::orders::PlaceOrder;
 use crate::actors::testing::*;
-use crate::domain::{Order, Quantity};
+use crate::domain::Order;
 use crate::store::{self, OrderTransition};
 
 /// Places an order through the Orders actor and waits for its saga to finish.
@@ -17,8 +17,8 @@ async fn charged_order(actors: &Actors, units: i64) -> Order {
     let placed = actors
         .orders
         .send(PlaceOrder {
-            product_id: tea(),
-            quantity: Quantity::parse(units).unwrap(),
+            items: tea_items(units),
+            card: None,
             idempotency_key: None,
             shopper: None,
             request_id: None,
@@ -37,10 +37,7 @@ async fn reserved_order(store: &Store, units: i64) -> Order {
     let reserved = store
         .reserve(store::Reserve {
             order_id: order.order_id,
-            lines: vec![store::Line {
-                product_id: order.product_id.clone(),
-                quantity: order.quantity,
-            }],
+            lines: order.items(),
             advance_order: false,
             at: Utc::now(),
         })
@@ -208,11 +205,13 @@ fn seeded_decisions_are_reproducible_and_follow_the_rate() {
         failure_rate: 0.3,
         latency: Duration::ZERO,
         seed: Some(42),
+        deadline: PaymentSettings::DEFAULT_DEADLINE,
     };
     let same_seed = PaymentSettings {
         failure_rate: 0.3,
         latency: Duration::from_millis(5),
         seed: Some(42),
+        deadline: PaymentSettings::DEFAULT_DEADLINE,
     };
     let other_seed = PaymentSettings {
         seed: Some(43),
@@ -246,6 +245,7 @@ fn the_rate_bounds_hold_with_and_without_a_seed() {
             failure_rate: 0.0,
             latency: Duration::ZERO,
             seed,
+            deadline: PaymentSettings::DEFAULT_DEADLINE,
         };
         let always = PaymentSettings {
             failure_rate: 1.0,

@@ -106,6 +106,24 @@ impl TestApp {
             .expect("POST order")
     }
 
+    /// Posts an order of any shape: `{"items": [...], "payment": {...}}`.
+    pub async fn post_order(&self, body: &Value) -> Response {
+        self.client
+            .post(self.url("/api/orders"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST order")
+    }
+
+    /// Posts an order that must be accepted, and answers its id.
+    pub async fn placed(&self, body: &Value) -> String {
+        let response = self.post_order(body).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{body}");
+        let body: Value = response.json().await.expect("a JSON body");
+        body["order_id"].as_str().expect("an order id").to_owned()
+    }
+
     /// Places an order that must be accepted, and answers its id.
     pub async fn order_id(&self, product_id: &str, quantity: i64) -> String {
         let response = self.place_order(product_id, quantity).await;
