@@ -14,9 +14,8 @@ use std::hint::black_box;
 
 use minimart::actors::inventory::{InventoryActor, Reserve, UpsertProduct};
 use minimart::domain::{
-    IdempotencyKey, OrderId, Price, Product, ProductId, ProductName, Quantity, Stock,
+    IdempotencyKey, Item, Items, OrderId, Price, Product, ProductId, ProductName, Quantity, Stock,
 };
-use minimart::store::Line;
 use minimart::store::{Store, StoreOptions};
 use minimart::views::catalog::{CatalogView, catalog_page};
 
@@ -76,7 +75,7 @@ fn saga_step(c: &mut Criterion) {
             system
                 .block_on(inventory.addr.send(Reserve {
                     order_id: OrderId::generate(),
-                    lines: vec![Line {
+                    lines: vec![Item {
                         product_id: product_id.clone(),
                         quantity: Quantity::parse(1).unwrap(),
                     }],
@@ -111,13 +110,11 @@ fn render_catalog(c: &mut Criterion) {
 #[derive(Deserialize)]
 struct OrderBody {
     #[allow(dead_code)]
-    product_id: ProductId,
-    #[allow(dead_code)]
-    quantity: Quantity,
+    items: Items,
 }
 
 fn parse_request(c: &mut Criterion) {
-    let body = br#"{"product_id":"espresso-beans","quantity":2}"#;
+    let body = br#"{"items":[{"product_id":"espresso-beans","quantity":2},{"product_id":"ceramic-mug","quantity":1}]}"#;
     c.bench_function("parse an order request", |b| {
         b.iter(|| serde_json::from_slice::<OrderBody>(black_box(body)).unwrap())
     });

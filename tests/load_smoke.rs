@@ -21,6 +21,10 @@ fn quick(scenario: &str) -> load::Results {
         scenario,
         "--payment-failure-rate",
         "0.2",
+        // Orders of one to three lines: stock is conserved line by line, and
+        // every order's lines add up to its total.
+        "--lines",
+        "1-3",
     ])
     .expect("valid flags");
     load::run(&options).expect("the quick run completes")

@@ -4,7 +4,9 @@
 //! - No order is stuck: every order the run placed reaches a terminal status
 //!   (waiting up to the drain period for stragglers).
 //! - Stock is conserved, per product: seeded stock = current stock + the units of
-//!   its CONFIRMED orders.
+//!   the lines of CONFIRMED orders that buy it.
+//! - Orders add up: each line's total is its price times its quantity, and the
+//!   order's total is the sum of its lines.
 //! - Money is right: at most one SUCCEEDED payment per order, exactly one for each
 //!   CONFIRMED order, none for an order that is not CONFIRMED.
 
@@ -34,8 +36,10 @@ pub struct Invariants {
     pub multiple_successful_payments: u64,
     pub confirmed_without_one_payment: u64,
     pub charged_but_not_confirmed: u64,
-    /// Orders whose product is not the one the run ordered.
+    /// Orders whose products are not the ones the run ordered.
     pub wrong_product: u64,
+    /// Orders whose lines do not add up to their total.
+    pub lines_not_summing: u64,
     /// Reads the check could not make: the invariants are then unproven.
     pub unreadable: u64,
     /// Orders whose POST never got an answer (their id is unknown, so the stock
@@ -56,6 +60,7 @@ pub struct Tally {
     confirmed_without_one_payment: u64,
     charged_but_not_confirmed: u64,
     wrong_product: u64,
+    lines_not_summing: u64,
     unreadable: u64,
     violations: Vec<String>,
 }
@@ -71,8 +76,16 @@ impl Tally {
 #[derive(Deserialize)]
 struct OrderBody {
     status: String,
+    items: Vec<LineBody>,
+    total_amount: i64,
+}
+
+#[derive(Deserialize)]
+struct LineBody {
     product_id: String,
     quantity: u64,
+    unit_price: i64,
+    line_total: i64,
 }
 
 #[derive(Deserialize)]
@@ -151,12 +164,27 @@ async fn check_one(
     let mut tally = tally.borrow_mut();
     tally.checked += 1;
     *tally.by_status.entry(order.status.clone()).or_insert(0) += 1;
-    let ordered = products.get(placed.product as usize).map(String::as_str);
-    if ordered != Some(order.product_id.as_str()) {
+    let ordered: Vec<Option<&str>> = (placed.products())
+        .map(|index| products.get(index as usize).map(String::as_str))
+        .collect();
+    let bought: Vec<Option<&str>> = (order.items.iter())
+        .map(|line| Some(line.product_id.as_str()))
+        .collect();
+    if ordered != bought {
         tally.wrong_product += 1;
         tally.violation(format!(
-            "order {order_id} is for {}, the run ordered {ordered:?}",
-            order.product_id
+            "order {order_id} is for {bought:?}, the run ordered {ordered:?}"
+        ));
+    }
+    let lines_total: i64 = order.items.iter().map(|line| line.line_total).sum();
+    let lines_right = (order.items.iter()).all(|line| {
+        i64::try_from(line.quantity).is_ok_and(|q| line.unit_price * q == line.line_total)
+    });
+    if !lines_right || lines_total != order.total_amount {
+        tally.lines_not_summing += 1;
+        tally.violation(format!(
+            "order {order_id}'s lines add up to {lines_total}, its total is {}",
+            order.total_amount
         ));
     }
     let confirmed = order.status == "CONFIRMED";
@@ -165,9 +193,11 @@ async fn check_one(
         tally.violation(format!("order {order_id} is still PENDING"));
     }
     if confirmed {
-        match index_of.get(order.product_id.as_str()) {
-            Some(&index) => *tally.confirmed_units.entry(index).or_insert(0) += order.quantity,
-            None => tally.unreadable += 1,
+        for line in &order.items {
+            match index_of.get(line.product_id.as_str()) {
+                Some(&index) => *tally.confirmed_units.entry(index).or_insert(0) += line.quantity,
+                None => tally.unreadable += 1,
+            }
         }
     }
     let Some(payments) = payments else {
@@ -252,6 +282,7 @@ pub fn conclude(
         total.confirmed_without_one_payment += tally.confirmed_without_one_payment;
         total.charged_but_not_confirmed += tally.charged_but_not_confirmed;
         total.wrong_product += tally.wrong_product;
+        total.lines_not_summing += tally.lines_not_summing;
         total.unreadable += tally.unreadable;
         for violation in tally.violations {
             total.violation(violation);
@@ -282,6 +313,7 @@ pub fn conclude(
         && total.confirmed_without_one_payment == 0
         && total.charged_but_not_confirmed == 0
         && total.wrong_product == 0
+        && total.lines_not_summing == 0
         && total.unreadable == 0;
     Invariants {
         ok,
@@ -293,6 +325,7 @@ pub fn conclude(
         confirmed_without_one_payment: total.confirmed_without_one_payment,
         charged_but_not_confirmed: total.charged_but_not_confirmed,
         wrong_product: total.wrong_product,
+        lines_not_summing: total.lines_not_summing,
         unreadable: total.unreadable,
         unacknowledged_orders,
         violations: total.violations,

@@ -96,6 +96,7 @@ fn run_against(options: &Options, target: &Target) -> Result<Results, LoadError>
         run_id,
         live: Arc::clone(&live),
         quantity: None,
+        lines: options.lines,
         shed_is_final: options.scenario.is_overload(),
     });
     let progress = Progress::new(options);

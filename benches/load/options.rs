@@ -90,6 +90,12 @@ pub struct Options {
     #[arg(long, default_value_t = 0.8, value_parser = share)]
     pub hot_share: f64,
 
+    /// Lines per order: `1`, or a range such as `1-3` (each order then holds a
+    /// random number of lines in it, each a different product, picked as
+    /// `--hot-share` says). One line is the first API's body.
+    #[arg(long, default_value = "1", value_parser = lines)]
+    pub lines: (u32, u32),
+
     /// In-process server: share of payments declined.
     #[arg(long, default_value_t = 0.0, value_parser = share)]
     pub payment_failure_rate: f64,
@@ -266,6 +272,16 @@ fn positive(raw: &str) -> Result<f64, String> {
         Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
         _ => Err(format!("{raw:?} is not a positive number")),
     }
+}
+
+fn lines(raw: &str) -> Result<(u32, u32), String> {
+    let (low, high) = raw.split_once('-').unwrap_or((raw, raw));
+    let parse = |n: &str| n.trim().parse::<u32>().map_err(|e| format!("{raw:?}: {e}"));
+    let (low, high) = (parse(low)?, parse(high)?);
+    if low == 0 || high < low || high > 50 {
+        return Err(format!("{raw:?}: lines are 1 to 50, the smaller first"));
+    }
+    Ok((low, high))
 }
 
 fn share(raw: &str) -> Result<f64, String> {

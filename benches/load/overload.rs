@@ -143,6 +143,7 @@ pub(super) fn run(
             run_id: plan.run_id.clone(),
             live: Arc::clone(live),
             quantity: Some(1),
+            lines: (1, 1),
             shed_is_final: true,
         });
         let rate = options.flash_shoppers as f64 / options.flash_window;
@@ -214,7 +215,7 @@ pub(super) fn run(
     let mut all_products = products.to_vec();
     let mut seeded = vec![options.stock; products.len()];
     let mut orders = capacity.orders.clone();
-    orders.extend(recovery.orders.iter().copied());
+    orders.extend(recovery.orders.iter().cloned());
     let mut sale_orders = overload.orders.clone();
     if flash {
         all_products.push(flash_id.clone());

@@ -481,13 +481,14 @@ impl Results {
         let i = &self.invariants;
         let verdict = if i.ok { "OK" } else { "BROKEN" };
         format!(
-            "invariants: {verdict}: {} orders checked; stock conserved: {}; stuck: {}; >1 SUCCEEDED payment: {}; CONFIRMED without exactly one: {}; charged but not CONFIRMED: {}; unreadable: {}",
+            "invariants: {verdict}: {} orders checked; stock conserved: {}; stuck: {}; >1 SUCCEEDED payment: {}; CONFIRMED without exactly one: {}; charged but not CONFIRMED: {}; lines not adding up: {}; unreadable: {}",
             thousands(i.orders_checked as f64),
             if i.stock_conserved { "yes" } else { "NO" },
             i.stuck_orders,
             i.multiple_successful_payments,
             i.confirmed_without_one_payment,
             i.charged_but_not_confirmed,
+            i.lines_not_summing,
             i.unreadable
         )
     }

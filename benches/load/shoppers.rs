@@ -64,8 +64,10 @@ pub struct Plan {
     /// Makes idempotency keys unique across runs against the same deployment.
     pub run_id: String,
     pub live: Arc<Live>,
-    /// Units per order; random 1 or 2 without it.
+    /// Units per line; random 1 or 2 without it.
     pub quantity: Option<u32>,
+    /// Lines per order, from the first to the second, at random.
+    pub lines: (u32, u32),
     /// Whether a 503 `overloaded` ends the run (overload scenarios: the
     /// refusal is what is measured) instead of being retried.
     pub shed_is_final: bool,
@@ -290,7 +292,8 @@ impl Shopper {
                 let product = self.pick();
                 self.product(product, Instant::now()).await;
                 let order_started = Instant::now();
-                if let Some(order_id) = self.place(product, order_started).await {
+                let products = self.more_lines(product);
+                if let Some(order_id) = self.place(products, order_started).await {
                     self.follow(&order_id, order_started).await;
                     if self.rng.random_bool(self.local.plan.order_page_share) {
                         self.order_page(&order_id).await;
@@ -305,9 +308,26 @@ impl Shopper {
         self.local.plan.picker.pick(&mut self.rng)
     }
 
+    /// `first` and as many other products as `--lines` draws, each once (fewer
+    /// when there are not that many products).
+    fn more_lines(&mut self, first: usize) -> Vec<usize> {
+        let (low, high) = self.local.plan.lines;
+        let wanted =
+            (self.rng.random_range(low..=high) as usize).min(self.local.plan.products.len());
+        let mut products = vec![first];
+        while products.len() < wanted {
+            let product = self.pick();
+            if !products.contains(&product) {
+                products.push(product);
+            }
+        }
+        products
+    }
+
     async fn order(&mut self, started: Instant) {
         let product = self.pick();
-        if let Some(order_id) = self.place(product, started).await {
+        let products = self.more_lines(product);
+        if let Some(order_id) = self.place(products, started).await {
             self.follow(&order_id, started).await;
         }
     }
@@ -338,19 +358,32 @@ impl Shopper {
     /// Places an order; answers its id once the server has acknowledged it. A
     /// transport error or a 5xx is retried with the same Idempotency-Key, so a
     /// retry never buys twice and the run learns the id of every order it made.
-    async fn place(&mut self, product: usize, started: Instant) -> Option<String> {
+    async fn place(&mut self, products: Vec<usize>, started: Instant) -> Option<String> {
         let plan = Arc::clone(&self.local.plan);
-        let quantity: u32 = match plan.quantity {
+        let mut quantity = || match plan.quantity {
             Some(quantity) => quantity,
             None => self.rng.random_range(1..=2),
+        };
+        // One line: the first API's body, as every earlier run measured it.
+        let body = match products.as_slice() {
+            [product] => format!(
+                r#"{{"product_id":"{}","quantity":{}}}"#,
+                plan.products[*product],
+                quantity()
+            ),
+            _ => {
+                let items: Vec<String> = (products.iter())
+                    .map(|product| {
+                        let id = &plan.products[*product];
+                        format!(r#"{{"product_id":"{id}","quantity":{}}}"#, quantity())
+                    })
+                    .collect();
+                format!(r#"{{"items":[{}]}}"#, items.join(","))
+            }
         };
         let key = format!(
             "load-{}-{}-{}-{}",
             plan.run_id, self.local.thread, self.id, self.runs
-        );
-        let body = format!(
-            r#"{{"product_id":"{}","quantity":{quantity}}}"#,
-            plan.products[product]
         );
         let mut attempt_started = started;
         let mut shed = false;
@@ -375,7 +408,7 @@ impl Shopper {
                 Ok(reply) => reply.status.is_server_error(),
             };
             if let Some(body) = self.answered(Endpoint::PlaceOrder, attempt_started, reply, 202) {
-                return self.accepted(&body, product, started);
+                return self.accepted(&body, &products, started);
             }
             if !retry {
                 return None;
@@ -389,7 +422,7 @@ impl Shopper {
         None
     }
 
-    fn accepted(&mut self, body: &[u8], product: usize, started: Instant) -> Option<String> {
+    fn accepted(&mut self, body: &[u8], products: &[usize], started: Instant) -> Option<String> {
         let mut recorder = self.local.recorder.borrow_mut();
         let Ok(reply) = serde_json::from_slice::<OrderReply>(body) else {
             recorder.error(Endpoint::PlaceOrder, "unreadable body");
@@ -399,9 +432,11 @@ impl Shopper {
             recorder.error(Endpoint::PlaceOrder, "unreadable order id");
             return None;
         };
+        let index = |product: &usize| u32::try_from(*product).unwrap_or(u32::MAX);
         recorder.placed(PlacedOrder {
             order_id: uuid.as_u128(),
-            product: u32::try_from(product).unwrap_or(u32::MAX),
+            product: products.first().map_or(u32::MAX, index),
+            more: (products.len() > 1).then(|| products[1..].iter().map(index).collect()),
         });
         if let Some(outcome) = Outcome::parse(reply.status) {
             // A replayed order can already be decided.

@@ -70,10 +70,20 @@ impl Outcome {
 
 /// An order the run placed: compact, because a long run keeps hundreds of
 /// thousands of them in the same process as the server it measures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PlacedOrder {
     pub order_id: u128,
+    /// The first line's product.
     pub product: u32,
+    /// The other lines' products, for an order of several lines.
+    pub more: Option<Box<[u32]>>,
+}
+
+impl PlacedOrder {
+    /// Every line's product, in the order's order.
+    pub fn products(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.product).chain(self.more.iter().flat_map(|more| more.iter().copied()))
+    }
 }
 
 /// Latencies in microseconds, 1 µs to 60 s, three significant digits.
