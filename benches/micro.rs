@@ -100,6 +100,7 @@ fn render_catalog(c: &mut Criterion) {
                 next_after: Some(&next),
                 paged: false,
                 keys: &keys,
+                shopping: Default::default(),
             })
             .into_string()
         })

@@ -20,11 +20,13 @@ use tokio::task::JoinHandle;
 use watchers::{Watch, Watchers};
 
 use crate::domain::{
-    Card, IdempotencyKey, Items, Money, Order, OrderEvent, OrderId, OrderLine, OrderStatus,
+    Card, IdempotencyKey, Item, Items, Money, Order, OrderEvent, OrderId, OrderLine, OrderStatus,
     ProductId, ShopperId,
 };
 use crate::meters;
-use crate::store::{CreateOrderOutcome, NewOrder, StalledOrder, Store, StoreError};
+use crate::store::{
+    CartChange, CartEdit, CreateOrderOutcome, NewOrder, StalledOrder, Store, StoreError,
+};
 use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,8 @@ pub enum OrderError {
     },
     #[error("the order total does not fit in the shop's money type")]
     TotalTooLarge,
+    #[error("the cart holds {} products, the most an order may have", Items::MAX)]
+    CartFull,
     #[error("this Idempotency-Key was already used for a different order")]
     IdempotencyKeyReused,
     #[error("order storage failed")]
@@ -50,6 +54,42 @@ pub enum OrderError {
     Overloaded(#[from] Overloaded),
 }
 
+/// The shopper's cart: a line per product, in the order they were added.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Item>, OrderError>")]
+pub struct GetCart(pub ShopperId);
+
+/// The order a shopper (or, without one, an API client) placed with this
+/// idempotency key, if any.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<Order>, OrderError>")]
+pub struct OrderForKey {
+    pub key: IdempotencyKey,
+    pub shopper: Option<ShopperId>,
+}
+
+/// What the shop's pages show of a shopper: the units in their cart, and
+/// whether an order of theirs is still undecided.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ShopperSummary, OrderError>")]
+pub struct GetShopper(pub ShopperId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShopperSummary {
+    pub cart_units: u32,
+    pub awaiting: bool,
+}
+
+/// Change a line of the shopper's cart. Adding a product the shop does not sell,
+/// or a product to a cart that has [`Items::MAX`] already, is refused.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), OrderError>")]
+pub struct ChangeCart {
+    pub shopper: ShopperId,
+    pub product_id: ProductId,
+    pub edit: CartEdit,
+}
+
 /// Place an order for its items, paid with the card when one is given (else
 /// the simulated provider decides as its settings say).
 #[derive(Debug, Message)]
@@ -57,6 +97,9 @@ pub enum OrderError {
 pub struct PlaceOrder {
     pub items: Items,
     pub card: Option<Card>,
+    /// Checked out from the shopper's cart: the lines it buys leave the cart
+    /// when the order is stored.
+    pub from_cart: bool,
     pub idempotency_key: Option<IdempotencyKey>,
     /// The browser placing it, when it comes from the storefront.
     pub shopper: Option<ShopperId>,
@@ -192,6 +235,10 @@ impl Named for OrdersActor {
 }
 tracked_handlers!(
     OrdersActor: PlaceOrder,
+    GetCart,
+    GetShopper,
+    OrderForKey,
+    ChangeCart,
     GetOrder,
     WatchOrder,
     ListShopperOrders,
@@ -273,6 +320,7 @@ impl Handler<PlaceOrder> for OrdersActor {
                 total_amount,
                 idempotency_key: msg.idempotency_key.map(|key| key.owned_by(msg.shopper)),
                 shopper_id: msg.shopper,
+                from_cart: msg.from_cart,
                 at: Utc::now(),
             };
             let outcome = match &admitted {
@@ -314,6 +362,70 @@ impl Handler<PlaceOrder> for OrdersActor {
                 }
                 CreateOrderOutcome::Existing(_) => Err(OrderError::IdempotencyKeyReused),
             }
+        })
+    }
+}
+
+impl Handler<GetCart> for OrdersActor {
+    type Result = ResponseFuture<Result<Vec<Item>, OrderError>>;
+
+    fn handle(&mut self, GetCart(shopper): GetCart, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(store.cart(shopper).await?) })
+    }
+}
+
+impl Handler<OrderForKey> for OrdersActor {
+    type Result = ResponseFuture<Result<Option<Order>, OrderError>>;
+
+    fn handle(&mut self, msg: OrderForKey, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let key = msg.key.owned_by(msg.shopper);
+        Box::pin(async move { Ok(store.order_by_key(&key).await?) })
+    }
+}
+
+impl Handler<GetShopper> for OrdersActor {
+    type Result = ResponseFuture<Result<ShopperSummary, OrderError>>;
+
+    fn handle(&mut self, GetShopper(shopper): GetShopper, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let (units, awaiting) = store.shopper_summary(shopper).await?;
+            Ok(ShopperSummary {
+                cart_units: u32::try_from(units).unwrap_or(u32::MAX),
+                awaiting,
+            })
+        })
+    }
+}
+
+impl Handler<ChangeCart> for OrdersActor {
+    type Result = ResponseFuture<Result<(), OrderError>>;
+
+    fn handle(&mut self, msg: ChangeCart, _: &mut Context<Self>) -> Self::Result {
+        let (store, catalog) = (self.store.clone(), self.inventory.catalog.clone());
+        Box::pin(async move {
+            if let CartEdit::Add(_) = msg.edit {
+                if catalog.product(&msg.product_id).await?.is_none() {
+                    return Err(OrderError::UnknownProduct {
+                        product_id: msg.product_id,
+                        line: 0,
+                    });
+                }
+                let cart = store.cart(msg.shopper).await?;
+                let new_line = !cart.iter().any(|item| item.product_id == msg.product_id);
+                if new_line && cart.len() >= Items::MAX {
+                    return Err(OrderError::CartFull);
+                }
+            }
+            let change = CartChange {
+                shopper_id: msg.shopper,
+                product_id: msg.product_id,
+                edit: msg.edit,
+                at: Utc::now(),
+            };
+            Ok(store.change_cart(change).await?)
         })
     }
 }

@@ -20,7 +20,7 @@
 mod cards;
 
 use cards::Behaviour;
-pub use cards::tokenize;
+pub use cards::{test_cards, tokenize};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -97,6 +97,7 @@ pub(crate) async fn order_in_store(store: &Store, units: i64) -> Order {
             total_amount: Money::from_cents(PRICE * units),
             idempotency_key: None,
             shopper_id: None,
+            from_cart: false,
             at: Utc::now(),
         })
         .await

@@ -391,6 +391,7 @@ pub(super) async fn place_order(
         .send(PlaceOrder {
             items,
             card,
+            from_cart: false,
             idempotency_key: key.0,
             shopper: None,
             request_id: request_id::of(&req),

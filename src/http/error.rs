@@ -210,7 +210,7 @@ impl From<OrderError> for ApiError {
                 field: Some(format!("items[{line}].product_id")),
                 detail: error.to_string(),
             },
-            OrderError::TotalTooLarge | OrderError::IdempotencyKeyReused => {
+            OrderError::TotalTooLarge | OrderError::IdempotencyKeyReused | OrderError::CartFull => {
                 ApiError::Unprocessable(error.to_string())
             }
             OrderError::Overloaded(overloaded) => ApiError::Overloaded(overloaded),

@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod cart;
 pub mod error;
 mod json;
 mod metrics;
@@ -114,7 +115,14 @@ fn endpoints() -> Vec<Endpoint> {
         // The storefront.
         page("/").get(pages::catalog),
         page("/products/{product_id}").get(pages::product),
+        page("/cart").get(cart::view).post(cart::add),
+        page("/cart/{product_id}").post(cart::change),
+        page("/checkout")
+            .get(cart::checkout_page)
+            .post(cart::checkout),
         page("/orders").get(pages::my_orders).post(pages::buy),
+        // Before "/orders/{order_id}", which would take it for an order.
+        page("/orders/events").get(sse::shopper_events),
         page("/orders/{order_id}").get(pages::order),
         page("/orders/{order_id}/events").get(sse::order_events),
         page("/fragments/availability").get(pages::availability),

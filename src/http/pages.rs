@@ -14,14 +14,14 @@ use super::session::{Shopper, Site};
 use crate::actors::Actors;
 use crate::actors::admission::Overloaded;
 use crate::actors::inventory::InventoryError;
-use crate::actors::orders::{ListShopperOrders, OrderError, PlaceOrder};
+use crate::actors::orders::{GetShopper, ListShopperOrders, OrderError, PlaceOrder};
 use crate::assets;
 use crate::domain::{
     IdempotencyKey, Item, Items, OrderId, ParseError, Product, ProductId, Quantity,
 };
 use crate::telemetry::error_chain;
 use crate::views::catalog::FormNote;
-use crate::views::{self, catalog};
+use crate::views::{self, Shopping, catalog};
 
 /// An error on a page: the same kinds and statuses as the API's, shown as a page.
 #[derive(Debug, thiserror::Error)]
@@ -81,25 +81,25 @@ impl ResponseError for PageError {
     }
 }
 
-type Page = Result<HttpResponse, PageError>;
+pub(super) type Page = Result<HttpResponse, PageError>;
 
-fn html(markup: Markup) -> HttpResponse {
+pub(super) fn html(markup: Markup) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(markup.into_string())
 }
 
-fn is_htmx(req: &HttpRequest) -> bool {
+pub(super) fn is_htmx(req: &HttpRequest) -> bool {
     req.headers().contains_key("HX-Request")
 }
 
-fn new_key() -> IdempotencyKey {
+pub(super) fn new_key() -> IdempotencyKey {
     // A UUID is always a valid key.
     IdempotencyKey::parse(&uuid::Uuid::new_v4().to_string())
         .unwrap_or_else(|_| unreachable!("a UUID is a valid idempotency key"))
 }
 
-fn not_found(what: &str) -> PageError {
+pub(super) fn not_found(what: &str) -> PageError {
     PageError(ApiError::NotFound(what.to_owned()))
 }
 
@@ -121,7 +121,20 @@ pub(super) struct CatalogQuery {
 
 const CATALOG_PAGE: usize = 24;
 
-pub(super) async fn catalog(query: web::Query<CatalogQuery>, actors: web::Data<Actors>) -> Page {
+/// What the frame of a shop page shows of the shopper.
+pub(super) async fn shopping(actors: &Actors, shopper: &Shopper) -> Result<Shopping, PageError> {
+    let summary = actors.orders.send(GetShopper(shopper.0)).await??;
+    Ok(Shopping {
+        cart_units: summary.cart_units,
+        awaiting: summary.awaiting,
+    })
+}
+
+pub(super) async fn catalog(
+    query: web::Query<CatalogQuery>,
+    shopper: Shopper,
+    actors: web::Data<Actors>,
+) -> Page {
     let page = actors
         .inventory
         .catalog
@@ -133,14 +146,25 @@ pub(super) async fn catalog(query: web::Query<CatalogQuery>, actors: web::Data<A
         next_after: page.next_after.as_ref(),
         paged: query.after.is_some(),
         keys: &keys,
+        shopping: shopping(&actors, &shopper).await?,
     })))
 }
 
-pub(super) async fn product(product_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
+pub(super) async fn product(
+    product_id: web::Path<String>,
+    shopper: Shopper,
+    actors: web::Data<Actors>,
+) -> Page {
     let product = find_product(&actors, product_id.into_inner())
         .await?
         .ok_or_else(|| not_found("no such product"))?;
-    Ok(html(catalog::product_page(&product, &new_key(), None)))
+    let shopping = shopping(&actors, &shopper).await?;
+    Ok(html(catalog::product_page(
+        &product,
+        &new_key(),
+        None,
+        shopping,
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,19 +216,32 @@ pub(super) async fn buy(
         .await?
         .ok_or_else(|| not_found("no such product"))?;
     let key = IdempotencyKey::parse(&form.idempotency_key)?;
+    let shopping = shopping(&actors, &shopper).await?;
     let quantity = match form.quantity.trim().parse::<i64>() {
         Ok(units) => Quantity::parse(units),
         Err(_) => Quantity::parse(0),
     };
     let quantity = match quantity {
         Ok(quantity) => quantity,
-        Err(error) => return Ok(buy_refused(&req, &product, &key, &error.to_string())),
+        Err(error) => {
+            return Ok(buy_refused(
+                &req,
+                &product,
+                &key,
+                &error.to_string(),
+                shopping,
+            ));
+        }
     };
     // At the shop's limit the buy is refused at once and nothing is stored:
     // the same form (its key included) may be sent again.
     let admitted = match actors.admission.admit() {
         Ok(admitted) => admitted,
-        Err(overloaded) => return Ok(buy_busy(&req, &product, &key, quantity, overloaded)),
+        Err(overloaded) => {
+            return Ok(buy_busy(
+                &req, &product, &key, quantity, overloaded, shopping,
+            ));
+        }
     };
 
     let placed = actors
@@ -215,6 +252,7 @@ pub(super) async fn buy(
                 quantity,
             }),
             card: None,
+            from_cart: false,
             idempotency_key: Some(key.clone()),
             shopper: Some(shopper.0),
             request_id: request_id::of(&req),
@@ -225,10 +263,12 @@ pub(super) async fn buy(
         Ok(placed) => placed,
         Err(OrderError::IdempotencyKeyReused) => {
             let message = "This form was already used for another order. Please try again.";
-            return Ok(buy_refused(&req, &product, &new_key(), message));
+            return Ok(buy_refused(&req, &product, &new_key(), message, shopping));
         }
         Err(OrderError::Overloaded(overloaded)) => {
-            return Ok(buy_busy(&req, &product, &key, quantity, overloaded));
+            return Ok(buy_busy(
+                &req, &product, &key, quantity, overloaded, shopping,
+            ));
         }
         Err(error) => return Err(error.into()),
     };
@@ -242,6 +282,9 @@ pub(super) async fn buy(
     Ok(html(html! {
         (views::order::order_panel(&order))
         (catalog::key_input(&product, &new_key(), true))
+        // The page now has an order to wait for: its outcome comes as a toast
+        // wherever the shopper goes.
+        (views::toasts(true, true))
     }))
 }
 
@@ -254,13 +297,14 @@ fn buy_busy(
     key: &IdempotencyKey,
     quantity: Quantity,
     overloaded: Overloaded,
+    shopping: Shopping,
 ) -> HttpResponse {
     let refusal = ApiError::Overloaded(overloaded);
     refusal.log();
     let body = if is_htmx(req) {
         catalog::busy_notice()
     } else {
-        catalog::product_page(product, key, Some(FormNote::Busy { quantity }))
+        catalog::product_page(product, key, Some(FormNote::Busy { quantity }), shopping)
     };
     let mut response = HttpResponse::build(refusal.status_code());
     refusal.add_headers(&mut response);
@@ -274,24 +318,30 @@ fn buy_refused(
     product: &Product,
     key: &IdempotencyKey,
     message: &str,
+    shopping: Shopping,
 ) -> HttpResponse {
     let body = if is_htmx(req) {
         html! { p.field-error role="alert" { (message) } }
     } else {
-        catalog::product_page(product, key, Some(FormNote::Refused(message)))
+        catalog::product_page(product, key, Some(FormNote::Refused(message)), shopping)
     };
     HttpResponse::UnprocessableEntity()
         .content_type("text/html; charset=utf-8")
         .body(body.into_string())
 }
 
-pub(super) async fn order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Page {
+pub(super) async fn order(
+    order_id: web::Path<String>,
+    shopper: Shopper,
+    actors: web::Data<Actors>,
+) -> Page {
     let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
     let order = actors
         .order(order_id)
         .await?
         .ok_or_else(|| not_found("no such order"))?;
-    Ok(html(views::order::order_page(&order)))
+    let shopping = shopping(&actors, &shopper).await?;
+    Ok(html(views::order::order_page(&order, shopping)))
 }
 
 const MY_ORDERS: u32 = 50;
@@ -304,7 +354,8 @@ pub(super) async fn my_orders(shopper: Shopper, actors: web::Data<Actors>) -> Pa
             limit: MY_ORDERS,
         })
         .await??;
-    Ok(html(views::order::my_orders_page(&orders)))
+    let shopping = shopping(&actors, &shopper).await?;
+    Ok(html(views::order::my_orders_page(&orders, shopping)))
 }
 
 /// A compiled-in asset. Its URL carries its content hash, so it never changes:

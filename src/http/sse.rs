@@ -15,22 +15,24 @@
 //! data or not, so nothing pushes it back: a stream is never quiet for longer than
 //! a period. `Last-Event-ID` is read here (the crate does not).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
-use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
 
 use super::error::ApiError;
 use super::pages::PageError;
+use super::session::Shopper;
 use crate::actors::Actors;
-use crate::actors::orders::WatchOrder;
 use crate::actors::orders::watchers::Watch;
+use crate::actors::orders::{ListShopperOrders, WatchOrder};
 use crate::domain::{Order, OrderEvent, OrderId};
-use crate::views::order::{outcome, steps};
+use crate::views::order::{outcome, steps, toast};
 
 /// A comment at least this often keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -84,6 +86,123 @@ fn event_stream(
     sse::Sse::from_stream(feed.frames())
         .with_keep_alive(keep_alive)
         .with_retry_duration(RETRY)
+}
+
+/// How many of a shopper's latest orders the shopper's stream follows.
+const SHOPPER_ORDERS: u32 = 20;
+
+/// `GET /orders/events`: one stream per shopper, whichever page they are on.
+/// It follows each of the shopper's undecided orders and sends an `outcome`
+/// event (a toast that links to the order) as each is decided, then `done`
+/// when none is left undecided, and ends.
+pub(super) async fn shopper_events(
+    req: HttpRequest,
+    shopper: Shopper,
+    actors: web::Data<Actors>,
+) -> Result<HttpResponse, PageError> {
+    let list = ListShopperOrders {
+        shopper: shopper.0,
+        limit: SHOPPER_ORDERS,
+    };
+    let orders = actors.orders.send(list).await??;
+    let mut outcomes = VecDeque::new();
+    let mut undecided = Vec::new();
+    for order in orders.into_iter().filter(|o| !o.status().is_terminal()) {
+        let watch = WatchOrder {
+            order_id: order.order_id,
+            after_seq: 0,
+        };
+        let Some(mut watch) = actors.orders.send(watch).await?? else {
+            continue;
+        };
+        // Decided between the list and the watch: its outcome goes first.
+        if let Some(last) = watch.missed.pop() {
+            watch.order.step = last.step;
+            watch.order.reason = last.reason;
+        }
+        if watch.order.status().is_terminal() {
+            outcomes.push_back(watch.order);
+        } else {
+            undecided.push((watch.order, watch.live));
+        }
+    }
+    let toasts = ShopperFeed::new(outcomes, undecided).frames();
+    let mut response = sse::Sse::from_stream(toasts)
+        .with_keep_alive(KEEP_ALIVE)
+        .with_retry_duration(RETRY)
+        .respond_to(&req);
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_ENCODING);
+    headers.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    Ok(response)
+}
+
+/// A shopper's orders as they are decided: their live feeds merged into one.
+struct ShopperFeed {
+    /// Decided, their toast not yet sent.
+    outcomes: VecDeque<Order>,
+    /// Undecided, by id.
+    orders: HashMap<OrderId, Order>,
+    live: futures_util::stream::SelectAll<BoxStream<'static, OrderEvent>>,
+    done: bool,
+    _watching: crate::meters::GaugeGuard,
+}
+
+impl ShopperFeed {
+    fn new(outcomes: VecDeque<Order>, undecided: Vec<(Order, Watch)>) -> ShopperFeed {
+        let mut orders = HashMap::new();
+        let mut live = futures_util::stream::SelectAll::new();
+        for (order, watch) in undecided {
+            orders.insert(order.order_id, order);
+            live.push(
+                futures_util::stream::unfold(watch, |mut watch| async move {
+                    watch.recv().await.map(|event| (event, watch))
+                })
+                .boxed(),
+            );
+        }
+        ShopperFeed {
+            outcomes,
+            orders,
+            live,
+            done: false,
+            _watching: crate::meters::sse_watcher(),
+        }
+    }
+
+    fn frames(self) -> impl Stream<Item = Result<sse::Event, Infallible>> + 'static {
+        futures_util::stream::unfold(self, ShopperFeed::next)
+    }
+
+    async fn next(mut self) -> Option<(Result<sse::Event, Infallible>, ShopperFeed)> {
+        loop {
+            if let Some(order) = self.outcomes.pop_front() {
+                let toast = sse::Data::new(toast(&order).into_string()).event("outcome");
+                return Some((Ok(toast.into()), self));
+            }
+            if self.done {
+                return None;
+            }
+            if self.orders.is_empty() {
+                self.done = true;
+                return Some((Ok(sse::Data::new("").event("done").into()), self));
+            }
+            // The feeds ended (the shop stops, or a watcher fell behind): the
+            // browser connects again and the stream starts over.
+            let event = self.live.next().await?;
+            if event.step.status().is_terminal()
+                && let Some(mut order) = self.orders.remove(&event.order_id)
+            {
+                order.step = event.step;
+                order.reason = event.reason;
+                order.updated_at = event.at;
+                self.outcomes.push_back(order);
+            }
+        }
+    }
 }
 
 /// One order's stream: the recorded events, then the live ones, as frames.

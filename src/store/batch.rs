@@ -34,8 +34,8 @@ use crate::domain::{
 use crate::store::rows::{OrderRow, PaymentRow, order_columns};
 use crate::store::writer::{FromCells, Job, Tx};
 use crate::store::{
-    Changes, CreateOrderOutcome, ProductChange, Pruned, ReservationState, ReserveOutcome, Reserved,
-    Settled, StockLevel, StockedProduct, StoreError, corrupt,
+    CartEdit, Changes, CreateOrderOutcome, ProductChange, Pruned, ReservationState, ReserveOutcome,
+    Reserved, Settled, StockLevel, StockedProduct, StoreError, corrupt,
 };
 
 pub(super) async fn apply<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
@@ -45,6 +45,7 @@ pub(super) async fn apply<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), S
     pay(conn, jobs).await?;
     commit_reservations(conn, jobs).await?;
     let placed = create_orders(conn, jobs).await?;
+    carts(conn, jobs).await?;
     let before = decided_before(conn, jobs).await?;
     // From here to the commit, the batch holds its products' locks: as few
     // statements as can be.
@@ -748,6 +749,29 @@ async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Orde
             idempotency_key: order.idempotency_key.as_ref().map(|key| key.as_str()),
         })
         .collect();
+    // What an order checked out from a cart bought leaves the cart.
+    #[derive(Serialize)]
+    struct Bought<'a> {
+        shopper_id: crate::domain::ShopperId,
+        product_id: &'a ProductId,
+    }
+    let bought: Vec<Bought<'_>> = (orders.iter())
+        .filter(|order| order.from_cart && inserted.contains(&order.order_id.as_uuid()))
+        .filter_map(|order| order.shopper_id.map(|shopper_id| (shopper_id, order)))
+        .flat_map(|(shopper_id, order)| {
+            (order.lines.iter()).map(move |line| Bought {
+                shopper_id,
+                product_id: &line.product_id,
+            })
+        })
+        .collect();
+    execute(
+        conn,
+        "DELETE FROM cart_line WHERE EXISTS (SELECT 1 FROM #ROWS(shopper_id uuid, product_id text) \
+         WHERE x.shopper_id = cart_line.shopper_id AND x.product_id = cart_line.product_id)",
+        &bought,
+    )
+    .await?;
     let existing: Vec<KeyedOrderRow> = fetch(
         conn,
         concat!(
@@ -802,6 +826,79 @@ fn to_json(value: &impl Serialize) -> Result<String, StoreError> {
 #[derive(Serialize)]
 struct KeyRow<'a> {
     idempotency_key: Option<&'a str>,
+}
+
+/// Changes carts: units added (up to the most one line may hold), lines set,
+/// lines removed. Changes to one line in one batch go in rounds, in the order
+/// they arrived.
+async fn carts<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        shopper_id: crate::domain::ShopperId,
+        product_id: &'a ProductId,
+        quantity: i64,
+        at: DateTime<Utc>,
+    }
+    let changes = inputs!(jobs, Cart);
+    let rounds = rounds(changes, |change| {
+        (change.shopper_id, change.product_id.clone())
+    });
+    for round in rounds {
+        let rows = |wanted: fn(&CartEdit) -> Option<i64>| -> Vec<Row<'_>> {
+            (round.iter())
+                .filter_map(|change| {
+                    wanted(&change.edit).map(|quantity| Row {
+                        shopper_id: change.shopper_id,
+                        product_id: &change.product_id,
+                        quantity,
+                        at: change.at,
+                    })
+                })
+                .collect()
+        };
+        let added = rows(|edit| match edit {
+            CartEdit::Add(units) => Some(i64::from(*units)),
+            _ => None,
+        });
+        execute(
+            conn,
+            "INSERT INTO cart_line (shopper_id, product_id, quantity, added_at) \
+             SELECT shopper_id, product_id, quantity, at \
+             FROM #ROWS(shopper_id uuid, product_id text, quantity int, at time) \
+             WHERE true ON CONFLICT (shopper_id, product_id) DO UPDATE SET quantity = \
+             CASE WHEN cart_line.quantity + excluded.quantity > 1000 THEN 1000 \
+             ELSE cart_line.quantity + excluded.quantity END",
+            &added,
+        )
+        .await?;
+        let set = rows(|edit| match edit {
+            CartEdit::Set(units) => Some(i64::from(*units)),
+            _ => None,
+        });
+        execute(
+            conn,
+            "INSERT INTO cart_line (shopper_id, product_id, quantity, added_at) \
+             SELECT shopper_id, product_id, quantity, at \
+             FROM #ROWS(shopper_id uuid, product_id text, quantity int, at time) \
+             WHERE true ON CONFLICT (shopper_id, product_id) DO UPDATE SET quantity = excluded.quantity",
+            &set,
+        )
+        .await?;
+        let removed = rows(|edit| (*edit == CartEdit::Remove).then_some(0));
+        execute(
+            conn,
+            "DELETE FROM cart_line WHERE EXISTS (SELECT 1 FROM #ROWS(shopper_id uuid, product_id text) \
+             WHERE x.shopper_id = cart_line.shopper_id AND x.product_id = cart_line.product_id)",
+            &removed,
+        )
+        .await?;
+    }
+    for job in jobs.iter_mut() {
+        if let Job::Cart(change) = job {
+            change.output = Some(());
+        }
+    }
+    Ok(())
 }
 
 /// An order with its idempotency key: the key first, then the order's columns.

@@ -238,6 +238,11 @@ impl Store {
         on_backend!(self, db => db.shopper_orders(shopper, limit).await)
     }
 
+    /// The order placed with this idempotency key, while the key is kept.
+    pub async fn order_by_key(&self, key: &OwnedKey) -> Result<Option<Order>, StoreError> {
+        on_backend!(self, db => db.order_by_key(key).await)
+    }
+
     pub async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
         on_backend!(self, db => db.order(order_id).await)
     }
@@ -281,6 +286,23 @@ impl Store {
         if let Backend::Postgres(db) = &self.backend {
             db.forward_events(events);
         }
+    }
+
+    // Carts.
+
+    /// The shopper's cart: a line per product, in the order they were added.
+    pub async fn cart(&self, shopper: ShopperId) -> Result<Vec<Item>, StoreError> {
+        on_backend!(self, db => db.cart(shopper).await)
+    }
+
+    /// The units in the shopper's cart, and whether an order of theirs is
+    /// still undecided.
+    pub async fn shopper_summary(&self, shopper: ShopperId) -> Result<(i64, bool), StoreError> {
+        on_backend!(self, db => db.shopper_summary(shopper).await)
+    }
+
+    pub async fn change_cart(&self, change: CartChange) -> Result<(), StoreError> {
+        self.write(change).await
     }
 
     // Payments.
@@ -592,7 +614,28 @@ pub struct NewOrder {
     pub idempotency_key: Option<OwnedKey>,
     /// The browser that placed it, for the storefront's "my orders".
     pub shopper_id: Option<ShopperId>,
+    /// Checked out from the shopper's cart: the lines it bought leave the
+    /// cart in the transaction that stores the order.
+    pub from_cart: bool,
     pub at: DateTime<Utc>,
+}
+
+/// A change to a shopper's cart.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CartChange {
+    pub shopper_id: ShopperId,
+    pub product_id: ProductId,
+    pub edit: CartEdit,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum CartEdit {
+    /// So many more units (at most [`Quantity::MAX`] in all).
+    Add(Quantity),
+    /// Exactly so many units.
+    Set(Quantity),
+    Remove,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

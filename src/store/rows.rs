@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::writer::{Cells, FromCells, get, opt};
 use super::{AdminSessionRow, StockedProduct, StoreError, corrupt};
 use crate::domain::{
-    Money, Order, OrderEvent, OrderId, OrderLine, Payment, PaymentId, PaymentMethod, PaymentStatus,
-    Price, Product, ProductId, ProductName, Stock,
+    Item, Money, Order, OrderEvent, OrderId, OrderLine, Payment, PaymentId, PaymentMethod,
+    PaymentStatus, Price, Product, ProductId, ProductName, Quantity, Stock,
 };
 
 pub(super) struct ProductRow {
@@ -85,6 +85,31 @@ impl TryFrom<OrderRow> for Order {
             reason: row.reason,
             created_at: row.created_at,
             updated_at: row.updated_at,
+        })
+    }
+}
+
+pub(super) struct CartRow {
+    product_id: String,
+    quantity: i64,
+}
+
+impl FromCells for CartRow {
+    /// From `product_id, quantity`.
+    fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
+        Ok(CartRow {
+            product_id: get(row, 0)?,
+            quantity: get(row, 1)?,
+        })
+    }
+}
+
+impl TryFrom<CartRow> for Item {
+    type Error = StoreError;
+    fn try_from(row: CartRow) -> Result<Self, StoreError> {
+        Ok(Item {
+            product_id: product_id(row.product_id)?,
+            quantity: Quantity::parse(row.quantity).map_err(|e| corrupt("quantity", e))?,
         })
     }
 }

@@ -55,6 +55,19 @@ macro_rules! shared_reads {
                     row.map(|row| decode_one::<OrderRow, _>(&row)).transpose()
                 }
 
+                pub(in crate::store) async fn order_by_key(
+                    &self,
+                    key: &$crate::domain::OwnedKey,
+                ) -> Result<Option<Order>, StoreError> {
+                    let row = sqlx::query(
+                        concat!("SELECT ", order_columns!(), " FROM shop_order WHERE idempotency_key = $1"),
+                    )
+                    .bind(key.as_str())
+                    .fetch_optional(&self.reads)
+                    .await?;
+                    row.map(|row| decode_one::<OrderRow, _>(&row)).transpose()
+                }
+
                 pub(in crate::store) async fn unfinished_orders(&self) -> Result<Vec<Order>, StoreError> {
                     let rows = sqlx::query(
                         concat!("SELECT ", order_columns!(), " FROM shop_order WHERE status = 'PENDING' ORDER BY order_id"),
@@ -137,6 +150,36 @@ macro_rules! shared_reads {
                     .fetch_all(&self.reads)
                     .await?;
                     rows.iter().map(|row| StalledRow::from_cells(row)?.try_into()).collect()
+                }
+
+                pub(in crate::store) async fn cart(
+                    &self,
+                    shopper: ShopperId,
+                ) -> Result<Vec<$crate::domain::Item>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT product_id, quantity FROM cart_line WHERE shopper_id = $1 \
+                         ORDER BY added_at, product_id",
+                    )
+                    .bind(shopper.as_uuid())
+                    .fetch_all(&self.reads)
+                    .await?;
+                    decode::<$crate::store::rows::CartRow, _>(&rows)
+                }
+
+                pub(in crate::store) async fn shopper_summary(
+                    &self,
+                    shopper: ShopperId,
+                ) -> Result<(i64, bool), StoreError> {
+                    let row = sqlx::query(
+                        "SELECT CAST(COALESCE((SELECT SUM(quantity) FROM cart_line WHERE shopper_id = $1), 0) \
+                         AS BIGINT), CAST(CASE WHEN EXISTS (SELECT 1 FROM shop_order \
+                         WHERE shopper_id = $1 AND status = 'PENDING') THEN 1 ELSE 0 END AS BIGINT)",
+                    )
+                    .bind(shopper.as_uuid())
+                    .fetch_one(&self.reads)
+                    .await?;
+                    let (units, pending) = <(i64, i64)>::from_cells(&row)?;
+                    Ok((units, pending != 0))
                 }
 
                 pub(in crate::store) async fn ping(&self) -> Result<(), StoreError> {

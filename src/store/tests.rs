@@ -222,6 +222,7 @@ fn new_order(n: u128, product_id: &str, units: i64, key: Option<&str>) -> NewOrd
         // The API's keys: the tests that need a shopper's own say so.
         idempotency_key: key.map(|key| IdempotencyKey::parse(key).unwrap().owned_by(None)),
         shopper_id: shopper,
+        from_cart: false,
         at: at(n as i64),
     }
 }

@@ -24,8 +24,9 @@ use uuid::Uuid;
 
 use super::dialect::Dialect;
 use super::{
-    AdminSessionRow, Changes, CreateOrderOutcome, EndSession, NewOrder, OrderTransition, Prune,
-    Pruned, Reserve, Reserved, Settle, Settled, SharedSecret, Stall, StockedProduct, StoreError,
+    AdminSessionRow, CartChange, Changes, CreateOrderOutcome, EndSession, NewOrder,
+    OrderTransition, Prune, Pruned, Reserve, Reserved, Settle, Settled, SharedSecret, Stall,
+    StockedProduct, StoreError,
 };
 use crate::domain::{OrderEvent, Payment, Product};
 use crate::meters;
@@ -178,6 +179,7 @@ jobs! {
     Secret(SharedSecret => String),
     Prune(Prune => Pruned),
     Stall(Stall => bool),
+    Cart(CartChange => ()),
 }
 
 /// What can be written, and what the caller learns once it is committed.

@@ -2,7 +2,7 @@
 
 use maud::{Markup, html};
 
-use super::{Section, availability, page};
+use super::{Section, Shopping, availability, shop_page};
 use crate::domain::{IdempotencyKey, Product, ProductId, Quantity};
 
 /// One page of the catalog.
@@ -13,6 +13,7 @@ pub struct CatalogView<'a> {
     pub paged: bool,
     /// A fresh idempotency key per product form, so each purchase is one order.
     pub keys: &'a [IdempotencyKey],
+    pub shopping: Shopping,
 }
 
 pub fn catalog_page(view: &CatalogView<'_>) -> Markup {
@@ -21,9 +22,10 @@ pub fn catalog_page(view: &CatalogView<'_>) -> Markup {
         .iter()
         .map(|p| p.product_id.as_str())
         .collect();
-    page(
+    shop_page(
         "Catalog",
         Section::Catalog,
+        view.shopping,
         html! {
             h1 { "Catalog" }
             @if view.products.is_empty() {
@@ -88,10 +90,16 @@ pub fn busy_notice() -> Markup {
     html! { p.field-error.busy role="alert" { (BUSY) } }
 }
 
-pub fn product_page(product: &Product, key: &IdempotencyKey, note: Option<FormNote<'_>>) -> Markup {
-    page(
+pub fn product_page(
+    product: &Product,
+    key: &IdempotencyKey,
+    note: Option<FormNote<'_>>,
+    shopping: Shopping,
+) -> Markup {
+    shop_page(
         product.product_name.as_str(),
         Section::Catalog,
+        shopping,
         html! {
             p.breadcrumb { a href="/" { "← Catalog" } }
             article.product-detail {
@@ -107,7 +115,8 @@ pub fn product_page(product: &Product, key: &IdempotencyKey, note: Option<FormNo
 }
 
 /// The buy form. Without JavaScript it posts and the server redirects to the
-/// order; with htmx the order panel appears in the product's slot. The hidden
+/// order (Buy now) or the cart (Add to cart); with htmx the order panel, or a
+/// note of what was added, appears in the product's slot. The hidden
 /// idempotency key makes a double click or a resubmitted form one order.
 pub fn buy_form(product: &Product, key: &IdempotencyKey, note: Option<FormNote<'_>>) -> Markup {
     let id = product.product_id.as_str();
@@ -129,6 +138,7 @@ pub fn buy_form(product: &Product, key: &IdempotencyKey, note: Option<FormNote<'
                 aria-invalid=[error.map(|_| "true")]
                 aria-describedby=[error.map(|_| format!("quantity-error-{id}"))];
             (buy_button(product, false))
+            (cart_button(product, false))
             @if let Some(error) = error {
                 p.field-error id=(format!("quantity-error-{id}")) role="alert" { (error) }
             }
@@ -160,12 +170,25 @@ pub fn buy_button(product: &Product, oob: bool) -> Markup {
     }
 }
 
+/// The Add to cart button: it posts the same form to the cart.
+pub fn cart_button(product: &Product, oob: bool) -> Markup {
+    let sold_out = product.stock.units() == 0;
+    html! {
+        button.secondary id=(format!("add-{}", product.product_id)) type="submit"
+            formaction="/cart" hx-post="/cart"
+            disabled[sold_out] hx-swap-oob=[oob.then_some("true")] {
+            "Add to cart"
+        }
+    }
+}
+
 /// The answer to an availability poll: out-of-band swaps only.
 pub fn availability_fragment(products: &[Product]) -> Markup {
     html! {
         @for product in products {
             (availability(product, true))
             (buy_button(product, true))
+            (cart_button(product, true))
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api_docs;
+pub mod cart;
 pub mod catalog;
 pub mod errors;
 pub mod order;
@@ -20,19 +21,72 @@ use crate::domain::{Product, Stock};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Catalog,
+    Cart,
     Orders,
     Admin,
     None,
 }
 
+/// What a shop page's frame shows of its shopper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shopping {
+    /// Units in the shopper's cart, for the header.
+    pub cart_units: u32,
+    /// Whether the shopper has an order not yet decided: the page then
+    /// listens for its outcome, to show it as a toast.
+    pub awaiting: bool,
+}
+
 /// The frame around every page.
 pub fn page(title: &str, section: Section, body: Markup) -> Markup {
-    page_with_head(title, section, html! {}, body)
+    frame(title, section, None, html! {}, body)
+}
+
+/// The frame around a page of the shop: the header counts the shopper's
+/// cart, and outcomes of their orders appear as toasts.
+pub fn shop_page(title: &str, section: Section, shopping: Shopping, body: Markup) -> Markup {
+    frame(title, section, Some(shopping), html! {}, body)
 }
 
 /// The frame, with what one page alone needs in its `<head>` (its own
 /// stylesheets and scripts) after the site's own.
 pub fn page_with_head(title: &str, section: Section, head: Markup, body: Markup) -> Markup {
+    frame(title, section, None, head, body)
+}
+
+/// The header's count of the units in the cart; `oob` marks it for an
+/// out-of-band swap after the cart changed.
+pub fn cart_count(units: u32, oob: bool) -> Markup {
+    html! {
+        span #cart-count .cart-count hx-swap-oob=[oob.then_some("true")] {
+            @if units > 0 { span aria-hidden="true" { "(" (units) ")" } }
+            span.visually-hidden { (units) " " (if units == 1 { "item" } else { "items" }) }
+        }
+    }
+}
+
+/// Where the outcomes of the shopper's orders appear. While an order is
+/// undecided it listens to the shopper's event stream (one per shopper, for
+/// all their orders); `oob` replaces the region after an order was placed.
+pub fn toasts(awaiting: bool, oob: bool) -> Markup {
+    html! {
+        @if awaiting {
+            div #toasts .toasts role="status" aria-live="polite" hx-swap-oob=[oob.then_some("true")]
+                hx-ext="sse" sse-connect="/orders/events" sse-swap="outcome" hx-swap="beforeend"
+                sse-close="done" {}
+        } @else {
+            div #toasts .toasts role="status" aria-live="polite" hx-swap-oob=[oob.then_some("true")] {}
+        }
+    }
+}
+
+fn frame(
+    title: &str,
+    section: Section,
+    shopping: Option<Shopping>,
+    head: Markup,
+    body: Markup,
+) -> Markup {
     let nav_link = |href: &str, label: &str, this: Section| {
         html! {
             @if section == this {
@@ -65,11 +119,19 @@ pub fn page_with_head(title: &str, section: Section, head: Markup, body: Markup)
                     a.brand href="/" { "minimart" }
                     nav aria-label="Main" {
                         (nav_link("/", "Catalog", Section::Catalog))
+                        @if section == Section::Cart {
+                            a href="/cart" aria-current="page" { "Cart " @if let Some(s) = shopping { (cart_count(s.cart_units, false)) } }
+                        } @else {
+                            a href="/cart" { "Cart " @if let Some(s) = shopping { (cart_count(s.cart_units, false)) } }
+                        }
                         (nav_link("/orders", "My orders", Section::Orders))
                         (nav_link("/admin", "Admin", Section::Admin))
                     }
                 }
                 main #main tabindex="-1" { (body) }
+                @if let Some(shopping) = shopping {
+                    (toasts(shopping.awaiting, false))
+                }
                 footer.site-footer {
                     p { "minimart: a small, real shop. Payments are simulated; nothing is charged." }
                     p { a href="/api/docs" { "API documentation" } }

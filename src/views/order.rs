@@ -4,13 +4,14 @@
 
 use maud::{Markup, html};
 
-use super::{Section, page};
+use super::{Section, Shopping, shop_page};
 use crate::domain::{Order, OrderStatus, OrderStep};
 
-pub fn order_page(order: &Order) -> Markup {
-    page(
+pub fn order_page(order: &Order, shopping: Shopping) -> Markup {
+    shop_page(
         "Your order",
         Section::Orders,
+        shopping,
         html! {
             h1 { "Your order" }
             (order_panel(order))
@@ -143,10 +144,22 @@ pub fn outcome(order: &Order) -> Markup {
     }
 }
 
-pub fn my_orders_page(orders: &[Order]) -> Markup {
-    page(
+/// The outcome of one of the shopper's orders as a toast, wherever they are:
+/// what happened, and a link to the order.
+pub fn toast(order: &Order) -> Markup {
+    html! {
+        div.toast-item {
+            (outcome(order))
+            a href=(format!("/orders/{}", order.order_id)) { "View order " (summary(order)) }
+        }
+    }
+}
+
+pub fn my_orders_page(orders: &[Order], shopping: Shopping) -> Markup {
+    shop_page(
         "My orders",
         Section::Orders,
+        shopping,
         html! {
             h1 { "My orders" }
             @if orders.is_empty() {

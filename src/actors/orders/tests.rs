@@ -38,6 +38,7 @@ async fn place(
                 quantity: units(quantity),
             }),
             card: None,
+            from_cart: false,
             idempotency_key,
             shopper: None,
             request_id: None,

@@ -45,6 +45,37 @@ const TEST_CARDS: [(&str, &str, Behaviour); 4] = [
     ),
 ];
 
+/// The test cards as a person trying the shop reads them: the number as it is
+/// printed on a card, and what paying with it does.
+pub fn test_cards() -> Vec<(String, String)> {
+    let spaced = |digits: &str| {
+        let groups: Vec<&str> = (0..digits.len())
+            .step_by(4)
+            .map(|i| &digits[i..(i + 4).min(digits.len())])
+            .collect();
+        groups.join(" ")
+    };
+    let others = TEST_CARDS.iter().map(|&(digits, _, behaviour)| {
+        let outcome = match behaviour {
+            Behaviour::Succeeds => "Paid".to_owned(),
+            Behaviour::Declines(reason) => format!("Declined: {reason}"),
+            Behaviour::FailsOnce => {
+                "The provider fails once; the payment is retried and succeeds".to_owned()
+            }
+            Behaviour::LosesAnswerOnce => {
+                "The provider's answer is lost; the charge is found and the order confirmed"
+                    .to_owned()
+            }
+        };
+        (spaced(digits), outcome)
+    });
+    let plain = (
+        spaced("4242424242424242"),
+        "Paid (as is any other valid number)".to_owned(),
+    );
+    std::iter::once(plain).chain(others).collect()
+}
+
 /// The token of any card that is not a test card with a behaviour of its own.
 const SUCCEEDS: &str = "tok_card";
 

@@ -19,6 +19,7 @@ async fn charged_order(actors: &Actors, units: i64) -> Order {
         .send(PlaceOrder {
             items: tea_items(units),
             card: None,
+            from_cart: false,
             idempotency_key: None,
             shopper: None,
             request_id: None,

@@ -1,0 +1,11 @@
+-- Orders: the shoppers' carts. A cart belongs to the anonymous shopper (the
+-- browser's cookie) and holds a line per product until it is checked out, in
+-- the order the products were added. Kept in the database so that it survives
+-- a restart and is the same on every instance.
+CREATE TABLE cart_line (
+    shopper_id BLOB NOT NULL,
+    product_id TEXT NOT NULL,
+    quantity   INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 1000),
+    added_at   TEXT NOT NULL,
+    PRIMARY KEY (shopper_id, product_id)
+);

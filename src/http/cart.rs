@@ -1,0 +1,381 @@
+//! The cart and the checkout. A plain form post answers with a redirect (or,
+//! refused, the page again with the refusal beside its field); an htmx post
+//! answers with the fragment that changed and the header's new cart count.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::pages::{Page, PageError, find_product, html, is_htmx, new_key, not_found, shopping};
+use super::request_id;
+use super::session::{Shopper, Site};
+use crate::actors::Actors;
+use crate::actors::orders::{ChangeCart, GetCart, OrderError, OrderForKey, PlaceOrder};
+use crate::actors::payment;
+use crate::domain::{
+    Card, CardNumber, Cvc, Expiry, IdempotencyKey, Item, Items, Product, ProductId, Quantity,
+};
+use crate::store::CartEdit;
+use crate::views::cart::{self, CardForm, CartLine, CheckoutView, TestCard};
+use crate::views::{self, Shopping};
+
+fn refuse_foreign(req: &HttpRequest, site: &Site) -> Result<(), PageError> {
+    if site.same_origin(req) {
+        return Ok(());
+    }
+    Err(PageError(ApiError::Forbidden(
+        "the cart can only be changed from the shop's own pages".to_owned(),
+    )))
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location.to_owned()))
+        .finish()
+}
+
+fn unprocessable(markup: Markup) -> HttpResponse {
+    HttpResponse::UnprocessableEntity()
+        .content_type("text/html; charset=utf-8")
+        .body(markup.into_string())
+}
+
+/// A quantity as a form gives it.
+fn quantity(raw: &str) -> Result<Quantity, String> {
+    let units = raw.trim().parse::<i64>().unwrap_or(0);
+    Quantity::parse(units).map_err(|error| error.to_string())
+}
+
+/// The cart's lines with their products as they are now.
+async fn cart_lines(
+    actors: &Actors,
+    shopper: &Shopper,
+) -> Result<(Vec<Item>, Vec<Option<Product>>), PageError> {
+    let items = actors.orders.send(GetCart(shopper.0)).await??;
+    let mut products = Vec::with_capacity(items.len());
+    for item in &items {
+        products.push(actors.inventory.catalog.product(&item.product_id).await?);
+    }
+    Ok((items, products))
+}
+
+fn lines<'a>(items: &'a [Item], products: &'a [Option<Product>]) -> Vec<CartLine<'a>> {
+    (items.iter().zip(products))
+        .map(|(item, product)| CartLine {
+            item,
+            product: product.as_ref(),
+        })
+        .collect()
+}
+
+pub(super) async fn view(shopper: Shopper, actors: web::Data<Actors>) -> Page {
+    let (items, products) = cart_lines(&actors, &shopper).await?;
+    let shopping = shopping(&actors, &shopper).await?;
+    Ok(html(cart::cart_page(&lines(&items, &products), shopping)))
+}
+
+/// The product form's fields ("Add to cart" posts the buy form here).
+#[derive(Debug, Deserialize)]
+pub(super) struct AddForm {
+    product_id: String,
+    quantity: String,
+}
+
+pub(super) async fn add(
+    req: HttpRequest,
+    shopper: Shopper,
+    form: web::Form<AddForm>,
+    site: web::Data<Site>,
+    actors: web::Data<Actors>,
+) -> Page {
+    refuse_foreign(&req, &site)?;
+    let form = form.into_inner();
+    let product = find_product(&actors, form.product_id)
+        .await?
+        .ok_or_else(|| not_found("no such product"))?;
+    let refused = |message: &str, shopping: Shopping| {
+        let body = if is_htmx(&req) {
+            html! { p.field-error role="alert" { (message) } }
+        } else {
+            views::catalog::product_page(
+                &product,
+                &new_key(),
+                Some(views::catalog::FormNote::Refused(message)),
+                shopping,
+            )
+        };
+        unprocessable(body)
+    };
+    let units = match quantity(&form.quantity) {
+        Ok(units) => units,
+        Err(error) => return Ok(refused(&error, shopping(&actors, &shopper).await?)),
+    };
+    let change = ChangeCart {
+        shopper: shopper.0,
+        product_id: product.product_id.clone(),
+        edit: CartEdit::Add(units),
+    };
+    match actors.orders.send(change).await? {
+        Ok(()) => {}
+        Err(error @ OrderError::CartFull) => {
+            let message = format!("{error}: check out or remove a product first.");
+            return Ok(refused(&message, shopping(&actors, &shopper).await?));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    if !is_htmx(&req) {
+        return Ok(see_other("/cart"));
+    }
+    let shopping = shopping(&actors, &shopper).await?;
+    Ok(html(cart::added(
+        &product,
+        units.units(),
+        shopping.cart_units,
+    )))
+}
+
+/// A line's form: its new quantity, or `action=remove`.
+#[derive(Debug, Deserialize)]
+pub(super) struct LineForm {
+    #[serde(default)]
+    quantity: String,
+    #[serde(default)]
+    action: String,
+}
+
+pub(super) async fn change(
+    req: HttpRequest,
+    product_id: web::Path<String>,
+    shopper: Shopper,
+    form: web::Form<LineForm>,
+    site: web::Data<Site>,
+    actors: web::Data<Actors>,
+) -> Page {
+    refuse_foreign(&req, &site)?;
+    let product_id =
+        ProductId::parse(product_id.into_inner()).map_err(|_| not_found("no such product"))?;
+    let edit = if form.action == "remove" {
+        Some(CartEdit::Remove)
+    } else {
+        quantity(&form.quantity).ok().map(CartEdit::Set)
+    };
+    if let Some(edit) = edit {
+        let change = ChangeCart {
+            shopper: shopper.0,
+            product_id,
+            edit,
+        };
+        actors.orders.send(change).await??;
+    }
+    if !is_htmx(&req) {
+        return Ok(see_other("/cart"));
+    }
+    // A quantity that is not one leaves the line as it was: the table shows it.
+    let (items, products) = cart_lines(&actors, &shopper).await?;
+    let shopping = shopping(&actors, &shopper).await?;
+    Ok(html(html! {
+        (cart::cart_section(&lines(&items, &products)))
+        (views::cart_count(shopping.cart_units, true))
+    }))
+}
+
+fn test_cards() -> Vec<TestCard> {
+    (payment::test_cards().into_iter())
+        .map(|(number, outcome)| TestCard { number, outcome })
+        .collect()
+}
+
+pub(super) async fn checkout_page(shopper: Shopper, actors: web::Data<Actors>) -> Page {
+    let (items, products) = cart_lines(&actors, &shopper).await?;
+    if items.is_empty() {
+        return Ok(see_other("/cart"));
+    }
+    let shopping = shopping(&actors, &shopper).await?;
+    Ok(html(cart::checkout_page(&CheckoutView {
+        lines: &lines(&items, &products),
+        key: &new_key(),
+        form: &CardForm::default(),
+        test_cards: &test_cards(),
+        shopping,
+    })))
+}
+
+/// The card form's fields. No `Debug`: the number and the CVC are never
+/// printed.
+#[derive(Deserialize)]
+pub(super) struct CheckoutForm {
+    #[serde(default)]
+    card_number: String,
+    #[serde(default)]
+    exp_month: String,
+    #[serde(default)]
+    exp_year: String,
+    #[serde(default)]
+    cvc: String,
+    #[serde(default)]
+    idempotency_key: String,
+}
+
+impl CheckoutForm {
+    /// The card, or every refusal by field (never with the number or CVC).
+    fn card(&self) -> Result<Card, Vec<(&'static str, String)>> {
+        let today = chrono::Utc::now().date_naive();
+        let number = CardNumber::parse(&self.card_number);
+        let month = self.exp_month.trim().parse::<i64>().unwrap_or(0);
+        let year = self.exp_year.trim().parse::<i64>().unwrap_or(0);
+        let expiry = Expiry::parse(month, year, today);
+        let cvc = Cvc::parse(self.cvc.trim());
+        match (number, expiry, cvc) {
+            (Ok(number), Ok(expiry), Ok(cvc)) => Ok(Card {
+                number,
+                expiry,
+                cvc,
+            }),
+            (number, expiry, cvc) => {
+                let mut errors = Vec::new();
+                if let Err(error) = number {
+                    errors.push(("card_number", error.to_string()));
+                }
+                if let Err((field, error)) = expiry {
+                    errors.push((field, error.to_string()));
+                }
+                if let Err(error) = cvc {
+                    errors.push(("cvc", error.to_string()));
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// The form to show again: the expiry as typed, the number and CVC empty.
+    fn again(&self, errors: Vec<(&'static str, String)>) -> CardForm {
+        CardForm {
+            exp_month: self.exp_month.trim().chars().take(2).collect(),
+            exp_year: self.exp_year.trim().chars().take(4).collect(),
+            errors,
+        }
+    }
+}
+
+pub(super) async fn checkout(
+    req: HttpRequest,
+    shopper: Shopper,
+    form: web::Form<CheckoutForm>,
+    site: web::Data<Site>,
+    actors: web::Data<Actors>,
+) -> Page {
+    refuse_foreign(&req, &site)?;
+    let form = form.into_inner();
+    let key = IdempotencyKey::parse(&form.idempotency_key).unwrap_or_else(|_| new_key());
+    let (items, products) = cart_lines(&actors, &shopper).await?;
+    if items.is_empty() {
+        // A second submit of a checkout that went through: its order answers.
+        let placed = OrderForKey {
+            key: key.clone(),
+            shopper: Some(shopper.0),
+        };
+        return match actors.orders.send(placed).await?? {
+            Some(order) => Ok(to_order(&req, &format!("/orders/{}", order.order_id))),
+            None => Ok(see_other("/cart")),
+        };
+    }
+    // Shown again, refused: the card form (htmx), or the whole page.
+    let refused = |errors: Vec<(&'static str, String)>, key: &IdempotencyKey, shopping| {
+        let again = form.again(errors);
+        if is_htmx(&req) {
+            return cart::card_form(key, &again);
+        }
+        cart::checkout_page(&CheckoutView {
+            lines: &lines(&items, &products),
+            key,
+            form: &again,
+            test_cards: &test_cards(),
+            shopping,
+        })
+    };
+    let card = match form.card() {
+        Ok(card) => card,
+        Err(errors) => {
+            let shopping = shopping(&actors, &shopper).await?;
+            return Ok(unprocessable(refused(errors, &key, shopping)));
+        }
+    };
+    let admitted = match actors.admission.admit() {
+        Ok(admitted) => admitted,
+        Err(overloaded) => {
+            let shopping = shopping(&actors, &shopper).await?;
+            return Ok(busy(
+                refused(vec![("form", BUSY.to_owned())], &key, shopping),
+                overloaded,
+            ));
+        }
+    };
+    let items = Items::parse(items.clone()).map_err(ApiError::from)?;
+    let placed = actors
+        .orders
+        .send(PlaceOrder {
+            items,
+            card: Some(card),
+            from_cart: true,
+            idempotency_key: Some(key.clone()),
+            shopper: Some(shopper.0),
+            request_id: request_id::of(&req),
+            admitted: Some(admitted),
+        })
+        .await?;
+    let refusal = match placed {
+        Ok(placed) => {
+            return Ok(to_order(
+                &req,
+                &format!("/orders/{}", placed.order.order_id),
+            ));
+        }
+        Err(OrderError::Overloaded(overloaded)) => {
+            let shopping = shopping(&actors, &shopper).await?;
+            return Ok(busy(
+                refused(vec![("form", BUSY.to_owned())], &key, shopping),
+                overloaded,
+            ));
+        }
+        Err(OrderError::UnknownProduct { product_id, .. }) => {
+            format!("{product_id} is no longer sold: remove it from your cart to check out.")
+        }
+        Err(OrderError::IdempotencyKeyReused) => {
+            "This form was already used for another order. Please try again.".to_owned()
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let shopping = shopping(&actors, &shopper).await?;
+    Ok(unprocessable(refused(
+        vec![("form", refusal)],
+        &new_key(),
+        shopping,
+    )))
+}
+
+/// To the order's page: a redirect, which htmx follows as a page load.
+fn to_order(req: &HttpRequest, location: &str) -> HttpResponse {
+    if is_htmx(req) {
+        return HttpResponse::Ok()
+            .insert_header(("HX-Redirect", location.to_owned()))
+            .finish();
+    }
+    see_other(location)
+}
+
+const BUSY: &str = "The shop is very busy right now and nothing was ordered. \
+                    Please enter your card again and place the order in a moment.";
+
+/// The checkout the shop shed: 503 with `Retry-After`, and the form with the
+/// same key, so that sending it again is the same order.
+fn busy(form: Markup, overloaded: crate::actors::admission::Overloaded) -> HttpResponse {
+    let refusal = ApiError::Overloaded(overloaded);
+    refusal.log();
+    let mut response = HttpResponse::build(refusal.status_code());
+    refusal.add_headers(&mut response);
+    response
+        .content_type("text/html; charset=utf-8")
+        .body(form.into_string())
+}
