@@ -208,6 +208,15 @@ async fn orders_for_overlapping_hot_products_in_any_line_order_never_deadlock_or
         config.payment_seed = Some(11);
     })
     .await;
+    overlapping_hot_orders(&[&app]).await;
+}
+
+/// 180 orders of two or three of three hot products, in every order of lines,
+/// placed at once and spread over `instances` (which share one database); then
+/// every order is decided, its lines add up, and each product's stock is
+/// conserved: seeded = left + the confirmed lines that bought it.
+pub(crate) async fn overlapping_hot_orders(instances: &[&TestApp]) {
+    let app = instances[0];
     let initial: HashMap<&str, i64> = [("hot-a", 30), ("hot-b", 20), ("hot-c", 12)].into();
     for (&id, &stock) in &initial {
         app.stock_product(id, 300, stock).await;
@@ -229,8 +238,20 @@ async fn orders_for_overlapping_hot_products_in_any_line_order_never_deadlock_or
             items(&lines)
         })
         .collect();
-    let ids = join_all(bodies.iter().map(|body| app.placed(body))).await;
-    let orders = join_all(ids.iter().map(|id| app.until_terminal(id))).await;
+    let at = |i: usize| instances[i % instances.len()];
+    let ids = join_all(
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| at(i).placed(body)),
+    )
+    .await;
+    let orders = join_all(
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| at(i + 1).until_terminal(id)),
+    )
+    .await;
 
     let mut sold: HashMap<String, i64> = HashMap::new();
     let mut statuses: HashMap<String, usize> = HashMap::new();

@@ -10,6 +10,7 @@
 
 mod bad_input;
 mod cards;
+mod cart;
 mod concurrency;
 mod crash;
 mod health;
@@ -30,6 +31,7 @@ mod stalled;
 
 /// Postgres going away, shared by instances, reached over TLS.
 mod postgres {
+    mod lines;
     mod outage;
     mod sessions;
     mod tls;

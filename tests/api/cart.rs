@@ -1,0 +1,438 @@
+//! The cart and the checkout over HTTP, as a browser without JavaScript uses
+//! them (forms and redirects) and as htmx does (fragments): the cart belongs to
+//! the browser's cookie, lives in the database (so another instance shows the
+//! same cart), and checking it out places one order of all its lines, paid with
+//! the card typed in, and empties it.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use scraper::{Html, Selector};
+use serde_json::Value;
+
+use crate::pages::{browser, input_value, page};
+use support::{TestApp, on_each_backend, on_postgres, spawn_app, spawn_app_with, test_database};
+
+async fn post(
+    client: &Client,
+    app: &TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    client
+        .post(app.url(path))
+        .form(form)
+        .send()
+        .await
+        .expect("POST")
+}
+
+async fn htmx_post(
+    client: &Client,
+    app: &TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    (client.post(app.url(path)))
+        .header("HX-Request", "true")
+        .form(form)
+        .send()
+        .await
+        .expect("POST")
+}
+
+async fn add(client: &Client, app: &TestApp, product_id: &str, quantity: &str) {
+    let form = [
+        ("product_id", product_id),
+        ("quantity", quantity),
+        ("idempotency_key", "unused"),
+    ];
+    let added = post(client, app, "/cart", &form).await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER, "added {product_id}");
+    assert_eq!(location(&added), "/cart");
+}
+
+fn location(response: &reqwest::Response) -> String {
+    (response.headers().get("location"))
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The cart's lines as the page shows them: (product name, quantity, line total).
+fn cart_rows(html: &str) -> Vec<(String, String, String)> {
+    let html = Html::parse_document(html);
+    let row = Selector::parse("#cart tbody tr").expect("a selector");
+    let cell = Selector::parse("td").expect("a selector");
+    let link = Selector::parse("a").expect("a selector");
+    let quantity = Selector::parse("input[name=quantity]").expect("a selector");
+    html.select(&row)
+        .map(|row| {
+            let cells: Vec<_> = row.select(&cell).collect();
+            let name = cells[0]
+                .select(&link)
+                .next()
+                .map(|a| a.text().collect::<String>());
+            let units = row
+                .select(&quantity)
+                .next()
+                .and_then(|input| input.attr("value"));
+            (
+                name.unwrap_or_default(),
+                units.unwrap_or_default().to_owned(),
+                cells[3].text().collect::<String>(),
+            )
+        })
+        .collect()
+}
+
+fn text(html: &str, css: &str) -> String {
+    let html = Html::parse_document(html);
+    let selector = Selector::parse(css).expect("a selector");
+    html.select(&selector)
+        .map(|element| element.text().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn stocked(app: &TestApp) {
+    for (id, name, price, stock) in [
+        ("mug", "Mug", 1450, 10),
+        ("filters", "Filters", 690, 20),
+        ("beans", "Beans", 2490, 5),
+    ] {
+        let response = app.put_product(id, name, price, stock).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+/// Checks the cart out with `card` by a plain form post; answers the redirect.
+async fn check_out(client: &Client, app: &TestApp, card: &str) -> reqwest::Response {
+    let (status, checkout) = page(client, app, "/checkout").await;
+    assert_eq!(status, StatusCode::OK);
+    let key = input_value(&checkout, "idempotency_key");
+    let form = [
+        ("card_number", card),
+        ("exp_month", "12"),
+        ("exp_year", "2031"),
+        ("cvc", "123"),
+        ("idempotency_key", key.as_str()),
+    ];
+    post(client, app, "/checkout", &form).await
+}
+
+async fn order_json(app: &TestApp, order_path: &str) -> Value {
+    let order_id = order_path.trim_start_matches("/orders/");
+    app.until_terminal(order_id).await
+}
+
+#[on_each_backend]
+async fn a_shopper_fills_a_cart_changes_it_and_checks_it_out_without_javascript() {
+    let app = spawn_app().await;
+    stocked(&app).await;
+    let shopper = browser();
+
+    add(&shopper, &app, "mug", "1").await;
+    add(&shopper, &app, "filters", "2").await;
+    add(&shopper, &app, "beans", "1").await;
+    // Adding again adds to the line.
+    add(&shopper, &app, "mug", "1").await;
+    let changed = post(
+        &shopper,
+        &app,
+        "/cart/filters",
+        &[("quantity", "3"), ("action", "update")],
+    )
+    .await;
+    assert_eq!(changed.status(), StatusCode::SEE_OTHER);
+    let removed = post(&shopper, &app, "/cart/beans", &[("action", "remove")]).await;
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+
+    let (status, cart) = page(&shopper, &app, "/cart").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        cart_rows(&cart),
+        [
+            ("Mug".to_owned(), "2".to_owned(), "$29.00".to_owned()),
+            ("Filters".to_owned(), "3".to_owned(), "$20.70".to_owned()),
+        ]
+    );
+    assert_eq!(text(&cart, "#cart-total"), "$49.70");
+    assert!(
+        text(&cart, "#cart-count").contains("(5)"),
+        "{}",
+        text(&cart, "#cart-count")
+    );
+    // Another browser has a cart of its own.
+    let (_, other) = page(&browser(), &app, "/cart").await;
+    assert!(cart_rows(&other).is_empty());
+
+    let placed = check_out(&shopper, &app, "4242 4242 4242 4242").await;
+
+    assert_eq!(placed.status(), StatusCode::SEE_OTHER);
+    let order_page = location(&placed);
+    assert!(order_page.starts_with("/orders/"), "{order_page}");
+    let order = order_json(&app, &order_page).await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    let bought: Vec<(&str, i64)> = (order["items"].as_array().expect("items").iter())
+        .map(|line| {
+            (
+                line["product_id"].as_str().unwrap_or(""),
+                line["quantity"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(bought, [("mug", 2), ("filters", 3)]);
+    assert_eq!(order["total_amount"], 4970);
+    assert_eq!(order["payment_method"]["last4"], "4242");
+    assert_eq!(app.stock_of("mug").await, 8);
+    assert_eq!(app.stock_of("filters").await, 17);
+    assert_eq!(app.stock_of("beans").await, 5);
+    // The cart is empty, and the order page shows every line.
+    let (_, cart) = page(&shopper, &app, "/cart").await;
+    assert!(cart_rows(&cart).is_empty());
+    assert!(text(&cart, "main").contains("Your cart is empty"));
+    let (_, shown) = page(&shopper, &app, &order_page).await;
+    let lines = text(&shown, ".order-panel table.lines tbody");
+    assert!(
+        lines.contains("Mug") && lines.contains("Filters"),
+        "{lines}"
+    );
+    assert!(text(&shown, ".order-facts").contains("Visa ending in 4242"));
+    let (_, mine) = page(&shopper, &app, "/orders").await;
+    assert!(text(&mine, "table.orders").contains("2 × Mug"));
+}
+
+#[on_each_backend]
+async fn a_second_submit_of_a_checkout_is_the_same_order() {
+    let app = spawn_app().await;
+    stocked(&app).await;
+    let shopper = browser();
+    add(&shopper, &app, "mug", "1").await;
+    let (_, checkout) = page(&shopper, &app, "/checkout").await;
+    let key = input_value(&checkout, "idempotency_key");
+    let form = [
+        ("card_number", "4242424242424242"),
+        ("exp_month", "12"),
+        ("exp_year", "2031"),
+        ("cvc", "123"),
+        ("idempotency_key", key.as_str()),
+    ];
+
+    let first = post(&shopper, &app, "/checkout", &form).await;
+    let second = post(&shopper, &app, "/checkout", &form).await;
+
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    assert_eq!(second.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&first), location(&second));
+    order_json(&app, &location(&first)).await;
+    assert_eq!(app.stock_of("mug").await, 9, "one order, one mug");
+}
+
+#[on_each_backend]
+async fn a_refused_card_is_shown_beside_its_fields_and_never_echoed() {
+    let app = spawn_app().await;
+    stocked(&app).await;
+    let shopper = browser();
+    add(&shopper, &app, "mug", "1").await;
+    let (_, checkout) = page(&shopper, &app, "/checkout").await;
+    let key = input_value(&checkout, "idempotency_key");
+    let form = [
+        ("card_number", "4242 4242 4242 4241"),
+        ("exp_month", "1"),
+        ("exp_year", "2020"),
+        ("cvc", "98"),
+        ("idempotency_key", key.as_str()),
+    ];
+
+    let refused = post(&shopper, &app, "/checkout", &form).await;
+
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.expect("a page");
+    for field in ["card_number", "exp_year", "cvc"] {
+        let error = text(&html, &format!("#{field}-error"));
+        assert!(!error.is_empty(), "an error beside {field}");
+        let input = Html::parse_document(&html);
+        let selector = Selector::parse(&format!("#{field}")).expect("a selector");
+        let input = input.select(&selector).next().expect("the field");
+        assert_eq!(input.attr("aria-invalid"), Some("true"), "{field}");
+        assert_eq!(
+            input.attr("aria-describedby"),
+            Some(format!("{field}-error").as_str())
+        );
+    }
+    assert!(!html.contains("4242 4242 4242 4241") && !html.contains("4242424242424241"));
+    assert!(!html.contains("\"98\""), "the CVC is not put back");
+    // The expiry comes back as typed; the cart is untouched.
+    assert_eq!(input_value(&html, "exp_year"), "2020");
+    let (_, cart) = page(&shopper, &app, "/cart").await;
+    assert_eq!(cart_rows(&cart).len(), 1);
+    assert_eq!(app.stock_of("mug").await, 10);
+
+    // With htmx, only the form comes back, for itself.
+    let again = htmx_post(&shopper, &app, "/checkout", &form).await;
+    assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let fragment = again.text().await.expect("a fragment");
+    assert!(fragment.starts_with("<form"), "{fragment}");
+    assert!(fragment.contains("id=\"card_number-error\""));
+}
+
+#[on_each_backend]
+async fn htmx_swaps_what_changed_and_follows_the_checkout_to_its_order() {
+    let app = spawn_app().await;
+    stocked(&app).await;
+    let shopper = browser();
+
+    let added = htmx_post(
+        &shopper,
+        &app,
+        "/cart",
+        &[
+            ("product_id", "mug"),
+            ("quantity", "2"),
+            ("idempotency_key", "k"),
+        ],
+    )
+    .await;
+    assert_eq!(added.status(), StatusCode::OK);
+    let fragment = added.text().await.expect("a fragment");
+    assert!(
+        text(&fragment, ".added").contains("Added 2 × Mug"),
+        "{fragment}"
+    );
+    assert!(fragment.contains(r#"id="cart-count""#) && fragment.contains(r#"hx-swap-oob="true""#));
+    assert!(text(&fragment, "#cart-count").contains("(2)"));
+
+    let changed = htmx_post(
+        &shopper,
+        &app,
+        "/cart/mug",
+        &[("quantity", "4"), ("action", "update")],
+    )
+    .await;
+    let fragment = changed.text().await.expect("a fragment");
+    assert!(fragment.starts_with(r#"<section id="cart""#), "{fragment}");
+    assert_eq!(
+        cart_rows(&fragment),
+        [("Mug".to_owned(), "4".to_owned(), "$58.00".to_owned())]
+    );
+    assert!(text(&fragment, "#cart-count").contains("(4)"));
+
+    let (_, checkout) = page(&shopper, &app, "/checkout").await;
+    let key = input_value(&checkout, "idempotency_key");
+    let placed = htmx_post(
+        &shopper,
+        &app,
+        "/checkout",
+        &[
+            ("card_number", "4242424242424242"),
+            ("exp_month", "12"),
+            ("exp_year", "2031"),
+            ("cvc", "123"),
+            ("idempotency_key", &key),
+        ],
+    )
+    .await;
+    assert_eq!(placed.status(), StatusCode::OK);
+    let to = placed
+        .headers()
+        .get("hx-redirect")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(to.starts_with("/orders/"), "{to}");
+    assert_eq!(order_json(&app, &to).await["status"], "CONFIRMED");
+}
+
+#[on_each_backend]
+async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
+    let app = spawn_app_with(|config| config.payment_latency_ms = 300).await;
+    stocked(&app).await;
+    let shopper = browser();
+    add(&shopper, &app, "beans", "1").await;
+
+    let placed = check_out(&shopper, &app, "4000 0000 0000 0002").await;
+    let order_page = location(&placed);
+    // While it is pending, every page of the shop listens.
+    let (_, catalog) = page(&shopper, &app, "/").await;
+    assert!(
+        catalog.contains(r#"sse-connect="/orders/events""#),
+        "the catalog listens"
+    );
+    let stream = shopper
+        .get(app.url("/orders/events"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let body = tokio::time::timeout(Duration::from_secs(30), stream.text())
+        .await
+        .expect("the stream ends once the order is decided")
+        .expect("a body");
+
+    let outcome = body.find("event: outcome").expect("an outcome");
+    assert!(body[outcome..].contains("Payment failed"), "{body}");
+    assert!(body[outcome..].contains("card declined"), "{body}");
+    assert!(
+        body[outcome..].contains(&format!(r#"href="{order_page}""#)),
+        "{body}"
+    );
+    assert!(
+        body.find("event: done").is_some_and(|done| done > outcome),
+        "{body}"
+    );
+    assert_eq!(app.stock_of("beans").await, 5, "every line is back");
+    // Decided, the pages no longer listen.
+    let (_, catalog) = page(&shopper, &app, "/").await;
+    assert!(!catalog.contains("sse-connect=\"/orders/events\""));
+}
+
+#[on_each_backend]
+async fn another_site_cannot_change_a_cart_or_check_it_out() {
+    let app = spawn_app().await;
+    stocked(&app).await;
+    let shopper = browser();
+    for (path, form) in [
+        ("/cart", vec![("product_id", "mug"), ("quantity", "1")]),
+        ("/cart/mug", vec![("action", "remove")]),
+        ("/checkout", vec![("card_number", "4242424242424242")]),
+    ] {
+        let forged = (shopper.post(app.url(path)))
+            .header("Origin", "https://evil.example")
+            .form(&form)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+}
+
+/// Two instances on one database, as behind the gateway: a cart filled through
+/// one is the cart the other shows and checks out.
+#[on_postgres]
+async fn a_cart_is_the_same_on_every_instance() {
+    let database = test_database().await;
+    let instance = || {
+        let url = database.url.clone();
+        spawn_app_with(move |config| config.database_url = url)
+    };
+    let (one, two) = (instance().await, instance().await);
+    stocked(&one).await;
+    let shopper = browser();
+    // The same cookie on both: the instances share the shop's origin.
+    let (_, _) = page(&shopper, &one, "/").await;
+    add(&shopper, &one, "mug", "3").await;
+
+    let (_, cart) = page(&shopper, &two, "/cart").await;
+    assert_eq!(
+        cart_rows(&cart),
+        [("Mug".to_owned(), "3".to_owned(), "$43.50".to_owned())]
+    );
+    let placed = check_out(&shopper, &two, "4242 4242 4242 4242").await;
+    assert_eq!(
+        order_json(&two, &location(&placed)).await["status"],
+        "CONFIRMED"
+    );
+    let (_, cart) = page(&shopper, &one, "/cart").await;
+    assert!(cart_rows(&cart).is_empty());
+}
