@@ -234,15 +234,28 @@ impl CheckoutForm {
                 cvc,
             }),
             (number, expiry, cvc) => {
+                // In a person's words; the API's name the fields.
                 let mut errors = Vec::new();
-                if let Err(error) = number {
-                    errors.push(("card_number", error.to_string()));
+                if number.is_err() {
+                    let error = "Enter the card's number: 12 to 19 digits, as printed (this one \
+                                 is not a card number; check for a typo).";
+                    errors.push(("card_number", error.to_owned()));
                 }
-                if let Err((field, error)) = expiry {
-                    errors.push((field, error.to_string()));
+                match expiry {
+                    Err(("exp_month", _)) => {
+                        errors.push(("exp_month", "Enter the month, 1 to 12.".to_owned()));
+                    }
+                    Err((field, _)) if !(2000..=9999).contains(&year) => {
+                        errors.push((field, "Enter the year with four digits.".to_owned()));
+                    }
+                    Err((field, _)) => {
+                        errors.push((field, "This card has expired.".to_owned()));
+                    }
+                    Ok(_) => {}
                 }
-                if let Err(error) = cvc {
-                    errors.push(("cvc", error.to_string()));
+                if cvc.is_err() {
+                    let error = "Enter the 3 or 4 digits of the security code (CVC).";
+                    errors.push(("cvc", error.to_owned()));
                 }
                 Err(errors)
             }

@@ -175,7 +175,7 @@ pub fn cart_button(product: &Product, oob: bool) -> Markup {
     let sold_out = product.stock.units() == 0;
     html! {
         button.secondary id=(format!("add-{}", product.product_id)) type="submit"
-            formaction="/cart" hx-post="/cart"
+            formaction="/cart" hx-post="/cart" hx-disabled-elt="this"
             disabled[sold_out] hx-swap-oob=[oob.then_some("true")] {
             "Add to cart"
         }

@@ -214,6 +214,37 @@ async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
         }
     }
 
+    // And the storefront's checkout, refused once, then placed.
+    let shopper = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let added = (shopper.post(format!("{base}/cart")))
+        .form(&[("product_id", "mug"), ("quantity", "1")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    for (number, expected) in [
+        ("4000 0000 0000 9994", StatusCode::UNPROCESSABLE_ENTITY),
+        ("4000 0000 0000 9995", StatusCode::SEE_OTHER),
+    ] {
+        let form = [
+            ("card_number", number),
+            ("exp_month", "12"),
+            ("exp_year", "2031"),
+            ("cvc", cvc),
+            ("idempotency_key", "checkout-1"),
+        ];
+        let answer = (shopper.post(format!("{base}/checkout")).form(&form).send())
+            .await
+            .expect("POST");
+        assert_eq!(answer.status(), expected, "{number}");
+        let page = answer.text().await.expect("a body");
+        assert!(!page.contains(number) && !page.contains(cvc), "{number}");
+    }
+
     let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
     kill(pid, Signal::SIGTERM).expect("SIGTERM");
     assert!(child.wait().expect("the binary stops").success());
@@ -236,7 +267,8 @@ async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
     assert!(files.len() >= 2, "the database's files were found");
     for (name, bytes) in &files {
         let text = String::from_utf8_lossy(bytes);
-        for number in numbers {
+        // The storefront's refused number too.
+        for number in numbers.iter().copied().chain(["4000000000009994"]) {
             let spaced: Vec<&str> = (0..4).map(|i| &number[i * 4..i * 4 + 4]).collect();
             assert!(!text.contains(number), "{name} holds {number}");
             assert!(!text.contains(&spaced.join(" ")), "{name} holds {number}");

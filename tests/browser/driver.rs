@@ -188,6 +188,18 @@ impl Browser {
         );
     }
 
+    /// With `MINIMART_SCREENSHOTS=DIR` set, saves the page as `DIR/NAME.png`
+    /// (`MINIMART_SCREENSHOTS=docs cargo test --test browser` refreshes the
+    /// README's pictures); without it, does nothing.
+    pub async fn screenshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("MINIMART_SCREENSHOTS") else {
+            return;
+        };
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
     /// Puts a marker in the page's JavaScript state: it survives only if the page
     /// is never reloaded.
     pub async fn mark_page(&self) {

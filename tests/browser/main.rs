@@ -9,5 +9,6 @@
 // A failed expectation in a test is a failed test: panicking is the point here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cart;
 mod driver;
 mod stories;

@@ -1,0 +1,227 @@
+//! Shoppers with a cart: two products added from the catalog and a product's
+//! page, a quantity changed, the cart checked out with a test card; a declined
+//! card; and an order's outcome arriving as a toast on whatever page the
+//! shopper went on to.
+
+use fantoccini::Locator;
+
+use crate::driver::Browser;
+use support::{TestApp, spawn_app_with};
+
+async fn stocked(app: &TestApp) {
+    for (id, name, price, stock) in [
+        ("moka-pot", "Moka pot", 3450, 8),
+        ("filters", "Paper filters", 690, 20),
+    ] {
+        let response = app.put_product(id, name, price, stock).await;
+        assert!(response.status().is_success());
+    }
+}
+
+/// Fills the card form and places the order.
+async fn pay(browser: &Browser, number: &str) {
+    for (field, value) in [
+        ("#card_number", number),
+        ("#exp_month", "12"),
+        ("#exp_year", "2031"),
+        ("#cvc", "123"),
+    ] {
+        browser
+            .css(field)
+            .await
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    (browser.css("#checkout-form button[type=submit]").await)
+        .click()
+        .await
+        .expect("place the order");
+}
+
+/// Adds two products, changes a quantity in the cart, checks out with 4242…
+/// and sees the order confirmed with both lines.
+#[actix_web::test]
+async fn a_shopper_checks_out_a_cart_of_two_products_and_sees_it_confirmed() {
+    let app = spawn_app_with(|config| config.payment_latency_ms = 300).await;
+    stocked(&app).await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser.open(&app.url("/")).await;
+    browser
+        .css("#add-moka-pot")
+        .await
+        .click()
+        .await
+        .expect("add");
+    browser
+        .until_text("#slot-moka-pot", "Added 1 × Moka pot")
+        .await;
+    browser.until_text("#cart-count", "(1)").await;
+    browser.open(&app.url("/products/filters")).await;
+    let quantity = browser.css("#quantity-filters").await;
+    quantity.clear().await.expect("clear");
+    quantity.send_keys("2").await.expect("type");
+    browser
+        .css("#add-filters")
+        .await
+        .click()
+        .await
+        .expect("add");
+    browser.until_text("#cart-count", "(3)").await;
+
+    browser
+        .css("a[href='/cart']")
+        .await
+        .click()
+        .await
+        .expect("the cart");
+    assert!(browser.text_of("#cart-total").await.contains("$48.30"));
+    browser.assert_accessible("cart").await;
+    let pots = browser.css("#cart-quantity-moka-pot").await;
+    pots.clear().await.expect("clear");
+    pots.send_keys("2").await.expect("type");
+    (browser
+        .css("form[action='/cart/moka-pot'] button[value=update]")
+        .await)
+        .click()
+        .await
+        .expect("update");
+    browser.until_text("#cart-total", "$82.80").await;
+    browser.until_text("#cart-count", "(4)").await;
+    browser.screenshot("cart").await;
+
+    browser
+        .css("a[href='/checkout']")
+        .await
+        .click()
+        .await
+        .expect("check out");
+    assert!(
+        browser
+            .text_of(".test-cards")
+            .await
+            .contains("4000 0000 0000 0002")
+    );
+    browser.assert_accessible("checkout").await;
+    pay(&browser, "4242 4242 4242 4242").await;
+    browser
+        .until_text(".notifications", "Order confirmed")
+        .await;
+    browser.screenshot("order-lines").await;
+    let lines = browser.text_of(".order-panel table.lines").await;
+    assert!(
+        lines.contains("Moka pot") && lines.contains("Paper filters"),
+        "{lines}"
+    );
+    assert!(lines.contains("$82.80"), "{lines}");
+    assert!(
+        browser
+            .text_of(".order-facts")
+            .await
+            .contains("Visa ending in 4242")
+    );
+    browser.assert_accessible("the order of two lines").await;
+    assert_eq!(app.stock_of("moka-pot").await, 6);
+    assert_eq!(app.stock_of("filters").await, 18);
+    // Checked out, the cart is empty.
+    assert!(!browser.text_of("#cart-count").await.contains('('));
+    browser.finish().await;
+}
+
+/// The card is declined: the order page says why, and every line's stock is back.
+#[actix_web::test]
+async fn a_declined_card_at_checkout_is_shown_and_every_line_comes_back() {
+    let app = spawn_app_with(|config| config.payment_latency_ms = 200).await;
+    stocked(&app).await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser.open(&app.url("/products/moka-pot")).await;
+    browser
+        .css("#add-moka-pot")
+        .await
+        .click()
+        .await
+        .expect("add");
+    browser.until_text("#cart-count", "(1)").await;
+    browser.open(&app.url("/products/filters")).await;
+    browser
+        .css("#add-filters")
+        .await
+        .click()
+        .await
+        .expect("add");
+    browser.until_text("#cart-count", "(2)").await;
+    browser.open(&app.url("/checkout")).await;
+    // A mistyped card first: the refusal stands beside the field.
+    pay(&browser, "4000 0000 0000 0003").await;
+    browser.until_text("#card_number-error", "typo").await;
+    browser.screenshot("checkout").await;
+    browser.assert_accessible("checkout with a refusal").await;
+    browser
+        .css("#card_number")
+        .await
+        .send_keys("4000 0000 0000 0002")
+        .await
+        .expect("type");
+    browser
+        .css("#cvc")
+        .await
+        .send_keys("123")
+        .await
+        .expect("type");
+    (browser.css("#checkout-form button[type=submit]").await)
+        .click()
+        .await
+        .expect("place the order");
+
+    let notice = browser.until_text(".notifications", "Payment failed").await;
+    assert!(notice.contains("card declined"), "{notice}");
+    browser.assert_accessible("a declined order").await;
+    assert_eq!(app.stock_of("moka-pot").await, 8);
+    assert_eq!(app.stock_of("filters").await, 20);
+    browser.finish().await;
+}
+
+/// With a slow payment the shopper goes back to the catalog: the outcome comes
+/// to them there, as a toast with a link to the order.
+#[actix_web::test]
+async fn an_orders_outcome_finds_the_shopper_on_the_catalog() {
+    let app = spawn_app_with(|config| config.payment_latency_ms = 2_000).await;
+    stocked(&app).await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser.open(&app.url("/products/moka-pot")).await;
+    browser
+        .css("#add-moka-pot")
+        .await
+        .click()
+        .await
+        .expect("add");
+    browser.until_text("#cart-count", "(1)").await;
+    browser.open(&app.url("/checkout")).await;
+    pay(&browser, "4242424242424242").await;
+    browser.until_text(".step.current", "Payment").await;
+    browser.open(&app.url("/")).await;
+    browser.mark_page().await;
+
+    let toast = browser.until_text("#toasts", "Order confirmed").await;
+    assert!(toast.contains("View order"), "{toast}");
+    assert!(browser.page_was_not_reloaded().await);
+    let link = browser
+        .client
+        .find(Locator::Css("#toasts a"))
+        .await
+        .expect("a link");
+    let href = link.attr("href").await.expect("href").unwrap_or_default();
+    assert!(href.starts_with("/orders/"), "{href}");
+    browser.screenshot("toast").await;
+    browser.assert_accessible("the catalog with a toast").await;
+    browser.finish().await;
+}
