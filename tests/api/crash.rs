@@ -124,6 +124,44 @@ async fn shop_until_killed(base: String, ledger: Arc<Mutex<Ledger>>, shopper: us
     }
 }
 
+/// A shopper's cart is in the database: the server killed and started again,
+/// the same browser finds the same cart.
+#[on_each_backend]
+async fn a_cart_survives_kill_9_and_a_restart() {
+    let database = test_database().await;
+    let port = free_port();
+    let shopper = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let server = Server::start(&database, port).await;
+    let stocked = (shopper.post(format!("{}/api/products/crash-cart", server.base)))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "product_name": "Cart mug", "price": 250, "stock": 9 }))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(stocked.status(), StatusCode::OK);
+    let added = (shopper.post(format!("{}/cart", server.base)))
+        .form(&[("product_id", "crash-cart"), ("quantity", "3")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+
+    server.kill();
+    let server = Server::start(&database, port).await;
+
+    let cart = (shopper.get(format!("{}/cart", server.base)).send().await)
+        .expect("GET")
+        .text()
+        .await
+        .expect("a page");
+    assert!(cart.contains("Cart mug"), "{cart}");
+    assert!(cart.contains(r#"value="3""#), "{cart}");
+}
+
 #[on_each_backend]
 async fn accepted_orders_survive_kill_9_and_finish_after_restart() {
     let database = test_database().await;

@@ -9,6 +9,7 @@
 // A failed expectation in a test is a failed test: panicking is the point here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cart;
 mod events;
 mod limits;
 mod multi_instance;
