@@ -18,7 +18,7 @@ use crate::telemetry::LogFormat;
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_DATABASE_URL: &str = "sqlite://minimart.db";
 const DEFAULT_PAYMENT_LATENCY_MS: u64 = 300;
-const DEFAULT_PAYMENT_DEADLINE_MS: u64 = 2_000;
+const DEFAULT_PAYMENT_DEADLINE_MS: u64 = PaymentSettings::DEFAULT_DEADLINE.as_millis() as u64;
 const DEFAULT_READ_CONNECTIONS: u32 = 4;
 const DEFAULT_WRITE_CONNECTIONS: u32 = 2;
 const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;

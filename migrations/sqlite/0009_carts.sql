@@ -6,6 +6,7 @@ CREATE TABLE cart_line (
     shopper_id BLOB NOT NULL,
     product_id TEXT NOT NULL,
     quantity   INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 1000),
-    added_at   TEXT NOT NULL,
+    -- Microseconds since the epoch: lines list in the order they were added.
+    added_at   INTEGER NOT NULL,
     PRIMARY KEY (shopper_id, product_id)
 );

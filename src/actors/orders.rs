@@ -39,6 +39,8 @@ pub enum OrderError {
     },
     #[error("the order total does not fit in the shop's money type")]
     TotalTooLarge,
+    #[error("product {0} is not sold here")]
+    NotSold(ProductId),
     #[error("the cart holds {} products, the most an order may have", Items::MAX)]
     CartFull,
     #[error("this Idempotency-Key was already used for a different order")]
@@ -80,8 +82,10 @@ pub struct ShopperSummary {
     pub awaiting: bool,
 }
 
-/// Change a line of the shopper's cart. Adding a product the shop does not sell,
-/// or a product to a cart that has [`Items::MAX`] already, is refused.
+/// Change a line of the shopper's cart. `Add` checks what it adds: a product
+/// the shop does not sell, or a new line in a cart that has [`Items::MAX`]
+/// already, is refused. `Set` changes only a line that is there; `Remove`
+/// takes a line out.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), OrderError>")]
 pub struct ChangeCart {
@@ -408,10 +412,7 @@ impl Handler<ChangeCart> for OrdersActor {
         Box::pin(async move {
             if let CartEdit::Add(_) = msg.edit {
                 if catalog.product(&msg.product_id).await?.is_none() {
-                    return Err(OrderError::UnknownProduct {
-                        product_id: msg.product_id,
-                        line: 0,
-                    });
+                    return Err(OrderError::NotSold(msg.product_id));
                 }
                 let cart = store.cart(msg.shopper).await?;
                 let new_line = !cart.iter().any(|item| item.product_id == msg.product_id);

@@ -271,6 +271,9 @@ async fn charge(
         None => (PaymentStatus::Succeeded, None),
     };
     let first_attempt = attempt == 1;
+    // The provider's own time: its processing, or a passing failure. The
+    // deadline bounds it, not the recording of its answer.
+    let deadline = settings.latency + settings.deadline;
     let provider = async {
         if behaviour == Some(Behaviour::FailsOnce) && first_attempt {
             return Err(ChargeError::ProviderFailed);
@@ -278,32 +281,33 @@ async fn charge(
         if !settings.latency.is_zero() {
             actix_rt::time::sleep(settings.latency).await;
         }
-        let payment_id = PaymentId::generate();
-        let recorded = store
-            .record_payment(Payment {
-                payment_id,
-                order_id,
-                total_amount: amount,
-                status,
-                reason,
-                created_at: Utc::now(),
-            })
-            .await?;
-        if behaviour == Some(Behaviour::LosesAnswerOnce) && first_attempt {
-            // Charged, but the answer never comes back.
-            std::future::pending::<()>().await;
-        }
-        Ok((payment_id, recorded))
+        Ok(())
     };
-    let deadline = settings.latency + settings.deadline;
-    let (payment_id, recorded) = actix_rt::time::timeout(deadline, provider)
+    actix_rt::time::timeout(deadline, provider)
         .await
         .map_err(|_| ChargeError::Timeout(deadline))??;
-    tracing::info!(%order_id, payment_id = %recorded.payment_id, status = recorded.status.as_str(), attempt, "charged");
+    let payment_id = PaymentId::generate();
+    let recorded = store
+        .record_payment(Payment {
+            payment_id,
+            order_id,
+            total_amount: amount,
+            status,
+            reason,
+            created_at: Utc::now(),
+        })
+        .await?;
     // Counted only when this payment was the one recorded (not an earlier one).
     if recorded.payment_id == payment_id {
         metrics::counter!(meters::PAYMENTS, "status" => recorded.status.as_str()).increment(1);
     }
+    if behaviour == Some(Behaviour::LosesAnswerOnce) && first_attempt {
+        // Charged, but the answer never comes back: the caller's wait runs
+        // out at the deadline.
+        actix_rt::time::sleep(settings.deadline).await;
+        return Err(ChargeError::Timeout(deadline));
+    }
+    tracing::info!(%order_id, payment_id = %recorded.payment_id, status = recorded.status.as_str(), attempt, "charged");
     Ok(recorded)
 }
 

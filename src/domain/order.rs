@@ -374,15 +374,13 @@ impl Items {
                 Self::MAX
             )));
         }
-        Ok(Items(items))
-    }
-
-    /// The index of the first line whose product an earlier line has already.
-    pub fn repeated(&self) -> Option<usize> {
         let mut seen = std::collections::HashSet::new();
-        self.0
-            .iter()
-            .position(|item| !seen.insert(&item.product_id))
+        if let Some(at) = items.iter().position(|item| !seen.insert(&item.product_id)) {
+            return Err(ParseError::new(format!(
+                "items[{at}] names a product that an earlier line has: a product appears at most once"
+            )));
+        }
+        Ok(Items(items))
     }
 
     pub fn one(item: Item) -> Items {
@@ -396,14 +394,7 @@ impl Items {
 
 impl<'de> Deserialize<'de> for Items {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let items = Items::parse(Vec::<Item>::deserialize(deserializer)?)
-            .map_err(serde::de::Error::custom)?;
-        match items.repeated() {
-            Some(at) => Err(serde::de::Error::custom(format!(
-                "items[{at}] names a product that an earlier line has: a product appears at most once"
-            ))),
-            None => Ok(items),
-        }
+        Items::parse(Vec::<Item>::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 

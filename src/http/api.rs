@@ -360,7 +360,8 @@ pub(super) struct OrderAccepted {
         (status = 400, description = "A body that is not JSON, or a bad Idempotency-Key", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "The body is larger than 16 KiB", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "A field is refused (`field` names it: an unknown product is `product_id`), \
+        (status = 422, description = "A field is refused (`field` names it: `items[1].quantity`, `payment.card_number`; \
+            an unknown product is `items[N].product_id`, or `product_id` in the one-product body), \
             the total is too large, or the Idempotency-Key was used with another body", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "The shop is overloaded (`code: \"overloaded\"`: at its limit of orders in flight, \
             or the order waited in a queue past its deadline) or temporarily unavailable (`code: \"unavailable\"`). \
@@ -577,6 +578,11 @@ impl From<Payment> for PaymentView {
         (status = 413, description = "The body is larger than 16 KiB", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "A field is refused, or the amount is not the order's total", body = Problem, content_type = PROBLEM_JSON),
+        (status = 502, description = "The payment provider failed (`code: \"payment_provider\"`); the charge may be sent again", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "The payment provider did not answer in time (`code: \"payment_provider\"`); sent again, \
+            the charge finds the payment if it was made", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The service is temporarily unavailable", body = Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )

@@ -8,14 +8,16 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::pages::{Page, PageError, find_product, html, is_htmx, new_key, not_found, shopping};
+use super::pages::{
+    Page, PageError, find_product, form_quantity, html, is_htmx, new_key, not_found, shopping,
+};
 use super::request_id;
 use super::session::{Shopper, Site};
 use crate::actors::Actors;
 use crate::actors::orders::{ChangeCart, GetCart, OrderError, OrderForKey, PlaceOrder};
 use crate::actors::payment;
 use crate::domain::{
-    Card, CardNumber, Cvc, Expiry, IdempotencyKey, Item, Items, Product, ProductId, Quantity,
+    Card, CardNumber, Cvc, Expiry, IdempotencyKey, Item, Items, Product, ProductId,
 };
 use crate::store::CartEdit;
 use crate::views::cart::{self, CardForm, CartLine, CheckoutView, TestCard};
@@ -42,12 +44,6 @@ fn unprocessable(markup: Markup) -> HttpResponse {
         .body(markup.into_string())
 }
 
-/// A quantity as a form gives it.
-fn quantity(raw: &str) -> Result<Quantity, String> {
-    let units = raw.trim().parse::<i64>().unwrap_or(0);
-    Quantity::parse(units).map_err(|error| error.to_string())
-}
-
 /// The cart's lines with their products as they are now.
 async fn cart_lines(
     actors: &Actors,
@@ -59,6 +55,15 @@ async fn cart_lines(
         products.push(actors.inventory.catalog.product(&item.product_id).await?);
     }
     Ok((items, products))
+}
+
+/// The cart's lines in a few characters (`mug:2,filters:1`), for the
+/// checkout form to say which cart it was opened with.
+fn digest(items: &[Item]) -> String {
+    let lines: Vec<String> = (items.iter())
+        .map(|item| format!("{}:{}", item.product_id, item.quantity.units()))
+        .collect();
+    lines.join(",")
 }
 
 fn lines<'a>(items: &'a [Item], products: &'a [Option<Product>]) -> Vec<CartLine<'a>> {
@@ -73,7 +78,11 @@ fn lines<'a>(items: &'a [Item], products: &'a [Option<Product>]) -> Vec<CartLine
 pub(super) async fn view(shopper: Shopper, actors: web::Data<Actors>) -> Page {
     let (items, products) = cart_lines(&actors, &shopper).await?;
     let shopping = shopping(&actors, &shopper).await?;
-    Ok(html(cart::cart_page(&lines(&items, &products), shopping)))
+    Ok(html(cart::cart_page(
+        &lines(&items, &products),
+        None,
+        shopping,
+    )))
 }
 
 /// The product form's fields ("Add to cart" posts the buy form here).
@@ -108,9 +117,9 @@ pub(super) async fn add(
         };
         unprocessable(body)
     };
-    let units = match quantity(&form.quantity) {
+    let units = match form_quantity(&form.quantity) {
         Ok(units) => units,
-        Err(error) => return Ok(refused(&error, shopping(&actors, &shopper).await?)),
+        Err(error) => return Ok(refused(&error.0, shopping(&actors, &shopper).await?)),
     };
     let change = ChangeCart {
         shopper: shopper.0,
@@ -157,28 +166,55 @@ pub(super) async fn change(
     let product_id =
         ProductId::parse(product_id.into_inner()).map_err(|_| not_found("no such product"))?;
     let edit = if form.action == "remove" {
-        Some(CartEdit::Remove)
+        Ok(CartEdit::Remove)
     } else {
-        quantity(&form.quantity).ok().map(CartEdit::Set)
+        form_quantity(&form.quantity)
+            .map(CartEdit::Set)
+            .map_err(|error| error.0)
     };
-    if let Some(edit) = edit {
+    if let Ok(edit) = edit {
         let change = ChangeCart {
             shopper: shopper.0,
-            product_id,
+            product_id: product_id.clone(),
             edit,
         };
         actors.orders.send(change).await??;
+        if !is_htmx(&req) {
+            return Ok(see_other("/cart"));
+        }
     }
-    if !is_htmx(&req) {
-        return Ok(see_other("/cart"));
-    }
-    // A quantity that is not one leaves the line as it was: the table shows it.
+    // A quantity that is not one leaves the line as it was, with the refusal
+    // beside it.
+    let refused = edit
+        .as_ref()
+        .err()
+        .map(|error| (&product_id, error.as_str()));
     let (items, products) = cart_lines(&actors, &shopper).await?;
+    let lines = lines(&items, &products);
     let shopping = shopping(&actors, &shopper).await?;
-    Ok(html(html! {
-        (cart::cart_section(&lines(&items, &products)))
+    if !is_htmx(&req) {
+        return Ok(unprocessable(cart::cart_page(&lines, refused, shopping)));
+    }
+    let name = (products.iter().flatten())
+        .find(|product| product.product_id == product_id)
+        .map_or(product_id.as_str(), |product| product.product_name.as_str());
+    let said = match (
+        &edit,
+        items.iter().find(|item| item.product_id == product_id),
+    ) {
+        (Err(error), _) => format!("{name}: {error}"),
+        (Ok(_), Some(item)) => format!("{name}: {} in your cart.", item.quantity.units()),
+        (Ok(_), None) => format!("Removed {name} from your cart."),
+    };
+    let body = html! {
+        (cart::cart_section(&lines, refused))
         (views::cart_count(shopping.cart_units, true))
-    }))
+        (views::cart_status(&said, true))
+    };
+    Ok(match refused {
+        Some(_) => unprocessable(body),
+        None => html(body),
+    })
 }
 
 fn test_cards() -> Vec<TestCard> {
@@ -196,7 +232,10 @@ pub(super) async fn checkout_page(shopper: Shopper, actors: web::Data<Actors>) -
     Ok(html(cart::checkout_page(&CheckoutView {
         lines: &lines(&items, &products),
         key: &new_key(),
-        form: &CardForm::default(),
+        form: &CardForm {
+            cart: digest(&items),
+            ..CardForm::default()
+        },
         test_cards: &test_cards(),
         shopping,
     })))
@@ -216,6 +255,9 @@ pub(super) struct CheckoutForm {
     cvc: String,
     #[serde(default)]
     idempotency_key: String,
+    /// The cart as the page showed it.
+    #[serde(default)]
+    cart: String,
 }
 
 impl CheckoutForm {
@@ -262,9 +304,11 @@ impl CheckoutForm {
         }
     }
 
-    /// The form to show again: the expiry as typed, the number and CVC empty.
-    fn again(&self, errors: Vec<(&'static str, String)>) -> CardForm {
+    /// The form to show again, for the cart as it is now: the expiry as
+    /// typed, the number and CVC empty.
+    fn again(&self, cart: String, errors: Vec<(&'static str, String)>) -> CardForm {
         CardForm {
+            cart,
             exp_month: self.exp_month.trim().chars().take(2).collect(),
             exp_year: self.exp_year.trim().chars().take(4).collect(),
             errors,
@@ -296,7 +340,7 @@ pub(super) async fn checkout(
     }
     // Shown again, refused: the card form (htmx), or the whole page.
     let refused = |errors: Vec<(&'static str, String)>, key: &IdempotencyKey, shopping| {
-        let again = form.again(errors);
+        let again = form.again(digest(&items), errors);
         if is_htmx(&req) {
             return cart::card_form(key, &again);
         }
@@ -308,6 +352,15 @@ pub(super) async fn checkout(
             shopping,
         })
     };
+    // Another tab changed the cart since this page was made: the shopper
+    // orders what they saw, or looks again.
+    if form.cart != digest(&items) {
+        let changed = "Your cart changed since this page was opened (in another tab?). \
+                       Check your order and place it again.";
+        let shopping = shopping(&actors, &shopper).await?;
+        let again = refused(vec![("form", changed.to_owned())], &key, shopping);
+        return Ok(unprocessable(again));
+    }
     let card = match form.card() {
         Ok(card) => card,
         Err(errors) => {

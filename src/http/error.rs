@@ -52,6 +52,10 @@ pub enum ApiError {
     /// nothing: the same request may be sent again after `Retry-After`.
     #[error(transparent)]
     Overloaded(#[from] Overloaded),
+    /// The payment provider failed (502) or did not answer in time (504): a
+    /// passing error, and the charge, idempotent per order, may be sent again.
+    #[error("{detail}")]
+    PaymentProvider { detail: String, timed_out: bool },
     /// A dependency (the database, an actor) is not answering; retrying may work.
     #[error("the service is temporarily unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -108,6 +112,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::Overloaded(_) => "overloaded",
+            ApiError::PaymentProvider { .. } => "payment_provider",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -133,7 +138,7 @@ impl ApiError {
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::PaymentProvider { .. } => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::Overloaded(_) => {
@@ -167,6 +172,12 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PaymentProvider {
+                timed_out: false, ..
+            } => StatusCode::BAD_GATEWAY,
+            ApiError::PaymentProvider {
+                timed_out: true, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -210,6 +221,7 @@ impl From<OrderError> for ApiError {
                 field: Some(format!("items[{line}].product_id")),
                 detail: error.to_string(),
             },
+            OrderError::NotSold(_) => ApiError::NotFound(error.to_string()),
             OrderError::TotalTooLarge | OrderError::IdempotencyKeyReused | OrderError::CartFull => {
                 ApiError::Unprocessable(error.to_string())
             }
@@ -238,10 +250,13 @@ impl From<ChargeError> for ApiError {
         match error {
             ChargeError::AmountMismatch { .. } => ApiError::Unprocessable(error.to_string()),
             ChargeError::NotPayable { .. } => ApiError::Conflict(error.to_string()),
-            ChargeError::ProviderFailed
-            | ChargeError::Timeout(_)
-            | ChargeError::Store(_)
-            | ChargeError::Mailbox(_) => ApiError::Unavailable(Box::new(error)),
+            ChargeError::ProviderFailed | ChargeError::Timeout(_) => ApiError::PaymentProvider {
+                detail: error.to_string(),
+                timed_out: matches!(error, ChargeError::Timeout(_)),
+            },
+            ChargeError::Store(_) | ChargeError::Mailbox(_) => {
+                ApiError::Unavailable(Box::new(error))
+            }
         }
     }
 }

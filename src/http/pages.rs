@@ -99,6 +99,12 @@ pub(super) fn new_key() -> IdempotencyKey {
         .unwrap_or_else(|_| unreachable!("a UUID is a valid idempotency key"))
 }
 
+/// A quantity as a form field gives it; anything but a whole number in range
+/// is refused with the rule.
+pub(super) fn form_quantity(raw: &str) -> Result<Quantity, ParseError> {
+    Quantity::parse(raw.trim().parse::<i64>().unwrap_or(0))
+}
+
 pub(super) fn not_found(what: &str) -> PageError {
     PageError(ApiError::NotFound(what.to_owned()))
 }
@@ -127,6 +133,8 @@ pub(super) async fn shopping(actors: &Actors, shopper: &Shopper) -> Result<Shopp
     Ok(Shopping {
         cart_units: summary.cart_units,
         awaiting: summary.awaiting,
+        since_ms: chrono::Utc::now().timestamp_millis(),
+        except: None,
     })
 }
 
@@ -217,11 +225,7 @@ pub(super) async fn buy(
         .ok_or_else(|| not_found("no such product"))?;
     let key = IdempotencyKey::parse(&form.idempotency_key)?;
     let shopping = shopping(&actors, &shopper).await?;
-    let quantity = match form.quantity.trim().parse::<i64>() {
-        Ok(units) => Quantity::parse(units),
-        Err(_) => Quantity::parse(0),
-    };
-    let quantity = match quantity {
+    let quantity = match form_quantity(&form.quantity) {
         Ok(quantity) => quantity,
         Err(error) => {
             return Ok(buy_refused(
@@ -282,9 +286,6 @@ pub(super) async fn buy(
     Ok(html(html! {
         (views::order::order_panel(&order))
         (catalog::key_input(&product, &new_key(), true))
-        // The page now has an order to wait for: its outcome comes as a toast
-        // wherever the shopper goes.
-        (views::toasts(true, true))
     }))
 }
 
@@ -340,7 +341,11 @@ pub(super) async fn order(
         .order(order_id)
         .await?
         .ok_or_else(|| not_found("no such order"))?;
-    let shopping = shopping(&actors, &shopper).await?;
+    // The page follows this order itself: its outcome is no toast here.
+    let shopping = Shopping {
+        except: Some(order.order_id),
+        ..shopping(&actors, &shopper).await?
+    };
     Ok(html(views::order::order_page(&order, shopping)))
 }
 

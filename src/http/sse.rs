@@ -97,6 +97,7 @@ const SHOPPER_ORDERS: u32 = 20;
 /// when none is left undecided, and ends.
 pub(super) async fn shopper_events(
     req: HttpRequest,
+    query: web::Query<ShopperEventsQuery>,
     shopper: Shopper,
     actors: web::Data<Actors>,
 ) -> Result<HttpResponse, PageError> {
@@ -105,9 +106,18 @@ pub(super) async fn shopper_events(
         limit: SHOPPER_ORDERS,
     };
     let orders = actors.orders.send(list).await??;
-    let mut outcomes = VecDeque::new();
+    let since = query
+        .since
+        .and_then(chrono::DateTime::from_timestamp_millis);
+    let (decided, pending): (Vec<Order>, Vec<Order>) = (orders.into_iter())
+        .filter(|order| Some(order.order_id) != query.except)
+        .partition(|order| order.status().is_terminal());
+    // Decided after the page was made, before it listened: told now.
+    let mut outcomes: VecDeque<Order> = (decided.into_iter().rev())
+        .filter(|order| since.is_some_and(|since| order.updated_at >= since))
+        .collect();
     let mut undecided = Vec::new();
-    for order in orders.into_iter().filter(|o| !o.status().is_terminal()) {
+    for order in pending {
         let watch = WatchOrder {
             order_id: order.order_id,
             after_seq: 0,
@@ -138,6 +148,14 @@ pub(super) async fn shopper_events(
         HeaderValue::from_static("no"),
     );
     Ok(response)
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct ShopperEventsQuery {
+    /// When the page was made, in Unix milliseconds.
+    since: Option<i64>,
+    /// An order the page shows itself.
+    except: Option<OrderId>,
 }
 
 /// A shopper's orders as they are decided: their live feeds merged into one.

@@ -29,7 +29,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    Item, Order, OrderEvent, OrderId, OrderStep, Payment, ProductId, Quantity, Stock, StockDecision,
+    Item, Order, OrderEvent, OrderId, OrderStep, Payment, ProductId, Quantity, ShopperId, Stock,
+    StockDecision,
 };
 use crate::store::rows::{OrderRow, PaymentRow, order_columns};
 use crate::store::writer::{FromCells, Job, Tx};
@@ -749,29 +750,23 @@ async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Orde
             idempotency_key: order.idempotency_key.as_ref().map(|key| key.as_str()),
         })
         .collect();
-    // What an order checked out from a cart bought leaves the cart.
-    #[derive(Serialize)]
-    struct Bought<'a> {
-        shopper_id: crate::domain::ShopperId,
-        product_id: &'a ProductId,
-    }
-    let bought: Vec<Bought<'_>> = (orders.iter())
+    // What an order checked out from a cart bought leaves the cart (units
+    // added since stay), in rounds: one shopper's two checkouts in a batch.
+    let bought: Vec<CartRow<'_>> = (orders.iter())
         .filter(|order| order.from_cart && inserted.contains(&order.order_id.as_uuid()))
         .filter_map(|order| order.shopper_id.map(|shopper_id| (shopper_id, order)))
         .flat_map(|(shopper_id, order)| {
-            (order.lines.iter()).map(move |line| Bought {
+            (order.lines.iter()).map(move |line| CartRow {
                 shopper_id,
                 product_id: &line.product_id,
+                quantity: i64::from(line.quantity),
+                added_at: 0,
             })
         })
         .collect();
-    execute(
-        conn,
-        "DELETE FROM cart_line WHERE EXISTS (SELECT 1 FROM #ROWS(shopper_id uuid, product_id text) \
-         WHERE x.shopper_id = cart_line.shopper_id AND x.product_id = cart_line.product_id)",
-        &bought,
-    )
-    .await?;
+    for round in rounds(bought, |row| (row.shopper_id, row.product_id.clone())) {
+        take_from_carts(conn, &round).await?;
+    }
     let existing: Vec<KeyedOrderRow> = fetch(
         conn,
         concat!(
@@ -828,30 +823,34 @@ struct KeyRow<'a> {
     idempotency_key: Option<&'a str>,
 }
 
-/// Changes carts: units added (up to the most one line may hold), lines set,
-/// lines removed. Changes to one line in one batch go in rounds, in the order
-/// they arrived.
+/// A cart line's change as a batch writes it.
+#[derive(Serialize)]
+struct CartRow<'a> {
+    shopper_id: ShopperId,
+    product_id: &'a ProductId,
+    quantity: i64,
+    /// When it was added, in microseconds since the epoch: lines list in
+    /// the order they were added.
+    added_at: i64,
+}
+
+/// Changes carts: units added (up to the most one line may hold), a line's
+/// quantity set (only a line that is there), units taken out (a line with
+/// none left goes). Changes to one line in one batch go in rounds, in the
+/// order they arrived.
 async fn carts<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
-    #[derive(Serialize)]
-    struct Row<'a> {
-        shopper_id: crate::domain::ShopperId,
-        product_id: &'a ProductId,
-        quantity: i64,
-        at: DateTime<Utc>,
-    }
     let changes = inputs!(jobs, Cart);
-    let rounds = rounds(changes, |change| {
+    for round in rounds(changes, |change| {
         (change.shopper_id, change.product_id.clone())
-    });
-    for round in rounds {
-        let rows = |wanted: fn(&CartEdit) -> Option<i64>| -> Vec<Row<'_>> {
+    }) {
+        let rows = |wanted: fn(&CartEdit) -> Option<i64>| -> Vec<CartRow<'_>> {
             (round.iter())
                 .filter_map(|change| {
-                    wanted(&change.edit).map(|quantity| Row {
+                    wanted(&change.edit).map(|quantity| CartRow {
                         shopper_id: change.shopper_id,
                         product_id: &change.product_id,
                         quantity,
-                        at: change.at,
+                        added_at: change.at.timestamp_micros(),
                     })
                 })
                 .collect()
@@ -863,8 +862,8 @@ async fn carts<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> 
         execute(
             conn,
             "INSERT INTO cart_line (shopper_id, product_id, quantity, added_at) \
-             SELECT shopper_id, product_id, quantity, at \
-             FROM #ROWS(shopper_id uuid, product_id text, quantity int, at time) \
+             SELECT shopper_id, product_id, quantity, added_at \
+             FROM #ROWS(shopper_id uuid, product_id text, quantity int, added_at int) \
              WHERE true ON CONFLICT (shopper_id, product_id) DO UPDATE SET quantity = \
              CASE WHEN cart_line.quantity + excluded.quantity > 1000 THEN 1000 \
              ELSE cart_line.quantity + excluded.quantity END",
@@ -877,21 +876,14 @@ async fn carts<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> 
         });
         execute(
             conn,
-            "INSERT INTO cart_line (shopper_id, product_id, quantity, added_at) \
-             SELECT shopper_id, product_id, quantity, at \
-             FROM #ROWS(shopper_id uuid, product_id text, quantity int, at time) \
-             WHERE true ON CONFLICT (shopper_id, product_id) DO UPDATE SET quantity = excluded.quantity",
+            "UPDATE cart_line SET quantity = x.quantity \
+             FROM #ROWS(shopper_id uuid, product_id text, quantity int) \
+             WHERE cart_line.shopper_id = x.shopper_id AND cart_line.product_id = x.product_id",
             &set,
         )
         .await?;
-        let removed = rows(|edit| (*edit == CartEdit::Remove).then_some(0));
-        execute(
-            conn,
-            "DELETE FROM cart_line WHERE EXISTS (SELECT 1 FROM #ROWS(shopper_id uuid, product_id text) \
-             WHERE x.shopper_id = cart_line.shopper_id AND x.product_id = cart_line.product_id)",
-            &removed,
-        )
-        .await?;
+        let removed = rows(|edit| (*edit == CartEdit::Remove).then_some(i64::from(Quantity::MAX)));
+        take_from_carts(conn, &removed).await?;
     }
     for job in jobs.iter_mut() {
         if let Job::Cart(change) = job {
@@ -899,6 +891,27 @@ async fn carts<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> 
         }
     }
     Ok(())
+}
+
+/// Takes each row's units out of its cart line; a line left with none goes.
+async fn take_from_carts<T: Tx>(conn: &mut T, rows: &[CartRow<'_>]) -> Result<(), StoreError> {
+    execute(
+        conn,
+        "DELETE FROM cart_line WHERE EXISTS (SELECT 1 \
+         FROM #ROWS(shopper_id uuid, product_id text, quantity int) \
+         WHERE x.shopper_id = cart_line.shopper_id AND x.product_id = cart_line.product_id \
+         AND x.quantity >= cart_line.quantity)",
+        rows,
+    )
+    .await?;
+    execute(
+        conn,
+        "UPDATE cart_line SET quantity = cart_line.quantity - x.quantity \
+         FROM #ROWS(shopper_id uuid, product_id text, quantity int) \
+         WHERE cart_line.shopper_id = x.shopper_id AND cart_line.product_id = x.product_id",
+        rows,
+    )
+    .await
 }
 
 /// An order with its idempotency key: the key first, then the order's columns.

@@ -4,8 +4,8 @@
 
 use maud::{Markup, html};
 
-use super::{Section, Shopping, availability, cart_count, shop_page};
-use crate::domain::{IdempotencyKey, Item, Money, Product};
+use super::{Section, Shopping, availability, cart_count, cart_status, shop_page};
+use crate::domain::{IdempotencyKey, Item, Money, Product, ProductId};
 
 /// A line of the cart: what the shopper wants, and the product as it is now
 /// (`None` when the shop no longer sells it).
@@ -45,20 +45,25 @@ fn total(lines: &[CartLine<'_>]) -> Money {
         })
 }
 
-pub fn cart_page(lines: &[CartLine<'_>], shopping: Shopping) -> Markup {
+/// The cart page; `refused` is a line's refused quantity: (product, why).
+pub fn cart_page(
+    lines: &[CartLine<'_>],
+    refused: Option<(&ProductId, &str)>,
+    shopping: Shopping,
+) -> Markup {
     shop_page(
         "Your cart",
         Section::Cart,
         shopping,
         html! {
             h1 { "Your cart" }
-            (cart_section(lines))
+            (cart_section(lines, refused))
         },
     )
 }
 
 /// The cart's table and its way on: what a change swaps in.
-pub fn cart_section(lines: &[CartLine<'_>]) -> Markup {
+pub fn cart_section(lines: &[CartLine<'_>], refused: Option<(&ProductId, &str)>) -> Markup {
     let sellable = lines.iter().all(|line| line.product.is_some());
     html! {
         section #cart aria-label="Cart" {
@@ -72,7 +77,9 @@ pub fn cart_section(lines: &[CartLine<'_>]) -> Markup {
                         th scope="col" { "Quantity" } th scope="col" { "Line total" }
                     } }
                     tbody {
-                        @for line in lines { (cart_row(line)) }
+                        @for line in lines {
+                            (cart_row(line, refused.filter(|(id, _)| **id == line.item.product_id).map(|(_, why)| why)))
+                        }
                     }
                     tfoot { tr { th scope="row" colspan="3" { "Total" } td #cart-total { (total(lines)) } } }
                 }
@@ -87,10 +94,10 @@ pub fn cart_section(lines: &[CartLine<'_>]) -> Markup {
     }
 }
 
-fn cart_row(line: &CartLine<'_>) -> Markup {
+fn cart_row(line: &CartLine<'_>, refused: Option<&str>) -> Markup {
     let id = line.item.product_id.as_str();
     let name = line.product.map_or(id, |p| p.product_name.as_str());
-    let problem = line.problem();
+    let problem = refused.map(str::to_owned).or_else(|| line.problem());
     html! {
         tr {
             td {
@@ -114,10 +121,11 @@ fn cart_row(line: &CartLine<'_>) -> Markup {
                     label.visually-hidden for=(format!("cart-quantity-{id}")) { "Quantity of " (name) }
                     input id=(format!("cart-quantity-{id}")) type="number" name="quantity"
                         value=(line.item.quantity.units()) min="1" max="1000" required
+                        aria-invalid=[refused.map(|_| "true")]
                         aria-describedby=[problem.as_ref().map(|_| format!("problem-{id}"))];
-                    button type="submit" name="action" value="update" { "Update" }
-                    button.secondary type="submit" name="action" value="remove"
-                        aria-label=(format!("Remove {name}")) { "Remove" }
+                    button id=(format!("update-{id}")) type="submit" name="action" value="update" { "Update" }
+                    button.secondary id=(format!("remove-{id}")) type="submit" name="action" value="remove"
+                        formnovalidate aria-label=(format!("Remove {name}")) { "Remove" }
                 }
             }
             td { @if let Some(total) = line.total() { (total) } }
@@ -128,12 +136,17 @@ fn cart_row(line: &CartLine<'_>) -> Markup {
 /// The answer to "Add to cart" in a product's slot (htmx), with the header's
 /// new count.
 pub fn added(product: &Product, units: u32, cart_units: u32) -> Markup {
+    let said = format!(
+        "Added {units} × {} to your cart.",
+        product.product_name.as_str()
+    );
     html! {
-        p.added role="status" {
-            "Added " (units) " × " (product.product_name.as_str()) " to your cart. "
+        p.added {
+            (said) " "
             a href="/cart" { "View cart" }
         }
         (cart_count(cart_units, true))
+        (cart_status(&said, true))
     }
 }
 
@@ -147,6 +160,9 @@ pub struct TestCard {
 /// field. The number and the CVC are never put back in the page.
 #[derive(Default)]
 pub struct CardForm {
+    /// The cart's lines as the page showed them (`mug:2,filters:1`): an order
+    /// is placed only for the cart the shopper saw.
+    pub cart: String,
     pub exp_month: String,
     pub exp_year: String,
     pub errors: Vec<(&'static str, String)>,
@@ -242,6 +258,7 @@ pub fn card_form(key: &IdempotencyKey, form: &CardForm) -> Markup {
             hx-post="/checkout" hx-target="this" hx-swap="outerHTML"
             hx-disabled-elt="find button" novalidate {
             input type="hidden" name="idempotency_key" value=(key.as_str());
+            input type="hidden" name="cart" value=(form.cart);
             @if let Some(error) = form.error("form") {
                 p.field-error role="alert" { (error) }
             }

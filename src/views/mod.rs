@@ -15,7 +15,7 @@ pub mod order;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::assets;
-use crate::domain::{Product, Stock};
+use crate::domain::{OrderId, Product, Stock};
 
 /// Which part of the site a page belongs to, to mark it in the navigation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,21 @@ pub struct Shopping {
     /// Whether the shopper has an order not yet decided: the page then
     /// listens for its outcome, to show it as a toast.
     pub awaiting: bool,
+    /// When the page was made (Unix milliseconds): an order decided since
+    /// then, before the page listened, is told too.
+    pub since_ms: i64,
+    /// An order the page shows itself, live: not told again as a toast.
+    pub except: Option<OrderId>,
+}
+
+impl Shopping {
+    /// Where the page listens for the outcomes of the shopper's orders.
+    fn events_url(&self) -> String {
+        match self.except {
+            Some(order_id) => format!("/orders/events?since={}&except={order_id}", self.since_ms),
+            None => format!("/orders/events?since={}", self.since_ms),
+        }
+    }
 }
 
 /// The frame around every page.
@@ -68,15 +83,22 @@ pub fn cart_count(units: u32, oob: bool) -> Markup {
 /// Where the outcomes of the shopper's orders appear. While an order is
 /// undecided it listens to the shopper's event stream (one per shopper, for
 /// all their orders); `oob` replaces the region after an order was placed.
-pub fn toasts(awaiting: bool, oob: bool) -> Markup {
+pub fn toasts(shopping: &Shopping, oob: bool) -> Markup {
+    let listen = shopping.awaiting.then(|| shopping.events_url());
     html! {
-        @if awaiting {
-            div #toasts .toasts role="status" aria-live="polite" hx-swap-oob=[oob.then_some("true")]
-                hx-ext="sse" sse-connect="/orders/events" sse-swap="outcome" hx-swap="beforeend"
-                sse-close="done" {}
-        } @else {
-            div #toasts .toasts role="status" aria-live="polite" hx-swap-oob=[oob.then_some("true")] {}
-        }
+        div #toasts .toasts role="status" aria-live="polite" hx-swap-oob=[oob.then_some("true")]
+            hx-ext=[listen.as_ref().map(|_| "sse")] sse-connect=[listen]
+            sse-swap=[shopping.awaiting.then_some("outcome")]
+            hx-swap=[shopping.awaiting.then_some("beforeend")]
+            sse-close=[shopping.awaiting.then_some("done")] {}
+    }
+}
+
+/// What a change to the cart did, for a screen reader (a live region that is
+/// on every shop page); `oob` replaces its text.
+pub fn cart_status(said: &str, oob: bool) -> Markup {
+    html! {
+        p #cart-status .visually-hidden role="status" hx-swap-oob=[oob.then_some("true")] { (said) }
     }
 }
 
@@ -119,10 +141,8 @@ fn frame(
                     a.brand href="/" { "minimart" }
                     nav aria-label="Main" {
                         (nav_link("/", "Catalog", Section::Catalog))
-                        @if section == Section::Cart {
-                            a href="/cart" aria-current="page" { "Cart " @if let Some(s) = shopping { (cart_count(s.cart_units, false)) } }
-                        } @else {
-                            a href="/cart" { "Cart " @if let Some(s) = shopping { (cart_count(s.cart_units, false)) } }
+                        a href="/cart" aria-current=[(section == Section::Cart).then_some("page")] {
+                            "Cart " @if let Some(s) = shopping { (cart_count(s.cart_units, false)) }
                         }
                         (nav_link("/orders", "My orders", Section::Orders))
                         (nav_link("/admin", "Admin", Section::Admin))
@@ -130,7 +150,8 @@ fn frame(
                 }
                 main #main tabindex="-1" { (body) }
                 @if let Some(shopping) = shopping {
-                    (toasts(shopping.awaiting, false))
+                    (toasts(&shopping, false))
+                    (cart_status("", false))
                 }
                 footer.site-footer {
                     p { "minimart: a small, real shop. Payments are simulated; nothing is charged." }

@@ -70,7 +70,8 @@ pub fn lines(order: &Order) -> Markup {
     }
 }
 
-/// What an order buys, in a few words: "2 × Ceramic mug" or "3 items".
+/// What an order buys, in a few words: "2 × Ceramic mug", or "5 items of 2
+/// products".
 pub fn summary(order: &Order) -> String {
     match order.single_line() {
         Some(line) => format!("{} × {}", line.quantity.units(), line.product_name.as_str()),

@@ -236,6 +236,7 @@ async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
             ("exp_year", "2031"),
             ("cvc", cvc),
             ("idempotency_key", "checkout-1"),
+            ("cart", "mug:1"),
         ];
         let answer = (shopper.post(format!("{base}/checkout")).form(&form).send())
             .await

@@ -111,12 +111,14 @@ async fn check_out(client: &Client, app: &TestApp, card: &str) -> reqwest::Respo
     let (status, checkout) = page(client, app, "/checkout").await;
     assert_eq!(status, StatusCode::OK);
     let key = input_value(&checkout, "idempotency_key");
+    let cart = input_value(&checkout, "cart");
     let form = [
         ("card_number", card),
         ("exp_month", "12"),
         ("exp_year", "2031"),
         ("cvc", "123"),
         ("idempotency_key", key.as_str()),
+        ("cart", cart.as_str()),
     ];
     post(client, app, "/checkout", &form).await
 }
@@ -211,12 +213,14 @@ async fn a_second_submit_of_a_checkout_is_the_same_order() {
     add(&shopper, &app, "mug", "1").await;
     let (_, checkout) = page(&shopper, &app, "/checkout").await;
     let key = input_value(&checkout, "idempotency_key");
+    let cart = input_value(&checkout, "cart");
     let form = [
         ("card_number", "4242424242424242"),
         ("exp_month", "12"),
         ("exp_year", "2031"),
         ("cvc", "123"),
         ("idempotency_key", key.as_str()),
+        ("cart", cart.as_str()),
     ];
 
     let first = post(&shopper, &app, "/checkout", &form).await;
@@ -237,12 +241,14 @@ async fn a_refused_card_is_shown_beside_its_fields_and_never_echoed() {
     add(&shopper, &app, "mug", "1").await;
     let (_, checkout) = page(&shopper, &app, "/checkout").await;
     let key = input_value(&checkout, "idempotency_key");
+    let cart = input_value(&checkout, "cart");
     let form = [
         ("card_number", "4242 4242 4242 4241"),
         ("exp_month", "1"),
         ("exp_year", "2020"),
         ("cvc", "98"),
         ("idempotency_key", key.as_str()),
+        ("cart", cart.as_str()),
     ];
 
     let refused = post(&shopper, &app, "/checkout", &form).await;
@@ -320,6 +326,7 @@ async fn htmx_swaps_what_changed_and_follows_the_checkout_to_its_order() {
 
     let (_, checkout) = page(&shopper, &app, "/checkout").await;
     let key = input_value(&checkout, "idempotency_key");
+    let cart = input_value(&checkout, "cart");
     let placed = htmx_post(
         &shopper,
         &app,
@@ -330,6 +337,7 @@ async fn htmx_swaps_what_changed_and_follows_the_checkout_to_its_order() {
             ("exp_year", "2031"),
             ("cvc", "123"),
             ("idempotency_key", &key),
+            ("cart", &cart),
         ],
     )
     .await;
@@ -355,10 +363,13 @@ async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
     let order_page = location(&placed);
     // While it is pending, every page of the shop listens.
     let (_, catalog) = page(&shopper, &app, "/").await;
-    assert!(
-        catalog.contains(r#"sse-connect="/orders/events""#),
-        "the catalog listens"
-    );
+    let listens = Html::parse_document(&catalog);
+    let toasts = Selector::parse("#toasts[sse-connect]").expect("a selector");
+    let url = (listens.select(&toasts).next())
+        .and_then(|region| region.attr("sse-connect"))
+        .expect("the catalog listens")
+        .to_owned();
+    assert!(url.starts_with("/orders/events?since="), "{url}");
     let stream = shopper
         .get(app.url("/orders/events"))
         .send()
@@ -382,9 +393,92 @@ async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
         "{body}"
     );
     assert_eq!(app.stock_of("beans").await, 5, "every line is back");
-    // Decided, the pages no longer listen.
+    // The catalog's stream, connected only now that the order is decided,
+    // still tells it: it was decided after the page was made.
+    let late = shopper.get(app.url(&url)).send().await.expect("GET");
+    let late = late.text().await.expect("a body");
+    assert!(
+        late.contains("event: outcome") && late.contains("card declined"),
+        "{late}"
+    );
+    // Decided, the pages no longer listen, and the order page leaves out the
+    // order it shows itself.
     let (_, catalog) = page(&shopper, &app, "/").await;
-    assert!(!catalog.contains("sse-connect=\"/orders/events\""));
+    assert!(!catalog.contains("sse-connect"));
+    let order_id = order_page.trim_start_matches("/orders/");
+    let own = format!("/orders/events?since=0&except={order_id}");
+    let own = shopper.get(app.url(&own)).send().await.expect("GET");
+    let own = own.text().await.expect("a body");
+    assert!(
+        !own.contains("event: outcome") && own.contains("event: done"),
+        "{own}"
+    );
+}
+
+#[on_each_backend]
+async fn the_cart_refuses_what_it_should_and_a_stale_checkout_buys_nothing() {
+    let app = spawn_app().await;
+    stocked(&app).await;
+    let shopper = browser();
+    add(&shopper, &app, "mug", "2").await;
+
+    // A quantity that is none: refused beside the line, which stays.
+    let refused = post(
+        &shopper,
+        &app,
+        "/cart/mug",
+        &[("quantity", "0"), ("action", "update")],
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.expect("a page");
+    assert!(!text(&html, "#problem-mug").is_empty(), "{html}");
+    assert_eq!(
+        cart_rows(&html),
+        [("Mug".to_owned(), "2".to_owned(), "$29.00".to_owned())]
+    );
+    // Setting a line that is not in the cart does not put it there.
+    let set = post(
+        &shopper,
+        &app,
+        "/cart/beans",
+        &[("quantity", "3"), ("action", "update")],
+    )
+    .await;
+    assert_eq!(set.status(), StatusCode::SEE_OTHER);
+    let (_, cart) = page(&shopper, &app, "/cart").await;
+    assert_eq!(cart_rows(&cart).len(), 1);
+    // A product the shop does not sell cannot be added.
+    let unknown = post(
+        &shopper,
+        &app,
+        "/cart",
+        &[("product_id", "teapot"), ("quantity", "1")],
+    )
+    .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // The checkout opened, then the cart changed in another tab: nothing is
+    // bought, and the page shows the cart as it is now.
+    let (_, checkout) = page(&shopper, &app, "/checkout").await;
+    let key = input_value(&checkout, "idempotency_key");
+    let seen = input_value(&checkout, "cart");
+    assert_eq!(seen, "mug:2");
+    add(&shopper, &app, "filters", "1").await;
+    let form = [
+        ("card_number", "4242424242424242"),
+        ("exp_month", "12"),
+        ("exp_year", "2031"),
+        ("cvc", "123"),
+        ("idempotency_key", key.as_str()),
+        ("cart", seen.as_str()),
+    ];
+    let stale = post(&shopper, &app, "/checkout", &form).await;
+    assert_eq!(stale.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = stale.text().await.expect("a page");
+    assert!(html.contains("Your cart changed"), "{html}");
+    assert_eq!(input_value(&html, "cart"), "mug:2,filters:1");
+    assert_eq!(app.stock_of("mug").await, 10, "nothing was bought");
 }
 
 #[on_each_backend]

@@ -67,6 +67,7 @@ async fn a_cart_behind_nginx_is_one_cart_on_two_instances_and_its_outcome_stream
         ("exp_year", "2031"),
         ("cvc", "123"),
         ("idempotency_key", key.as_str()),
+        ("cart", "gw-mug:4"),
     ];
     let placed = (shopper.post(gateway.url("/checkout")).form(&form).send())
         .await
