@@ -216,9 +216,10 @@ pub(super) struct OrderBody {
     /// 1 to 50 lines, each product at most once.
     #[schema(value_type = Option<Vec<ItemBody>>, min_items = 1, max_items = 50)]
     items: Option<Items>,
-    /// An order of one line, as the first API had it (instead of `items`).
+    /// An order of one line, as the first API had it: read only when there
+    /// is no `items`.
     product_id: Option<ProductId>,
-    /// With `product_id`.
+    /// With `product_id`, when there is no `items`.
     quantity: Option<Quantity>,
     /// The card to charge. Without it, the simulated provider decides as
     /// `MINIMART_PAYMENT_FAILURE_RATE` says.
@@ -292,13 +293,8 @@ impl OrderBody {
             detail,
         };
         let items = match (self.items, self.product_id, self.quantity) {
-            (Some(items), None, None) => items,
-            (Some(_), ..) => {
-                return Err(invalid(
-                    "items",
-                    "give items, or product_id and quantity, not both".to_owned(),
-                ));
-            }
+            // The first API's fields are read only without `items`.
+            (Some(items), ..) => items,
             (None, Some(product_id), Some(quantity)) => Items::one(Item {
                 product_id,
                 quantity,

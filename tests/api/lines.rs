@@ -57,6 +57,20 @@ async fn an_order_of_several_lines_is_confirmed_with_every_line_and_their_total(
 }
 
 #[on_each_backend]
+async fn the_first_apis_fields_are_read_only_without_items() {
+    let app = spawn_app().await;
+    stocked_shop(&app).await;
+
+    let body = json!({"items": [{"product_id": "mug", "quantity": 1}], "product_id": "beans", "quantity": 2});
+    let order_id = app.placed(&body).await;
+    let order = app.until_terminal(&order_id).await;
+
+    assert_eq!(order["items"].as_array().map(Vec::len), Some(1), "{order}");
+    assert_eq!(order["product_id"], "mug");
+    assert_eq!(app.stock_of("beans").await, 5);
+}
+
+#[on_each_backend]
 async fn one_line_short_of_stock_rejects_the_order_and_holds_nothing_of_any_line() {
     let app = spawn_app().await;
     stocked_shop(&app).await;
