@@ -17,7 +17,7 @@ use crate::actors::Actors;
 use crate::actors::orders::{ChangeCart, GetCart, OrderError, OrderForKey, PlaceOrder};
 use crate::actors::payment;
 use crate::domain::{
-    Card, CardNumber, Cvc, Expiry, IdempotencyKey, Item, Items, Product, ProductId,
+    Card, CardNumber, Cvc, Expiry, IdempotencyKey, Item, Items, OrderId, Product, ProductId,
 };
 use crate::store::CartEdit;
 use crate::views::cart::{self, CardForm, CartLine, CheckoutView, TestCard};
@@ -215,6 +215,36 @@ pub(super) async fn change(
         Some(_) => unprocessable(body),
         None => html(body),
     })
+}
+
+/// A failed order's lines, into the shopper's cart again (what the shop still
+/// sells, as much as the cart holds); then to the cart.
+pub(super) async fn again(
+    req: HttpRequest,
+    order_id: web::Path<String>,
+    shopper: Shopper,
+    site: web::Data<Site>,
+    actors: web::Data<Actors>,
+) -> Page {
+    refuse_foreign(&req, &site)?;
+    let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
+    let order = actors
+        .order(order_id)
+        .await?
+        .ok_or_else(|| not_found("no such order"))?;
+    for line in &order.lines {
+        let change = ChangeCart {
+            shopper: shopper.0,
+            product_id: line.product_id.clone(),
+            edit: CartEdit::Add(line.quantity),
+        };
+        match actors.orders.send(change).await? {
+            Ok(()) | Err(OrderError::NotSold(_)) => {}
+            Err(OrderError::CartFull) => break,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(see_other("/cart"))
 }
 
 fn test_cards() -> Vec<TestCard> {

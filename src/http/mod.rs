@@ -124,6 +124,7 @@ fn endpoints() -> Vec<Endpoint> {
         // Before "/orders/{order_id}", which would take it for an order.
         page("/orders/events").get(sse::shopper_events),
         page("/orders/{order_id}").get(pages::order),
+        page("/orders/{order_id}/cart").post(cart::again),
         page("/orders/{order_id}/events").get(sse::order_events),
         page("/fragments/availability").get(pages::availability),
         page("/admin").get(admin::dashboard),

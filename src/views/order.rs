@@ -135,10 +135,12 @@ pub fn outcome(order: &Order) -> Markup {
             OrderStatus::Rejected => div.toast.failure {
                 strong { "Order rejected" }
                 " — " (order.reason.as_deref().unwrap_or("not enough stock")) ". Nothing was charged."
+                (again(order))
             },
             OrderStatus::PaymentFailed => div.toast.failure {
                 strong { "Payment failed" }
                 " — " (order.reason.as_deref().unwrap_or("the payment was declined")) ". Nothing was charged."
+                (again(order))
             },
             OrderStatus::Pending => {},
         }
@@ -152,6 +154,16 @@ pub fn toast(order: &Order) -> Markup {
         div.toast-item {
             (outcome(order))
             a href=(format!("/orders/{}", order.order_id)) { "View order " (summary(order)) }
+        }
+    }
+}
+
+/// A failed order's way back: its lines into the cart again, to change them
+/// or pay with another card.
+fn again(order: &Order) -> Markup {
+    html! {
+        form.again method="post" action=(format!("/orders/{}/cart", order.order_id)) {
+            button.secondary type="submit" { "Put these back in my cart" }
         }
     }
 }

@@ -409,6 +409,22 @@ async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
     let own = format!("/orders/events?since=0&except={order_id}");
     let own = shopper.get(app.url(&own)).send().await.expect("GET");
     let own = own.text().await.expect("a body");
+    // The failed order's lines go back into the cart, to pay another way.
+    let (_, cart) = page(&shopper, &app, "/cart").await;
+    assert!(cart_rows(&cart).is_empty());
+    let (_, failed) = page(&shopper, &app, &order_page).await;
+    assert!(
+        failed.contains(&format!(r#"action="{order_page}/cart""#)),
+        "{failed}"
+    );
+    let again = post(&shopper, &app, &format!("{order_page}/cart"), &[]).await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&again), "/cart");
+    let (_, cart) = page(&shopper, &app, "/cart").await;
+    assert_eq!(
+        cart_rows(&cart),
+        [("Beans".to_owned(), "1".to_owned(), "$24.90".to_owned())]
+    );
     assert!(
         !own.contains("event: outcome") && own.contains("event: done"),
         "{own}"

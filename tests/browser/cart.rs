@@ -184,6 +184,14 @@ async fn a_declined_card_at_checkout_is_shown_and_every_line_comes_back() {
     browser.assert_accessible("a declined order").await;
     assert_eq!(app.stock_of("moka-pot").await, 8);
     assert_eq!(app.stock_of("filters").await, 20);
+    // Back into the cart, to pay another way.
+    (browser.css(".notifications .again button").await)
+        .click()
+        .await
+        .expect("put the lines back");
+    let cart = browser.until_text("#cart", "Moka pot").await;
+    assert!(cart.contains("Paper filters"), "{cart}");
+    browser.until_text("#cart-count", "(2)").await;
     browser.finish().await;
 }
 
