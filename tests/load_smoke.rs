@@ -4,11 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-// The load generator's modules; the test uses only its entry point, so the rest
-// of its surface (report writers, flags) is unused here.
-#[allow(dead_code)]
-#[path = "../benches/load/lib.rs"]
-mod load;
+use minimart_load as load;
 
 use clap::Parser;
 

@@ -4,8 +4,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "lib.rs"]
-mod load;
+use minimart_load as load;
 
 use std::process::ExitCode;
 
