@@ -546,3 +546,50 @@ async fn a_cart_is_the_same_on_every_instance() {
     let (_, cart) = page(&shopper, &one, "/cart").await;
     assert!(cart_rows(&cart).is_empty());
 }
+
+/// At the shop's limit a checkout is refused before anything is stored: 503
+/// with `Retry-After`, the cart untouched, and the form again with the same key,
+/// so that sending it once the shop has room is the same order.
+#[on_each_backend]
+async fn a_checkout_the_shop_sheds_keeps_the_cart_and_the_form() {
+    let app = spawn_app_with(|config| {
+        config.max_in_flight = 1;
+        config.payment_latency_ms = 5_000;
+    })
+    .await;
+    stocked(&app).await;
+    // Someone else's order holds the one place for five seconds.
+    assert_eq!(
+        app.place_order("filters", 1).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let shopper = browser();
+    add(&shopper, &app, "mug", "1").await;
+    let (_, checkout) = page(&shopper, &app, "/checkout").await;
+    let key = input_value(&checkout, "idempotency_key");
+    let cart = input_value(&checkout, "cart");
+    let form = [
+        ("card_number", "4242424242424242"),
+        ("exp_month", "12"),
+        ("exp_year", "2031"),
+        ("cvc", "123"),
+        ("idempotency_key", key.as_str()),
+        ("cart", cart.as_str()),
+    ];
+
+    let shed = post(&shopper, &app, "/checkout", &form).await;
+
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(shed.headers().contains_key("retry-after"));
+    let html = shed.text().await.expect("a page");
+    assert!(html.contains("very busy"), "{html}");
+    assert_eq!(
+        input_value(&html, "idempotency_key"),
+        key,
+        "the same order when sent again"
+    );
+    assert!(!html.contains("4242424242424242"));
+    let (_, still) = page(&shopper, &app, "/cart").await;
+    assert_eq!(cart_rows(&still).len(), 1, "the cart is as it was");
+    assert_eq!(app.stock_of("mug").await, 10);
+}
