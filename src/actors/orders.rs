@@ -39,6 +39,8 @@ pub enum OrderError {
     },
     #[error("the order total does not fit in the shop's money type")]
     TotalTooLarge,
+    #[error("the cart no longer holds what the order was to buy")]
+    CartChanged,
     #[error("product {0} is not sold here")]
     NotSold(ProductId),
     #[error("the cart holds {} products, the most an order may have", Items::MAX)]
@@ -365,6 +367,7 @@ impl Handler<PlaceOrder> for OrdersActor {
                     })
                 }
                 CreateOrderOutcome::Existing(_) => Err(OrderError::IdempotencyKeyReused),
+                CreateOrderOutcome::CartChanged => Err(OrderError::CartChanged),
             }
         })
     }

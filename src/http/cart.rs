@@ -385,10 +385,8 @@ pub(super) async fn checkout(
     // Another tab changed the cart since this page was made: the shopper
     // orders what they saw, or looks again.
     if form.cart != digest(&items) {
-        let changed = "Your cart changed since this page was opened (in another tab?). \
-                       Check your order and place it again.";
         let shopping = shopping(&actors, &shopper).await?;
-        let again = refused(vec![("form", changed.to_owned())], &key, shopping);
+        let again = refused(vec![("form", CART_CHANGED.to_owned())], &key, shopping);
         return Ok(unprocessable(again));
     }
     let card = match form.card() {
@@ -438,6 +436,26 @@ pub(super) async fn checkout(
         Err(OrderError::UnknownProduct { product_id, .. }) => {
             format!("{product_id} is no longer sold: remove it from your cart to check out.")
         }
+        // Another checkout took the cart's lines first: the cart as it is now.
+        Err(OrderError::CartChanged) => {
+            let (items, products) = cart_lines(&actors, &shopper).await?;
+            if items.is_empty() {
+                return Ok(to_order(&req, "/cart"));
+            }
+            if is_htmx(&req) {
+                return Ok(to_order(&req, "/checkout"));
+            }
+            let again = form.again(digest(&items), vec![("form", CART_CHANGED.to_owned())]);
+            let shopping = shopping(&actors, &shopper).await?;
+            let page = cart::checkout_page(&CheckoutView {
+                lines: &lines(&items, &products),
+                key: &new_key(),
+                form: &again,
+                test_cards: &test_cards(),
+                shopping,
+            });
+            return Ok(unprocessable(page));
+        }
         Err(OrderError::IdempotencyKeyReused) => {
             "This form was already used for another order. Please try again.".to_owned()
         }
@@ -460,6 +478,9 @@ fn to_order(req: &HttpRequest, location: &str) -> HttpResponse {
     }
     see_other(location)
 }
+
+const CART_CHANGED: &str = "Your cart changed since this page was opened (in another tab?). \
+                            Check your order and place it again.";
 
 const BUSY: &str = "The shop is very busy right now and nothing was ordered. \
                     Please enter your card again and place the order in a moment.";

@@ -222,9 +222,10 @@ impl From<OrderError> for ApiError {
                 detail: error.to_string(),
             },
             OrderError::NotSold(_) => ApiError::NotFound(error.to_string()),
-            OrderError::TotalTooLarge | OrderError::IdempotencyKeyReused | OrderError::CartFull => {
-                ApiError::Unprocessable(error.to_string())
-            }
+            OrderError::TotalTooLarge
+            | OrderError::IdempotencyKeyReused
+            | OrderError::CartFull
+            | OrderError::CartChanged => ApiError::Unprocessable(error.to_string()),
             OrderError::Overloaded(overloaded) => ApiError::Overloaded(overloaded),
             OrderError::Store(_) | OrderError::Catalog(_) | OrderError::Mailbox(_) => {
                 ApiError::Unavailable(Box::new(error))

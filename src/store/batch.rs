@@ -713,7 +713,9 @@ async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Orde
         shopper_id: Option<crate::domain::ShopperId>,
         at: DateTime<Utc>,
     }
+    let claimed = claim_carts(conn, &orders).await?;
     let rows = (orders.iter())
+        .filter(|order| !order.from_cart || claimed.contains(&order.order_id))
         .map(|order| {
             let first = order.lines.first();
             Ok(Row {
@@ -804,13 +806,71 @@ async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Orde
                 .idempotency_key
                 .as_ref()
                 .map(|key| key.as_str().to_owned());
-            existing
+            // A second checkout with the same key finds the cart taken: it
+            // answers the order the first placed.
+            let unclaimed = order.from_cart && !claimed.contains(&order.order_id);
+            (existing
                 .get(&key)
                 .cloned()
-                .map(CreateOrderOutcome::Existing)
+                .map(CreateOrderOutcome::Existing))
+            .or_else(|| unclaimed.then_some(CreateOrderOutcome::CartChanged))
         };
     }
     Ok(placed)
+}
+
+/// The orders checked out from a cart that still holds their lines. The
+/// carts' lines are read (locked on Postgres, in key order, before any
+/// product) and claimed order by order in arrival order, so that two
+/// checkouts of one cart (two tabs, two instances) place one order.
+async fn claim_carts<T: Tx>(
+    conn: &mut T,
+    orders: &[&crate::store::NewOrder],
+) -> Result<HashSet<OrderId>, StoreError> {
+    let from_cart: Vec<(ShopperId, &crate::store::NewOrder)> = (orders.iter())
+        .filter(|order| order.from_cart)
+        .filter_map(|order| order.shopper_id.map(|shopper| (shopper, *order)))
+        .collect();
+    let wanted: Vec<CartRow<'_>> = (from_cart.iter())
+        .flat_map(|&(shopper_id, order)| {
+            (order.lines.iter()).map(move |line| CartRow {
+                shopper_id,
+                product_id: &line.product_id,
+                quantity: i64::from(line.quantity),
+                added_at: 0,
+            })
+        })
+        .collect();
+    let held: Vec<(Uuid, String, i64)> = fetch(
+        conn,
+        "SELECT shopper_id, product_id, quantity FROM cart_line WHERE EXISTS (SELECT 1 \
+         FROM #ROWS(shopper_id uuid, product_id text) \
+         WHERE x.shopper_id = cart_line.shopper_id AND x.product_id = cart_line.product_id) \
+         ORDER BY shopper_id, product_id #LOCK",
+        &wanted,
+    )
+    .await?;
+    let mut left: HashMap<(Uuid, String), i64> = (held.into_iter())
+        .map(|(shopper, product, units)| ((shopper, product), units))
+        .collect();
+    let mut claimed = HashSet::new();
+    for (shopper, order) in from_cart {
+        let key =
+            |line: &crate::domain::OrderLine| (shopper.as_uuid(), line.product_id.to_string());
+        let held_all = (order.lines.iter()).all(|line| {
+            left.get(&key(line))
+                .is_some_and(|&units| units >= i64::from(line.quantity))
+        });
+        if held_all {
+            for line in &order.lines {
+                if let Some(units) = left.get_mut(&key(line)) {
+                    *units -= i64::from(line.quantity);
+                }
+            }
+            claimed.insert(order.order_id);
+        }
+    }
+    Ok(claimed)
 }
 
 /// A value stored as JSON text.

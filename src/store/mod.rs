@@ -643,6 +643,9 @@ pub enum CreateOrderOutcome {
     Created(Order),
     /// An order with the same idempotency key exists; nothing was written.
     Existing(Order),
+    /// Checked out from a cart that no longer holds the order's lines (another
+    /// checkout took them, or they changed): nothing was written.
+    CartChanged,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

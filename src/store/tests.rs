@@ -366,6 +366,77 @@ async fn a_write_that_loses_a_race_fails_alone_and_the_rest_of_its_batch_commits
     }
 }
 
+/// A shopper's cart with `units` of tea, written as the storefront adds it.
+fn add_to_cart(shopper: ShopperId, units: i64) -> CartChange {
+    CartChange {
+        shopper_id: shopper,
+        product_id: ProductId::parse("tea").unwrap(),
+        edit: CartEdit::Add(Quantity::parse(units).unwrap()),
+        at: at(50),
+    }
+}
+
+/// A checkout of `units` of tea from the shopper's cart.
+fn checkout(n: u128, shopper: ShopperId, units: i64, key: &str) -> NewOrder {
+    NewOrder {
+        shopper_id: Some(shopper),
+        from_cart: true,
+        idempotency_key: Some(IdempotencyKey::parse(key).unwrap().owned_by(Some(shopper))),
+        ..new_order(n, "tea", units, None)
+    }
+}
+
+#[tokio::test]
+async fn a_carts_lines_are_bought_once_however_many_checkouts_race_for_them() {
+    for mut db in both().await {
+        let shopper = ShopperId::from_uuid(Uuid::from_u128(41));
+        db.write(product("tea", 10)).await;
+        db.write(add_to_cart(shopper, 3)).await;
+
+        // Two tabs (two keys) and a double click (the first key again), in one batch.
+        let (first, first_answer) = job(checkout(1, shopper, 3, "tab-1"));
+        let (second, second_answer) = job(checkout(2, shopper, 3, "tab-2"));
+        let (again, again_answer) = job(checkout(3, shopper, 3, "tab-1"));
+        db.commit(vec![first, second, again]).await;
+
+        let CreateOrderOutcome::Created(placed) = answer(first_answer).await.unwrap() else {
+            panic!("{}: the first checkout was not placed", db.name);
+        };
+        assert_eq!(
+            answer(second_answer).await.unwrap(),
+            CreateOrderOutcome::CartChanged,
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            answer(again_answer).await.unwrap(),
+            CreateOrderOutcome::Existing(placed),
+            "{}",
+            db.name
+        );
+        assert!(
+            db.store.cart(shopper).await.unwrap().is_empty(),
+            "{}",
+            db.name
+        );
+
+        // In a later batch, a checkout of what the cart no longer holds is
+        // refused too; units added since a checkout stay in the cart.
+        db.write(add_to_cart(shopper, 2)).await;
+        let late = db.write(checkout(4, shopper, 3, "tab-3")).await;
+        assert_eq!(late, CreateOrderOutcome::CartChanged, "{}", db.name);
+        let fewer = db.write(checkout(5, shopper, 1, "tab-4")).await;
+        assert!(
+            matches!(fewer, CreateOrderOutcome::Created(_)),
+            "{}",
+            db.name
+        );
+        let left = db.store.cart(shopper).await.unwrap();
+        assert_eq!(left.len(), 1, "{}", db.name);
+        assert_eq!(left[0].quantity.units(), 1, "{}", db.name);
+    }
+}
+
 #[tokio::test]
 async fn a_batch_that_fails_part_way_leaves_nothing_written() {
     for mut db in both().await {

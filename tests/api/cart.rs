@@ -593,3 +593,55 @@ async fn a_checkout_the_shop_sheds_keeps_the_cart_and_the_form() {
     assert_eq!(cart_rows(&still).len(), 1, "the cart is as it was");
     assert_eq!(app.stock_of("mug").await, 10);
 }
+
+/// Two tabs check out the same cart at once, each with its own key: the cart's
+/// lines are claimed once, so one order is placed and the other checkout is
+/// told the cart changed.
+#[on_each_backend]
+async fn two_tabs_checking_out_one_cart_at_once_place_one_order() {
+    let app = spawn_app().await;
+    stocked(&app).await;
+    let shopper = browser();
+    add(&shopper, &app, "mug", "2").await;
+    add(&shopper, &app, "beans", "1").await;
+    let (_, first_tab) = page(&shopper, &app, "/checkout").await;
+    let (_, second_tab) = page(&shopper, &app, "/checkout").await;
+    let form = |tab: &str| {
+        let (key, cart) = (
+            input_value(tab, "idempotency_key"),
+            input_value(tab, "cart"),
+        );
+        [
+            ("card_number", "4242424242424242".to_owned()),
+            ("exp_month", "12".to_owned()),
+            ("exp_year", "2031".to_owned()),
+            ("cvc", "123".to_owned()),
+            ("idempotency_key", key),
+            ("cart", cart),
+        ]
+    };
+    let (one, two) = (form(&first_tab), form(&second_tab));
+    assert_ne!(one[4].1, two[4].1, "each tab has a key of its own");
+
+    let send =
+        |fields: &[(&'static str, String)]| shopper.post(app.url("/checkout")).form(fields).send();
+    let (a, b) = futures_util::join!(send(&one), send(&two));
+    let mut told: Vec<String> = [a, b]
+        .into_iter()
+        .map(|answer| {
+            let answer = answer.expect("POST");
+            assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+            location(&answer)
+        })
+        .collect();
+    told.sort();
+
+    // One tab lands on its order; the other finds the cart taken.
+    assert_eq!(told[0], "/cart", "{told:?}");
+    assert!(told[1].starts_with("/orders/"), "{told:?}");
+    assert_eq!(order_json(&app, &told[1]).await["status"], "CONFIRMED");
+    assert_eq!(app.stock_of("mug").await, 8, "two mugs, bought once");
+    assert_eq!(app.stock_of("beans").await, 4);
+    let (_, cart) = page(&shopper, &app, "/cart").await;
+    assert!(cart_rows(&cart).is_empty());
+}
