@@ -121,7 +121,7 @@ impl Db {
     /// value as the first of integer, UUID, time or text that it decodes as. (A
     /// product's `updated_at` is left out: it is when the batch ran.)
     async fn rows(&mut self) -> Vec<String> {
-        const TABLES: [(&str, &str, &str); 7] = [
+        const TABLES: [(&str, &str, &str); 8] = [
             (
                 "product",
                 "product_id, product_name, price, stock, version",
@@ -131,9 +131,10 @@ impl Db {
             (
                 "shop_order",
                 "order_id, product_id, quantity, total_amount, step, status, reason, \
-              idempotency_key, shopper_id, created_at, updated_at",
+              idempotency_key, shopper_id, created_at, updated_at, lines, payment_method",
                 "order_id",
             ),
+            ("cart_line", "*", "shopper_id, product_id"),
             ("order_event", "*", "order_id, seq"),
             ("payment", "*", "payment_id"),
             ("admin_session", "*", "session_id"),
@@ -366,14 +367,23 @@ async fn a_write_that_loses_a_race_fails_alone_and_the_rest_of_its_batch_commits
     }
 }
 
-/// A shopper's cart with `units` of tea, written as the storefront adds it.
-fn add_to_cart(shopper: ShopperId, units: i64) -> CartChange {
+/// A change to a line of the shopper's cart.
+fn cart_change(shopper: ShopperId, product_id: &str, edit: CartEdit) -> CartChange {
     CartChange {
         shopper_id: shopper,
-        product_id: ProductId::parse("tea").unwrap(),
-        edit: CartEdit::Add(Quantity::parse(units).unwrap()),
+        product_id: ProductId::parse(product_id).unwrap(),
+        edit,
         at: at(50),
     }
+}
+
+/// `units` more of tea in the shopper's cart, as the storefront adds them.
+fn add_to_cart(shopper: ShopperId, units: i64) -> CartChange {
+    cart_change(
+        shopper,
+        "tea",
+        CartEdit::Add(Quantity::parse(units).unwrap()),
+    )
 }
 
 /// A checkout of `units` of tea from the shopper's cart.
@@ -519,6 +529,27 @@ async fn story(db: &mut Db) -> Vec<String> {
     ])
     .await;
     db.commit(vec![job(prune(3, 200)).0]).await;
+    // Carts: added to, set, a line removed, then two checkouts of one cart.
+    let (alice, bob) = (
+        ShopperId::from_uuid(Uuid::from_u128(41)),
+        ShopperId::from_uuid(Uuid::from_u128(42)),
+    );
+    let units = |n| Quantity::parse(n).unwrap();
+    db.commit(vec![
+        job(add_to_cart(alice, 2)).0,
+        job(cart_change(alice, "cake", CartEdit::Add(units(1)))).0,
+        job(add_to_cart(alice, 1)).0,
+        job(cart_change(alice, "cake", CartEdit::Set(units(4)))).0,
+        job(cart_change(bob, "cake", CartEdit::Add(units(1)))).0,
+        job(cart_change(bob, "tea", CartEdit::Set(units(9)))).0,
+        job(cart_change(bob, "cake", CartEdit::Remove)).0,
+    ])
+    .await;
+    db.commit(vec![
+        job(checkout(6, alice, 2, "tab-1")).0,
+        job(checkout(7, alice, 5, "tab-2")).0,
+    ])
+    .await;
     db.rows().await
 }
 
@@ -568,9 +599,23 @@ async fn every_write_leaves_the_same_rows_on_both_backends() {
         (
             count("shop_order:"),
             count("payment:"),
-            count("order_event:")
+            count("order_event:"),
+            count("cart_line:")
         ),
-        (4, 2, 10)
+        // Carts: alice's tea (3, 2 checked out) and cake (set to 4); bob's
+        // tea was set where there was no line, his cake removed; her second
+        // checkout (7) found the cart taken.
+        (5, 2, 11, 2)
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("cart_line:") && r.contains("| tea | Some(1) |")),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("cart_line:") && r.contains("| cake | Some(4) |")),
+        "{rows:#?}"
     );
     // Sessions 1 (ended) and 2 (expired) are gone; the first secret stands.
     let sessions: Vec<_> = rows
