@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::pages::{
-    Page, PageError, find_product, form_quantity, html, is_htmx, new_key, not_found, shopping,
+    Page, PageError, buy_refused, find_product, form_quantity, html, is_htmx, new_key, not_found,
+    shopping,
 };
 use super::request_id;
 use super::session::{Shopper, Site};
@@ -20,8 +21,8 @@ use crate::domain::{
     Card, CardNumber, Cvc, Expiry, IdempotencyKey, Item, Items, OrderId, Product, ProductId,
 };
 use crate::store::CartEdit;
+use crate::views;
 use crate::views::cart::{self, CardForm, CartLine, CheckoutView, TestCard};
-use crate::views::{self, Shopping};
 
 fn refuse_foreign(req: &HttpRequest, site: &Site) -> Result<(), PageError> {
     if site.same_origin(req) {
@@ -104,19 +105,9 @@ pub(super) async fn add(
     let product = find_product(&actors, form.product_id)
         .await?
         .ok_or_else(|| not_found("no such product"))?;
-    let refused = |message: &str, shopping: Shopping| {
-        let body = if is_htmx(&req) {
-            html! { p.field-error role="alert" { (message) } }
-        } else {
-            views::catalog::product_page(
-                &product,
-                &new_key(),
-                Some(views::catalog::FormNote::Refused(message)),
-                shopping,
-            )
-        };
-        unprocessable(body)
-    };
+    // Refused, the product's form again (the same as a refused Buy).
+    let refused =
+        |message: &str, shopping| buy_refused(&req, &product, &new_key(), message, shopping);
     let units = match form_quantity(&form.quantity) {
         Ok(units) => units,
         Err(error) => return Ok(refused(&error.0, shopping(&actors, &shopper).await?)),

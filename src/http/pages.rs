@@ -314,7 +314,9 @@ fn buy_busy(
         .body(body.into_string())
 }
 
-fn buy_refused(
+/// A refused buy or Add to cart: 422, with the message in the product's slot
+/// (htmx) or under the product's form (a page).
+pub(super) fn buy_refused(
     req: &HttpRequest,
     product: &Product,
     key: &IdempotencyKey,

@@ -64,7 +64,27 @@ pub(super) async fn order_events(
         return Ok(HttpResponse::NoContent().finish());
     }
     let feed = Feed::new(watch.order, watch.missed, watch.live, after_seq);
-    let mut response = event_stream(feed, KEEP_ALIVE).respond_to(&req);
+    Ok(respond(event_stream(feed.frames(), KEEP_ALIVE), &req))
+}
+
+/// The stream: `retry:` first, then the frames, and a keep-alive comment
+/// every `keep_alive` on a timer of its own.
+fn event_stream<S>(frames: S, keep_alive: Duration) -> sse::Sse<S>
+where
+    S: Stream<Item = Result<sse::Event, Infallible>> + 'static,
+{
+    sse::Sse::from_stream(frames)
+        .with_keep_alive(keep_alive)
+        .with_retry_duration(RETRY)
+}
+
+/// The stream as the answer, with the headers every event stream of the shop
+/// has.
+fn respond<S>(stream: sse::Sse<S>, req: &HttpRequest) -> HttpResponse
+where
+    S: Stream<Item = Result<sse::Event, Infallible>> + 'static,
+{
+    let mut response = stream.respond_to(req);
     let headers = response.headers_mut();
     // The crate says `Content-Encoding: identity`; nothing here compresses, and a
     // stream answers without any coding, as before.
@@ -74,18 +94,7 @@ pub(super) async fn order_events(
         HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
-    Ok(response)
-}
-
-/// The stream: `retry:` first, then the feed's frames, and a keep-alive comment
-/// every `keep_alive` on a timer of its own.
-fn event_stream(
-    feed: Feed,
-    keep_alive: Duration,
-) -> sse::Sse<impl Stream<Item = Result<sse::Event, Infallible>> + 'static> {
-    sse::Sse::from_stream(feed.frames())
-        .with_keep_alive(keep_alive)
-        .with_retry_duration(RETRY)
+    response
 }
 
 /// How many of a shopper's latest orders the shopper's stream follows.
@@ -137,17 +146,7 @@ pub(super) async fn shopper_events(
         }
     }
     let toasts = ShopperFeed::new(outcomes, undecided).frames();
-    let mut response = sse::Sse::from_stream(toasts)
-        .with_keep_alive(KEEP_ALIVE)
-        .with_retry_duration(RETRY)
-        .respond_to(&req);
-    let headers = response.headers_mut();
-    headers.remove(header::CONTENT_ENCODING);
-    headers.insert(
-        HeaderName::from_static("x-accel-buffering"),
-        HeaderValue::from_static("no"),
-    );
-    Ok(response)
+    Ok(respond(event_stream(toasts, KEEP_ALIVE), &req))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -365,7 +364,7 @@ mod tests {
         watchers.deliver(&event(order_id, 2, OrderStep::Reserved));
         watchers.deliver(&event(order_id, 3, OrderStep::Confirmed));
 
-        let text = body::to_bytes(event_stream(feed, Duration::from_secs(60)))
+        let text = body::to_bytes(event_stream(feed.frames(), Duration::from_secs(60)))
             .await
             .unwrap();
 
@@ -410,7 +409,7 @@ mod tests {
                 }
             })
         };
-        let mut body = Box::pin(event_stream(feed, PERIOD));
+        let mut body = Box::pin(event_stream(feed.frames(), PERIOD));
 
         assert_eq!(next_chunk(&mut body).await.unwrap(), "retry: 3000\n\n");
         let mut last = Instant::now();

@@ -754,18 +754,9 @@ async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Orde
         .collect();
     // What an order checked out from a cart bought leaves the cart (units
     // added since stay), in rounds: one shopper's two checkouts in a batch.
-    let bought: Vec<CartRow<'_>> = (orders.iter())
-        .filter(|order| order.from_cart && inserted.contains(&order.order_id.as_uuid()))
-        .filter_map(|order| order.shopper_id.map(|shopper_id| (shopper_id, order)))
-        .flat_map(|(shopper_id, order)| {
-            (order.lines.iter()).map(move |line| CartRow {
-                shopper_id,
-                product_id: &line.product_id,
-                quantity: i64::from(line.quantity),
-                added_at: 0,
-            })
-        })
-        .collect();
+    let bought = bought_from_carts(
+        (orders.iter().copied()).filter(|order| inserted.contains(&order.order_id.as_uuid())),
+    );
     for round in rounds(bought, |row| (row.shopper_id, row.product_id.clone())) {
         take_from_carts(conn, &round).await?;
     }
@@ -827,20 +818,7 @@ async fn claim_carts<T: Tx>(
     conn: &mut T,
     orders: &[&crate::store::NewOrder],
 ) -> Result<HashSet<OrderId>, StoreError> {
-    let from_cart: Vec<(ShopperId, &crate::store::NewOrder)> = (orders.iter())
-        .filter(|order| order.from_cart)
-        .filter_map(|order| order.shopper_id.map(|shopper| (shopper, *order)))
-        .collect();
-    let wanted: Vec<CartRow<'_>> = (from_cart.iter())
-        .flat_map(|&(shopper_id, order)| {
-            (order.lines.iter()).map(move |line| CartRow {
-                shopper_id,
-                product_id: &line.product_id,
-                quantity: i64::from(line.quantity),
-                added_at: 0,
-            })
-        })
-        .collect();
+    let wanted = bought_from_carts(orders.iter().copied());
     let held: Vec<(Uuid, String, i64)> = fetch(
         conn,
         "SELECT shopper_id, product_id, quantity FROM cart_line WHERE EXISTS (SELECT 1 \
@@ -854,6 +832,9 @@ async fn claim_carts<T: Tx>(
         .map(|(shopper, product, units)| ((shopper, product), units))
         .collect();
     let mut claimed = HashSet::new();
+    let from_cart = (orders.iter())
+        .filter(|order| order.from_cart)
+        .filter_map(|order| order.shopper_id.map(|shopper| (shopper, *order)));
     for (shopper, order) in from_cart {
         let key =
             |line: &crate::domain::OrderLine| (shopper.as_uuid(), line.product_id.to_string());
@@ -951,6 +932,24 @@ async fn carts<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> 
         }
     }
     Ok(())
+}
+
+/// The cart lines the orders checked out from their shopper's cart buy:
+/// (shopper, product, units), a row per line.
+fn bought_from_carts<'a>(
+    orders: impl Iterator<Item = &'a crate::store::NewOrder>,
+) -> Vec<CartRow<'a>> {
+    (orders.filter(|order| order.from_cart))
+        .filter_map(|order| order.shopper_id.map(|shopper_id| (shopper_id, order)))
+        .flat_map(|(shopper_id, order)| {
+            (order.lines.iter()).map(move |line| CartRow {
+                shopper_id,
+                product_id: &line.product_id,
+                quantity: i64::from(line.quantity),
+                added_at: 0,
+            })
+        })
+        .collect()
 }
 
 /// Takes each row's units out of its cart line; a line left with none goes.
