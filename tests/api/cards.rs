@@ -2,17 +2,13 @@
 //! README's table says, and the card's number and CVC are used for the charge
 //! alone: never stored, logged or echoed.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use support::{
-    ADMIN_TOKEN, TestApp, on_each_backend, put_product_at, spawn_app, spawn_app_with, wait_terminal,
-};
+use support::gateway::App;
+use support::{TestApp, on_each_backend, put_product_at, spawn_app, spawn_app_with, wait_terminal};
 
 fn paid_with(number: &str) -> Value {
     json!({
@@ -143,31 +139,18 @@ async fn the_same_key_with_another_card_is_another_order_and_is_refused() {
 /// log nor any of the database's files holds a card number or a CVC.
 #[actix_web::test]
 async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
-    let dir = tempfile::tempdir().expect("a directory");
-    let port = support::free_port();
-    let log_path = dir.path().join("minimart.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minimart"))
-        .env("MINIMART_ADDR", format!("127.0.0.1:{port}"))
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("shop.db").display()),
-        )
-        .env("MINIMART_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("MINIMART_PAYMENT_LATENCY_MS", "0")
-        .env("MINIMART_PAYMENT_DEADLINE_MS", "200")
-        .env("MINIMART_DEMO_CATALOG", "false")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).expect("the log file"))
-        .spawn()
-        .expect("the binary starts");
-    let base = format!("http://127.0.0.1:{port}");
+    let mut app = App::start_on(
+        None,
+        None,
+        &[
+            ("MINIMART_PAYMENT_LATENCY_MS", "0"),
+            ("MINIMART_PAYMENT_DEADLINE_MS", "200"),
+            ("RUST_LOG", "debug"),
+        ],
+    )
+    .await;
+    let base = format!("http://{}", app.address);
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get(format!("{base}/readyz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the binary never answered");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
     put_product_at(&client, &base, "mug", "Mug", 1450, 100).await;
     put_product_at(&client, &base, "beans", "Beans", 2490, 100).await;
 
@@ -246,17 +229,15 @@ async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
         assert!(!page.contains(number) && !page.contains(cvc), "{number}");
     }
 
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
-    kill(pid, Signal::SIGTERM).expect("SIGTERM");
-    assert!(child.wait().expect("the binary stops").success());
+    assert!(app.stop(), "the app stops cleanly");
 
-    let log = std::fs::read(&log_path).expect("the log");
+    let log = app.log().into_bytes();
     assert!(
         String::from_utf8_lossy(&log).contains("DEBUG"),
         "the log is at debug level"
     );
     let mut files = vec![("the log".to_owned(), log)];
-    for entry in std::fs::read_dir(dir.path()).expect("the directory") {
+    for entry in std::fs::read_dir(app.folder()).expect("the app's folder") {
         let path = entry.expect("an entry").path();
         if path.to_string_lossy().contains("shop.db") {
             files.push((

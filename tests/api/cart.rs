@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 use scraper::{Html, Selector};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::pages::{browser, input_value, page};
@@ -17,7 +18,7 @@ async fn post(
     client: &Client,
     app: &TestApp,
     path: &str,
-    form: &[(&str, &str)],
+    form: &(impl Serialize + ?Sized),
 ) -> reqwest::Response {
     client
         .post(app.url(path))
@@ -31,7 +32,7 @@ async fn htmx_post(
     client: &Client,
     app: &TestApp,
     path: &str,
-    form: &[(&str, &str)],
+    form: &(impl Serialize + ?Sized),
 ) -> reqwest::Response {
     (client.post(app.url(path)))
         .header("HX-Request", "true")
@@ -106,20 +107,30 @@ async fn stocked(app: &TestApp) {
     }
 }
 
+/// A card as the form takes it: number, expiry month and year, CVC.
+type Card<'a> = [&'a str; 4];
+
+/// A card that pays.
+const PAYS: Card<'static> = ["4242424242424242", "12", "2031", "123"];
+
+/// The checkout page's form as a shopper fills it in: the card typed, and the
+/// key and the cart the page holds.
+fn filled(checkout: &str, [number, month, year, cvc]: Card<'_>) -> Vec<(&'static str, String)> {
+    vec![
+        ("card_number", number.to_owned()),
+        ("exp_month", month.to_owned()),
+        ("exp_year", year.to_owned()),
+        ("cvc", cvc.to_owned()),
+        ("idempotency_key", input_value(checkout, "idempotency_key")),
+        ("cart", input_value(checkout, "cart")),
+    ]
+}
+
 /// Checks the cart out with `card` by a plain form post; answers the redirect.
 async fn check_out(client: &Client, app: &TestApp, card: &str) -> reqwest::Response {
     let (status, checkout) = page(client, app, "/checkout").await;
     assert_eq!(status, StatusCode::OK);
-    let key = input_value(&checkout, "idempotency_key");
-    let cart = input_value(&checkout, "cart");
-    let form = [
-        ("card_number", card),
-        ("exp_month", "12"),
-        ("exp_year", "2031"),
-        ("cvc", "123"),
-        ("idempotency_key", key.as_str()),
-        ("cart", cart.as_str()),
-    ];
+    let form = filled(&checkout, [card, "12", "2031", "123"]);
     post(client, app, "/checkout", &form).await
 }
 
@@ -212,16 +223,7 @@ async fn a_second_submit_of_a_checkout_is_the_same_order() {
     let shopper = browser();
     add(&shopper, &app, "mug", "1").await;
     let (_, checkout) = page(&shopper, &app, "/checkout").await;
-    let key = input_value(&checkout, "idempotency_key");
-    let cart = input_value(&checkout, "cart");
-    let form = [
-        ("card_number", "4242424242424242"),
-        ("exp_month", "12"),
-        ("exp_year", "2031"),
-        ("cvc", "123"),
-        ("idempotency_key", key.as_str()),
-        ("cart", cart.as_str()),
-    ];
+    let form = filled(&checkout, PAYS);
 
     let first = post(&shopper, &app, "/checkout", &form).await;
     let second = post(&shopper, &app, "/checkout", &form).await;
@@ -240,16 +242,7 @@ async fn a_refused_card_is_shown_beside_its_fields_and_never_echoed() {
     let shopper = browser();
     add(&shopper, &app, "mug", "1").await;
     let (_, checkout) = page(&shopper, &app, "/checkout").await;
-    let key = input_value(&checkout, "idempotency_key");
-    let cart = input_value(&checkout, "cart");
-    let form = [
-        ("card_number", "4242 4242 4242 4241"),
-        ("exp_month", "1"),
-        ("exp_year", "2020"),
-        ("cvc", "98"),
-        ("idempotency_key", key.as_str()),
-        ("cart", cart.as_str()),
-    ];
+    let form = filled(&checkout, ["4242 4242 4242 4241", "1", "2020", "98"]);
 
     let refused = post(&shopper, &app, "/checkout", &form).await;
 
@@ -325,22 +318,8 @@ async fn htmx_swaps_what_changed_and_follows_the_checkout_to_its_order() {
     assert!(text(&fragment, "#cart-count").contains("(4)"));
 
     let (_, checkout) = page(&shopper, &app, "/checkout").await;
-    let key = input_value(&checkout, "idempotency_key");
-    let cart = input_value(&checkout, "cart");
-    let placed = htmx_post(
-        &shopper,
-        &app,
-        "/checkout",
-        &[
-            ("card_number", "4242424242424242"),
-            ("exp_month", "12"),
-            ("exp_year", "2031"),
-            ("cvc", "123"),
-            ("idempotency_key", &key),
-            ("cart", &cart),
-        ],
-    )
-    .await;
+    let form = filled(&checkout, PAYS);
+    let placed = htmx_post(&shopper, &app, "/checkout", &form).await;
     assert_eq!(placed.status(), StatusCode::OK);
     let to = placed
         .headers()
@@ -417,7 +396,8 @@ async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
         failed.contains(&format!(r#"action="{order_page}/cart""#)),
         "{failed}"
     );
-    let again = post(&shopper, &app, &format!("{order_page}/cart"), &[]).await;
+    let no_fields: [(&str, &str); 0] = [];
+    let again = post(&shopper, &app, &format!("{order_page}/cart"), &no_fields).await;
     assert_eq!(again.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&again), "/cart");
     let (_, cart) = page(&shopper, &app, "/cart").await;
@@ -477,18 +457,9 @@ async fn the_cart_refuses_what_it_should_and_a_stale_checkout_buys_nothing() {
     // The checkout opened, then the cart changed in another tab: nothing is
     // bought, and the page shows the cart as it is now.
     let (_, checkout) = page(&shopper, &app, "/checkout").await;
-    let key = input_value(&checkout, "idempotency_key");
-    let seen = input_value(&checkout, "cart");
-    assert_eq!(seen, "mug:2");
+    assert_eq!(input_value(&checkout, "cart"), "mug:2");
+    let form = filled(&checkout, PAYS);
     add(&shopper, &app, "filters", "1").await;
-    let form = [
-        ("card_number", "4242424242424242"),
-        ("exp_month", "12"),
-        ("exp_year", "2031"),
-        ("cvc", "123"),
-        ("idempotency_key", key.as_str()),
-        ("cart", seen.as_str()),
-    ];
     let stale = post(&shopper, &app, "/checkout", &form).await;
     assert_eq!(stale.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = stale.text().await.expect("a page");
@@ -567,15 +538,7 @@ async fn a_checkout_the_shop_sheds_keeps_the_cart_and_the_form() {
     add(&shopper, &app, "mug", "1").await;
     let (_, checkout) = page(&shopper, &app, "/checkout").await;
     let key = input_value(&checkout, "idempotency_key");
-    let cart = input_value(&checkout, "cart");
-    let form = [
-        ("card_number", "4242424242424242"),
-        ("exp_month", "12"),
-        ("exp_year", "2031"),
-        ("cvc", "123"),
-        ("idempotency_key", key.as_str()),
-        ("cart", cart.as_str()),
-    ];
+    let form = filled(&checkout, PAYS);
 
     let shed = post(&shopper, &app, "/checkout", &form).await;
 
@@ -606,25 +569,10 @@ async fn two_tabs_checking_out_one_cart_at_once_place_one_order() {
     add(&shopper, &app, "beans", "1").await;
     let (_, first_tab) = page(&shopper, &app, "/checkout").await;
     let (_, second_tab) = page(&shopper, &app, "/checkout").await;
-    let form = |tab: &str| {
-        let (key, cart) = (
-            input_value(tab, "idempotency_key"),
-            input_value(tab, "cart"),
-        );
-        [
-            ("card_number", "4242424242424242".to_owned()),
-            ("exp_month", "12".to_owned()),
-            ("exp_year", "2031".to_owned()),
-            ("cvc", "123".to_owned()),
-            ("idempotency_key", key),
-            ("cart", cart),
-        ]
-    };
-    let (one, two) = (form(&first_tab), form(&second_tab));
+    let (one, two) = (filled(&first_tab, PAYS), filled(&second_tab, PAYS));
     assert_ne!(one[4].1, two[4].1, "each tab has a key of its own");
 
-    let send =
-        |fields: &[(&'static str, String)]| shopper.post(app.url("/checkout")).form(fields).send();
+    let send = |fields| shopper.post(app.url("/checkout")).form(fields).send();
     let (a, b) = futures_util::join!(send(&one), send(&two));
     let mut told: Vec<String> = [a, b]
         .into_iter()

@@ -26,17 +26,21 @@ async fn pay(browser: &Browser, number: &str) {
         ("#exp_year", "2031"),
         ("#cvc", "123"),
     ] {
-        browser
-            .css(field)
-            .await
-            .send_keys(value)
-            .await
-            .expect("type");
+        browser.type_into(field, value).await;
     }
-    (browser.css("#checkout-form button[type=submit]").await)
-        .click()
-        .await
-        .expect("place the order");
+    browser.click("#checkout-form button[type=submit]").await;
+}
+
+/// Opens the product's page and adds one to the cart; waits until the header
+/// counts `units` in it.
+async fn add_one(browser: &Browser, app: &TestApp, product_id: &str, units: u32) {
+    browser
+        .open(&app.url(&format!("/products/{product_id}")))
+        .await;
+    browser.click(&format!("#add-{product_id}")).await;
+    browser
+        .until_text("#cart-count", &format!("({units})"))
+        .await;
 }
 
 /// Adds two products, changes a quantity in the cart, checks out with 4242…
@@ -50,55 +54,28 @@ async fn a_shopper_checks_out_a_cart_of_two_products_and_sees_it_confirmed() {
     };
 
     browser.open(&app.url("/")).await;
-    browser
-        .css("#add-moka-pot")
-        .await
-        .click()
-        .await
-        .expect("add");
+    browser.click("#add-moka-pot").await;
     browser
         .until_text("#slot-moka-pot", "Added 1 × Moka pot")
         .await;
     browser.until_text("#cart-count", "(1)").await;
     browser.open(&app.url("/products/filters")).await;
-    let quantity = browser.css("#quantity-filters").await;
-    quantity.clear().await.expect("clear");
-    quantity.send_keys("2").await.expect("type");
-    browser
-        .css("#add-filters")
-        .await
-        .click()
-        .await
-        .expect("add");
+    browser.type_into("#quantity-filters", "2").await;
+    browser.click("#add-filters").await;
     browser.until_text("#cart-count", "(3)").await;
 
-    browser
-        .css("a[href='/cart']")
-        .await
-        .click()
-        .await
-        .expect("the cart");
+    browser.click("a[href='/cart']").await;
     assert!(browser.text_of("#cart-total").await.contains("$48.30"));
     browser.assert_accessible("cart").await;
-    let pots = browser.css("#cart-quantity-moka-pot").await;
-    pots.clear().await.expect("clear");
-    pots.send_keys("2").await.expect("type");
-    (browser
-        .css("form[action='/cart/moka-pot'] button[value=update]")
-        .await)
-        .click()
-        .await
-        .expect("update");
+    browser.type_into("#cart-quantity-moka-pot", "2").await;
+    browser
+        .click("form[action='/cart/moka-pot'] button[value=update]")
+        .await;
     browser.until_text("#cart-total", "$82.80").await;
     browser.until_text("#cart-count", "(4)").await;
     browser.screenshot("cart").await;
 
-    browser
-        .css("a[href='/checkout']")
-        .await
-        .click()
-        .await
-        .expect("check out");
+    browser.click("a[href='/checkout']").await;
     assert!(
         browser
             .text_of(".test-cards")
@@ -140,44 +117,15 @@ async fn a_declined_card_at_checkout_is_shown_and_every_line_comes_back() {
         return;
     };
 
-    browser.open(&app.url("/products/moka-pot")).await;
-    browser
-        .css("#add-moka-pot")
-        .await
-        .click()
-        .await
-        .expect("add");
-    browser.until_text("#cart-count", "(1)").await;
-    browser.open(&app.url("/products/filters")).await;
-    browser
-        .css("#add-filters")
-        .await
-        .click()
-        .await
-        .expect("add");
-    browser.until_text("#cart-count", "(2)").await;
+    add_one(&browser, &app, "moka-pot", 1).await;
+    add_one(&browser, &app, "filters", 2).await;
     browser.open(&app.url("/checkout")).await;
     // A mistyped card first: the refusal stands beside the field.
     pay(&browser, "4000 0000 0000 0003").await;
     browser.until_text("#card_number-error", "typo").await;
     browser.screenshot("checkout").await;
     browser.assert_accessible("checkout with a refusal").await;
-    browser
-        .css("#card_number")
-        .await
-        .send_keys("4000 0000 0000 0002")
-        .await
-        .expect("type");
-    browser
-        .css("#cvc")
-        .await
-        .send_keys("123")
-        .await
-        .expect("type");
-    (browser.css("#checkout-form button[type=submit]").await)
-        .click()
-        .await
-        .expect("place the order");
+    pay(&browser, "4000 0000 0000 0002").await;
 
     let notice = browser.until_text(".notifications", "Payment failed").await;
     assert!(notice.contains("card declined"), "{notice}");
@@ -185,10 +133,7 @@ async fn a_declined_card_at_checkout_is_shown_and_every_line_comes_back() {
     assert_eq!(app.stock_of("moka-pot").await, 8);
     assert_eq!(app.stock_of("filters").await, 20);
     // Back into the cart, to pay another way.
-    (browser.css(".notifications .again button").await)
-        .click()
-        .await
-        .expect("put the lines back");
+    browser.click(".notifications .again button").await;
     let cart = browser.until_text("#cart", "Moka pot").await;
     assert!(cart.contains("Paper filters"), "{cart}");
     browser.until_text("#cart-count", "(2)").await;
@@ -205,14 +150,7 @@ async fn an_orders_outcome_finds_the_shopper_on_the_catalog() {
         return;
     };
 
-    browser.open(&app.url("/products/moka-pot")).await;
-    browser
-        .css("#add-moka-pot")
-        .await
-        .click()
-        .await
-        .expect("add");
-    browser.until_text("#cart-count", "(1)").await;
+    add_one(&browser, &app, "moka-pot", 1).await;
     browser.open(&app.url("/checkout")).await;
     pay(&browser, "4242424242424242").await;
     browser.until_text(".step.current", "Payment").await;

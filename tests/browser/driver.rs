@@ -140,6 +140,19 @@ impl Browser {
             .unwrap_or_else(|error| panic!("no {selector} on the page: {error}"))
     }
 
+    /// Clicks the element `selector` picks, once it is there.
+    pub async fn click(&self, selector: &str) {
+        let element = self.css(selector).await;
+        (element.click().await).unwrap_or_else(|error| panic!("clicking {selector}: {error}"));
+    }
+
+    /// Types `text` into the field `selector` picks, in place of what it held.
+    pub async fn type_into(&self, selector: &str, text: &str) {
+        let field = self.css(selector).await;
+        field.clear().await.expect("clear");
+        field.send_keys(text).await.expect("type");
+    }
+
     pub async fn text_of(&self, selector: &str) -> String {
         self.css(selector).await.text().await.expect("its text")
     }

@@ -18,25 +18,13 @@ async fn a_shopper_buys_and_watches_the_order_confirmed_live() {
     browser.open(&app.url("/")).await;
     assert!(browser.text_of("main").await.contains("$34.50"));
     browser.assert_accessible("catalog").await;
-    browser
-        .css("a[href='/products/moka-pot']")
-        .await
-        .click()
-        .await
-        .expect("open the product");
+    browser.click("a[href='/products/moka-pot']").await;
     assert_eq!(browser.text_of("h1").await, "Product moka-pot");
     browser.assert_accessible("product").await;
 
     browser.mark_page().await;
-    let quantity = browser.css("#quantity-moka-pot").await;
-    quantity.clear().await.expect("clear");
-    quantity.send_keys("2").await.expect("type");
-    browser
-        .css("#buy-moka-pot")
-        .await
-        .click()
-        .await
-        .expect("buy");
+    browser.type_into("#quantity-moka-pot", "2").await;
+    browser.click("#buy-moka-pot").await;
 
     // The payment takes 600 ms: the shopper sees it under way, then the outcome.
     browser.until_text(".step.current", "Payment").await;
@@ -56,12 +44,7 @@ async fn a_shopper_buys_and_watches_the_order_confirmed_live() {
     browser.open(&app.url("/orders")).await;
     assert!(browser.text_of("table.orders").await.contains("Confirmed"));
     browser.assert_accessible("my orders").await;
-    browser
-        .css("table.orders a")
-        .await
-        .click()
-        .await
-        .expect("open the order");
+    browser.click("table.orders a").await;
     browser
         .until_text(".notifications", "Order confirmed")
         .await;
@@ -83,7 +66,7 @@ async fn a_declined_payment_is_shown_and_the_stock_returns() {
     };
 
     browser.open(&app.url("/products/scale")).await;
-    browser.css("#buy-scale").await.click().await.expect("buy");
+    browser.click("#buy-scale").await;
 
     let notice = browser.until_text(".notifications", "Payment failed").await;
     assert!(notice.contains("declined"), "{notice}");
@@ -152,33 +135,13 @@ async fn an_admin_adds_a_product_that_appears_in_the_catalog() {
 
     browser.open(&app.url("/admin")).await;
     browser.assert_accessible("admin sign-in").await;
-    browser
-        .css("#token")
-        .await
-        .send_keys("not it")
-        .await
-        .expect("type");
-    browser
-        .css("form.admin-form button")
-        .await
-        .click()
-        .await
-        .expect("sign in");
+    browser.type_into("#token", "not it").await;
+    browser.click("form.admin-form button").await;
     browser
         .until_text("#token-error", "not the admin token")
         .await;
-    browser
-        .css("#token")
-        .await
-        .send_keys(ADMIN_TOKEN)
-        .await
-        .expect("type");
-    browser
-        .css("form.admin-form button")
-        .await
-        .click()
-        .await
-        .expect("sign in");
+    browser.type_into("#token", ADMIN_TOKEN).await;
+    browser.click("form.admin-form button").await;
 
     browser.until_text("h1", "Products").await;
     browser.assert_accessible("admin dashboard").await;
@@ -188,30 +151,13 @@ async fn an_admin_adds_a_product_that_appears_in_the_catalog() {
         ("#field-price", "abc"),
         ("#field-stock", "9"),
     ] {
-        browser
-            .css(field)
-            .await
-            .send_keys(value)
-            .await
-            .expect("type");
+        browser.type_into(field, value).await;
     }
-    browser
-        .css("form.admin-form button[type=submit]")
-        .await
-        .click()
-        .await
-        .expect("add");
+    browser.click("form.admin-form button[type=submit]").await;
     browser.until_text("#field-price-error", "dollars").await;
     browser.assert_accessible("admin form with an error").await;
-    let price = browser.css("#field-price").await;
-    price.clear().await.expect("clear");
-    price.send_keys("6.75").await.expect("type");
-    browser
-        .css("form.admin-form button[type=submit]")
-        .await
-        .click()
-        .await
-        .expect("add");
+    browser.type_into("#field-price", "6.75").await;
+    browser.click("form.admin-form button[type=submit]").await;
     browser.until_text(".notice", "Saved cold-brew").await;
 
     browser.open(&app.url("/")).await;
@@ -261,21 +207,13 @@ async fn a_developer_reads_and_tries_the_api_documentation() {
     browser.assert_accessible("API documentation").await;
 
     browser
-        .css(&format!("{place_order} .opblock-summary-control"))
-        .await
-        .click()
-        .await
-        .expect("open the operation");
+        .click(&format!("{place_order} .opblock-summary-control"))
+        .await;
     let opened = browser
         .until_text(&format!("{place_order} .opblock-body"), "Idempotency-Key")
         .await;
     assert!(opened.contains("202"), "{opened}");
-    browser
-        .css(&format!("{place_order} .try-out__btn"))
-        .await
-        .click()
-        .await
-        .expect("try it out");
+    browser.click(&format!("{place_order} .try-out__btn")).await;
     browser
         .css(&format!("{place_order} textarea.body-param__text"))
         .await;
@@ -286,12 +224,7 @@ async fn a_developer_reads_and_tries_the_api_documentation() {
     // A GET tried out: the request goes to this origin (connect-src 'self').
     let list_products = "#operations-products-list_products";
     for control in [".opblock-summary-control", ".try-out__btn", ".execute"] {
-        browser
-            .css(&format!("{list_products} {control}"))
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|error| panic!("{control}: {error}"));
+        browser.click(&format!("{list_products} {control}")).await;
     }
     browser
         .until_text(&format!("{list_products} .live-responses-table"), "kettle")
@@ -300,12 +233,7 @@ async fn a_developer_reads_and_tries_the_api_documentation() {
         .assert_accessible("API documentation, an answer shown")
         .await;
 
-    browser
-        .css(".btn.authorize")
-        .await
-        .click()
-        .await
-        .expect("authorize");
+    browser.click(".btn.authorize").await;
     browser.until_text(".modal-ux", "admin_token").await;
     browser
         .assert_accessible("API documentation, the authorization dialog")
@@ -330,17 +258,10 @@ async fn a_shopper_told_the_shop_is_busy_keeps_the_form_and_buys_a_moment_later(
 
     browser.open(&app.url("/products/dripper")).await;
     browser.mark_page().await;
-    let quantity = browser.css("#quantity-dripper").await;
-    quantity.clear().await.expect("clear");
-    quantity.send_keys("2").await.expect("type");
+    browser.type_into("#quantity-dripper", "2").await;
     // Another shopper's order fills the shop while its payment runs.
     let other = app.order_id("dripper", 1).await;
-    browser
-        .css("#buy-dripper")
-        .await
-        .click()
-        .await
-        .expect("buy");
+    browser.click("#buy-dripper").await;
 
     browser
         .until_text(
@@ -367,12 +288,7 @@ async fn a_shopper_told_the_shop_is_busy_keeps_the_form_and_buys_a_moment_later(
 
     // A few seconds later the shop has room: the same form places the order.
     assert_eq!(app.until_terminal(&other).await["status"], "CONFIRMED");
-    browser
-        .css("#buy-dripper")
-        .await
-        .click()
-        .await
-        .expect("buy again");
+    browser.click("#buy-dripper").await;
     browser
         .until_text(".notifications", "Order confirmed")
         .await;

@@ -301,6 +301,19 @@ impl App {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops the app as an orchestrator does (SIGTERM) and waits for it:
+    /// whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("a pid"));
+        kill(pid, Signal::SIGTERM).expect("SIGTERM");
+        self.child.wait().expect("the app stops").success()
+    }
+
+    /// The app's own folder: its log, and its SQLite files when it has them.
+    pub fn folder(&self) -> &Path {
+        self.folder.path()
+    }
 }
 
 impl Drop for App {
