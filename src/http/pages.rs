@@ -224,7 +224,6 @@ pub(super) async fn buy(
         .await?
         .ok_or_else(|| not_found("no such product"))?;
     let key = IdempotencyKey::parse(&form.idempotency_key)?;
-    let shopping = shopping(&actors, &shopper).await?;
     let quantity = match form_quantity(&form.quantity) {
         Ok(quantity) => quantity,
         Err(error) => {
@@ -233,7 +232,7 @@ pub(super) async fn buy(
                 &product,
                 &key,
                 &error.to_string(),
-                shopping,
+                shopping(&actors, &shopper).await?,
             ));
         }
     };
@@ -243,7 +242,12 @@ pub(super) async fn buy(
         Ok(admitted) => admitted,
         Err(overloaded) => {
             return Ok(buy_busy(
-                &req, &product, &key, quantity, overloaded, shopping,
+                &req,
+                &product,
+                &key,
+                quantity,
+                overloaded,
+                shopping(&actors, &shopper).await?,
             ));
         }
     };
@@ -267,11 +271,17 @@ pub(super) async fn buy(
         Ok(placed) => placed,
         Err(OrderError::IdempotencyKeyReused) => {
             let message = "This form was already used for another order. Please try again.";
+            let shopping = shopping(&actors, &shopper).await?;
             return Ok(buy_refused(&req, &product, &new_key(), message, shopping));
         }
         Err(OrderError::Overloaded(overloaded)) => {
             return Ok(buy_busy(
-                &req, &product, &key, quantity, overloaded, shopping,
+                &req,
+                &product,
+                &key,
+                quantity,
+                overloaded,
+                shopping(&actors, &shopper).await?,
             ));
         }
         Err(error) => return Err(error.into()),
