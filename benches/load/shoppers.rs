@@ -171,6 +171,23 @@ pub async fn closed(
     into_recorder(local)
 }
 
+/// This thread's arrivals in the phase, on the schedule: arrival n belongs to
+/// thread n % threads and is due at start + n / rate. Each with when it is due.
+fn arrivals(
+    phase: Phase,
+    rate: f64,
+    thread: usize,
+    threads: usize,
+) -> impl Iterator<Item = (u64, Instant)> {
+    (thread as u64..)
+        .step_by(threads)
+        .map(move |arrival| {
+            let due = phase.start + Duration::from_secs_f64(arrival as f64 / rate);
+            (arrival, due)
+        })
+        .take_while(move |&(_, due)| due < phase.end)
+}
+
 /// Open load: this thread's share of `rate` scenario runs per second, at most
 /// `max_in_flight` at once.
 pub async fn open(
@@ -183,13 +200,7 @@ pub async fn open(
 ) -> Result<Recorder, LoadError> {
     let local = Rc::new(local(plan, thread, phase));
     let slots = Arc::new(Semaphore::new(max_in_flight));
-    // Arrival n belongs to thread n % threads, at start + n / rate.
-    let mut arrival = thread as u64;
-    loop {
-        let scheduled = phase.start + Duration::from_secs_f64(arrival as f64 / rate);
-        if scheduled >= phase.end {
-            break;
-        }
+    for (arrival, scheduled) in arrivals(phase, rate, thread, threads) {
         tokio::time::sleep_until(scheduled.into()).await;
         let slot = Arc::clone(&slots)
             .acquire_owned()
@@ -212,7 +223,6 @@ pub async fn open(
             shopper.run(Some(scheduled)).await;
             drop(slot);
         });
-        arrival += threads as u64;
     }
     // Every run has finished once all the slots are free again.
     let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
@@ -536,13 +546,7 @@ pub async fn open_segments(
         };
         let local = Rc::new(local(segment.plan, thread, phase));
         local.recorder.borrow_mut().keep_post_samples = true;
-        let rate = segment.rate;
-        let mut arrival = thread as u64;
-        loop {
-            let scheduled = phase.start + Duration::from_secs_f64(arrival as f64 / rate);
-            if scheduled >= phase.end {
-                break;
-            }
+        for (arrival, scheduled) in arrivals(phase, segment.rate, thread, threads) {
             tokio::time::sleep_until(scheduled.into()).await;
             // Only a run that had to wait for a slot past the end is not started
             // (not one whose timer fired a moment late).
@@ -568,7 +572,6 @@ pub async fn open_segments(
                 shopper.run(Some(scheduled)).await;
                 drop(slot);
             });
-            arrival += threads as u64;
         }
         locals.push(local);
         segment_start = end;
