@@ -3,13 +3,12 @@
 //! `Origin`. Signing out ends the session for good. Product writes go through the
 //! same `UpsertProduct` message as the API. Every answer here is `no-store`.
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::Markup;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::pages::{PageError, find_product};
+use super::pages::{PageError, find_product, see_other};
 use super::session::{AdminAuth, Site};
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
@@ -24,12 +23,6 @@ fn html(status: actix_web::http::StatusCode, markup: Markup) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .body(markup.into_string())
-}
-
-fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
-    let mut response = HttpResponse::SeeOther();
-    response.insert_header((header::LOCATION, location.to_owned()));
-    response
 }
 
 const ADMIN_LIST: usize = 500;

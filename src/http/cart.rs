@@ -2,7 +2,6 @@
 //! refused, the page again with the refusal beside its field); an htmx post
 //! answers with the fragment that changed and the header's new cart count.
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::pages::{
     Page, PageError, buy_refused, find_product, form_quantity, html, is_htmx, new_key, not_found,
-    shopping,
+    see_other, shopping,
 };
 use super::request_id;
 use super::session::{Shopper, Site};
@@ -31,12 +30,6 @@ fn refuse_foreign(req: &HttpRequest, site: &Site) -> Result<(), PageError> {
     Err(PageError(ApiError::Forbidden(
         "the cart can only be changed from the shop's own pages".to_owned(),
     )))
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location.to_owned()))
-        .finish()
 }
 
 fn unprocessable(markup: Markup) -> HttpResponse {
@@ -126,7 +119,7 @@ pub(super) async fn add(
         Err(error) => return Err(error.into()),
     }
     if !is_htmx(&req) {
-        return Ok(see_other("/cart"));
+        return Ok(see_other("/cart").finish());
     }
     let shopping = shopping(&actors, &shopper).await?;
     Ok(html(cart::added(
@@ -171,7 +164,7 @@ pub(super) async fn change(
         };
         actors.orders.send(change).await??;
         if !is_htmx(&req) {
-            return Ok(see_other("/cart"));
+            return Ok(see_other("/cart").finish());
         }
     }
     // A quantity that is not one leaves the line as it was, with the refusal
@@ -235,7 +228,7 @@ pub(super) async fn again(
             Err(error) => return Err(error.into()),
         }
     }
-    Ok(see_other("/cart"))
+    Ok(see_other("/cart").finish())
 }
 
 fn test_cards() -> Vec<TestCard> {
@@ -247,7 +240,7 @@ fn test_cards() -> Vec<TestCard> {
 pub(super) async fn checkout_page(shopper: Shopper, actors: web::Data<Actors>) -> Page {
     let (items, products) = cart_lines(&actors, &shopper).await?;
     if items.is_empty() {
-        return Ok(see_other("/cart"));
+        return Ok(see_other("/cart").finish());
     }
     let shopping = shopping(&actors, &shopper).await?;
     Ok(html(cart::checkout_page(&CheckoutView {
@@ -356,7 +349,7 @@ pub(super) async fn checkout(
         };
         return match actors.orders.send(placed).await?? {
             Some(order) => Ok(to_order(&req, &format!("/orders/{}", order.order_id))),
-            None => Ok(see_other("/cart")),
+            None => Ok(see_other("/cart").finish()),
         };
     }
     // Shown again, refused: the card form (htmx), or the whole page.
@@ -467,7 +460,7 @@ fn to_order(req: &HttpRequest, location: &str) -> HttpResponse {
             .insert_header(("HX-Redirect", location.to_owned()))
             .finish();
     }
-    see_other(location)
+    see_other(location).finish()
 }
 
 const CART_CHANGED: &str = "Your cart changed since this page was opened (in another tab?). \

@@ -89,6 +89,14 @@ pub(super) fn html(markup: Markup) -> HttpResponse {
         .body(markup.into_string())
 }
 
+/// A 303 to `location`: the answer to a form post that worked (cookies may be
+/// added before it is finished).
+pub(super) fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::SeeOther();
+    response.insert_header((header::LOCATION, location.to_owned()));
+    response
+}
+
 pub(super) fn is_htmx(req: &HttpRequest) -> bool {
     req.headers().contains_key("HX-Request")
 }
@@ -289,9 +297,7 @@ pub(super) async fn buy(
 
     let order = placed.order;
     if !is_htmx(&req) {
-        return Ok(HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, format!("/orders/{}", order.order_id)))
-            .finish());
+        return Ok(see_other(&format!("/orders/{}", order.order_id)).finish());
     }
     Ok(html(html! {
         (views::order::order_panel(&order))
