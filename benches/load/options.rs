@@ -152,7 +152,8 @@ pub struct Options {
     pub client_threads: usize,
 
     /// Open load: most scenario runs in flight at once. Later arrivals wait for a
-    /// slot, and that wait counts in their latency.
+    /// slot, and that wait counts in their latency. The flash sale raises it to
+    /// `--flash-shoppers`, so that every shopper arrives.
     #[arg(long, default_value_t = 2048)]
     pub max_in_flight: usize,
 

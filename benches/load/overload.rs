@@ -32,6 +32,10 @@ use super::{
     on_client_threads_with_progress, on_one_thread, phase, report,
 };
 
+/// Time for the client threads to open their connections before the open
+/// load's schedule starts.
+const WARM_UP: Duration = Duration::from_millis(250);
+
 /// The figures of an overload or flash-sale run, written at the top level of
 /// `--json` next to the usual ones (which describe the overload phase).
 #[derive(Debug, Clone, Serialize)]
@@ -160,7 +164,8 @@ pub(super) fn run(
 
     live.reset();
     let rss_start = target::rss_kib();
-    let start = Instant::now();
+    // The threads open their connections first (see `open_segments`).
+    let start = Instant::now() + WARM_UP;
     progress.phase(
         if flash {
             "flash sale, then recovery"
@@ -190,8 +195,23 @@ pub(super) fn run(
                     duration: recovery_window,
                 },
             ];
-            let in_flight = shoppers::share_of(options.max_in_flight, threads, thread).max(1);
-            shoppers::open_segments(segments, thread, threads, in_flight, start, options.drain())
+            // A sale's shoppers all arrive within its window: none waits for a slot.
+            let max_in_flight = if flash {
+                options.max_in_flight.max(options.flash_shoppers)
+            } else {
+                options.max_in_flight
+            };
+            let in_flight = shoppers::share_of(max_in_flight, threads, thread).max(1);
+            let warm = shoppers::share_of(options.shoppers, threads, thread);
+            shoppers::open_segments(
+                segments,
+                thread,
+                threads,
+                in_flight,
+                warm,
+                start,
+                options.drain(),
+            )
         },
         || {
             progress.tick(live, start);

@@ -148,7 +148,8 @@ pub async fn closed(
     phase: Phase,
     floor: bool,
 ) -> Result<Recorder, LoadError> {
-    let local = Rc::new(local(plan, thread, phase));
+    let http = Http::new(&plan.base);
+    let local = Rc::new(local(plan, thread, phase, http));
     let tasks: Vec<_> = (0..shoppers)
         .map(|index| {
             let local = Rc::clone(&local);
@@ -198,7 +199,8 @@ pub async fn open(
     max_in_flight: usize,
     phase: Phase,
 ) -> Result<Recorder, LoadError> {
-    let local = Rc::new(local(plan, thread, phase));
+    let http = Http::new(&plan.base);
+    let local = Rc::new(local(plan, thread, phase, http));
     let slots = Arc::new(Semaphore::new(max_in_flight));
     for (arrival, scheduled) in arrivals(phase, rate, thread, threads) {
         tokio::time::sleep_until(scheduled.into()).await;
@@ -230,7 +232,7 @@ pub async fn open(
     into_recorder(local)
 }
 
-fn local(plan: Arc<Plan>, thread: usize, phase: Phase) -> Local {
+fn local(plan: Arc<Plan>, thread: usize, phase: Phase, http: Http) -> Local {
     let window = phase.end.saturating_duration_since(phase.start);
     let recorder = Recorder::new(
         phase.start,
@@ -239,7 +241,7 @@ fn local(plan: Arc<Plan>, thread: usize, phase: Phase) -> Local {
         Arc::clone(&plan.live),
     );
     Local {
-        http: Http::new(&plan.base),
+        http,
         plan,
         recorder: RefCell::new(recorder),
         thread,
@@ -522,14 +524,25 @@ fn is_overloaded(reply: &Reply) -> bool {
 /// Open load in segments, one after the other without a pause: each its own
 /// rate, duration, plan and [`Recorder`] (a run records into the segment it
 /// was scheduled in); at most `max_in_flight` runs at once across them.
+///
+/// The segments share this thread's connections, and `warm` of them are opened
+/// before `start` (with `GET /healthz`), as a gateway keeps its upstream
+/// connections open: the figures are the shop's, not those of a storm of
+/// connects from a client that had none.
 pub async fn open_segments(
     segments: Vec<Segment>,
     thread: usize,
     threads: usize,
     max_in_flight: usize,
+    warm: usize,
     start: Instant,
     drain: Duration,
 ) -> Result<Vec<Recorder>, LoadError> {
+    let Some(first) = segments.first() else {
+        return Ok(Vec::new());
+    };
+    let http = Http::new(&first.plan.base);
+    futures_util::future::join_all((0..warm).map(|_| http.get("/healthz"))).await;
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let mut locals = Vec::with_capacity(segments.len());
     let mut segment_start = start;
@@ -544,12 +557,13 @@ pub async fn open_segments(
             drain_until: end + drain,
             series_len: (segment.duration + drain).as_secs_f64().ceil() as usize + 1,
         };
-        let local = Rc::new(local(segment.plan, thread, phase));
+        let local = Rc::new(local(segment.plan, thread, phase, http.clone()));
         local.recorder.borrow_mut().keep_post_samples = true;
-        for (arrival, scheduled) in arrivals(phase, segment.rate, thread, threads) {
+        let mut due = arrivals(phase, segment.rate, thread, threads);
+        while let Some((arrival, scheduled)) = due.next() {
             tokio::time::sleep_until(scheduled.into()).await;
             // Only a run that had to wait for a slot past the end is not started
-            // (not one whose timer fired a moment late).
+            // (not one whose timer fired a moment late); nor are the rest.
             let free = Arc::clone(&slots).try_acquire_owned().ok();
             let waited = free.is_none();
             let slot = match free {
@@ -560,11 +574,11 @@ pub async fn open_segments(
                     .map_err(|_| LoadError::Client("the in-flight limit closed".to_owned()))?,
             };
             if waited && Instant::now() >= phase.end {
-                local
-                    .recorder
-                    .borrow_mut()
-                    .errors
-                    .insert("runs not started: --max-in-flight reached".to_owned(), 1);
+                let not_started = 1 + due.count() as u64;
+                local.recorder.borrow_mut().errors.insert(
+                    "runs not started: --max-in-flight reached".to_owned(),
+                    not_started,
+                );
                 break;
             }
             let mut shopper = Shopper::new(Rc::clone(&local), numbered_from + arrival);
