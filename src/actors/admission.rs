@@ -3,17 +3,22 @@
 //! queueing it. An order is in flight from the moment its request is admitted
 //! until its saga decides it (or the request fails, or turns out to be a
 //! replay); every message and store job an order causes waits behind at most
-//! `max_in_flight` others of its kind, so no queue of the shop grows without
-//! limit. Above the bound a new order is refused before anything is stored.
+//! the bound's others of its kind, so no queue of the shop grows without limit.
+//! Above the bound a new order is refused before anything is stored.
+//!
+//! The bound follows the shop's own latency: the time an admitted order takes
+//! to be stored (the Orders mailbox, the store's write queue, the commit),
+//! which the payment provider's latency does not enter. It starts at
+//! [`AdmissionSettings::FLOOR`], grows while orders are refused and stored
+//! fast, and shrinks when storing gets slow, never below the floor nor above
+//! `max_in_flight` (see [`next_limit`], and the README's Overload section).
 //!
 //! A second guard catches what the bound cannot: a request that has waited in
 //! a queue (the Orders mailbox, the store's write queue) longer than the queue
-//! deadline is refused rather than served late, like CoDel's sojourn time. The
-//! bound is configured, not adaptive: see the README (Configuration, "Load
-//! testing") for how its default was measured and why.
+//! deadline is refused rather than served late, like CoDel's sojourn time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::meters::{self, GaugeGuard};
@@ -21,7 +26,8 @@ use crate::meters::{self, GaugeGuard};
 /// How much work the shop admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdmissionSettings {
-    /// Orders accepted and not yet decided (their requests included), at most.
+    /// Orders accepted and not yet decided (their requests included), at most:
+    /// the ceiling of the bound.
     pub max_in_flight: usize,
     /// The longest a new order may wait in a queue before it is refused.
     pub queue_deadline: Duration,
@@ -31,6 +37,15 @@ impl AdmissionSettings {
     /// What start-up uses unless configured (see `config.rs` for why).
     pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
     pub const DEFAULT_QUEUE_DEADLINE: Duration = Duration::from_millis(500);
+    /// The bound at start and at its lowest (or `max_in_flight`, if lower): as
+    /// many orders as the load benchmark's closed load keeps in flight, so a
+    /// busy but not overloaded shop never sheds.
+    pub const FLOOR: usize = 64;
+    /// The mean time to store an admitted order above which the bound
+    /// shrinks; under half of it, a bound that refused orders grows.
+    pub const TARGET: Duration = Duration::from_millis(20);
+    /// How often the bound moves, at most.
+    pub const WINDOW: Duration = Duration::from_millis(100);
 }
 
 impl Default for AdmissionSettings {
@@ -46,7 +61,7 @@ impl Default for AdmissionSettings {
 /// `Idempotency-Key`) may be sent again after [`Overloaded::RETRY_AFTER`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Overloaded {
-    #[error("the shop is at its limit of {limit} orders in flight: retry after 1 s")]
+    #[error("the shop is at its limit of {limit} orders in flight now: retry after 1 s")]
     InFlight { limit: usize },
     #[error(
         "the order waited {waited_ms} ms in a queue, longer than its deadline of {deadline_ms} ms: retry after 1 s"
@@ -75,11 +90,12 @@ impl Overloaded {
     }
 }
 
-/// The shop's count of orders in flight; cheap to clone, shared by every
-/// HTTP worker.
+/// The shop's count of orders in flight and its bound; cheap to clone, shared
+/// by every HTTP worker.
 #[derive(Clone)]
 pub struct Admission {
     in_flight: Arc<AtomicUsize>,
+    limit: Arc<Limit>,
     settings: AdmissionSettings,
     /// `minimart_orders_in_flight`, looked up once (a lookup per order costs).
     gauge: metrics::Gauge,
@@ -89,6 +105,7 @@ impl Admission {
     pub fn new(settings: AdmissionSettings) -> Admission {
         Admission {
             in_flight: Arc::new(AtomicUsize::new(0)),
+            limit: Arc::new(Limit::new(settings.max_in_flight, Instant::now())),
             settings,
             gauge: metrics::gauge!(meters::ORDERS_IN_FLIGHT),
         }
@@ -103,17 +120,26 @@ impl Admission {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// The bound in force now.
+    pub fn limit(&self) -> usize {
+        self.limit.current.load(Ordering::Relaxed)
+    }
+
     /// Admits one more order, or refuses it at once when the bound is reached.
     /// The order stays in flight until the answer is dropped.
     pub fn admit(&self) -> Result<Admitted, Overloaded> {
-        let limit = self.settings.max_in_flight;
+        let limit = self.limit();
         self.in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
-            .map_err(|_| Overloaded::InFlight { limit }.count())?;
+            .map_err(|_| {
+                self.limit.refused.store(true, Ordering::Relaxed);
+                Overloaded::InFlight { limit }.count()
+            })?;
         Ok(Admitted {
             in_flight: Arc::clone(&self.in_flight),
+            limit: Arc::clone(&self.limit),
             arrived: Instant::now(),
             deadline: self.settings.queue_deadline,
             _counted: GaugeGuard::new(self.gauge.clone()),
@@ -121,10 +147,98 @@ impl Admission {
     }
 }
 
+/// The bound, and the window of store times it moves by.
+struct Limit {
+    current: AtomicUsize,
+    floor: usize,
+    ceiling: usize,
+    /// An order was refused since the window opened: the bound was too low for
+    /// the arrivals.
+    refused: AtomicBool,
+    window: Mutex<Window>,
+}
+
+struct Window {
+    opened: Instant,
+    stored: u32,
+    took: Duration,
+}
+
+impl Limit {
+    fn new(ceiling: usize, now: Instant) -> Limit {
+        let floor = AdmissionSettings::FLOOR.min(ceiling);
+        Limit {
+            current: AtomicUsize::new(floor),
+            floor,
+            ceiling,
+            refused: AtomicBool::new(false),
+            window: Mutex::new(Window {
+                opened: now,
+                stored: 0,
+                took: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// One admitted order was stored `took` after its admission; at the end
+    /// of a window the bound moves.
+    fn stored(&self, took: Duration, now: Instant) {
+        let Ok(mut window) = self.window.lock() else {
+            return;
+        };
+        window.stored += 1;
+        window.took += took;
+        if now.duration_since(window.opened) < AdmissionSettings::WINDOW {
+            return;
+        }
+        let mean = window.took / window.stored;
+        let refused = self.refused.swap(false, Ordering::Relaxed);
+        let current = self.current.load(Ordering::Relaxed);
+        let next = next_limit(current, mean, refused, self.floor, self.ceiling);
+        if next != current {
+            tracing::debug!(
+                from = current,
+                to = next,
+                mean_store_ms = mean.as_secs_f64() * 1e3,
+                "orders in flight: bound moved"
+            );
+            self.current.store(next, Ordering::Relaxed);
+        }
+        *window = Window {
+            opened: now,
+            stored: 0,
+            took: Duration::ZERO,
+        };
+    }
+}
+
+/// The bound after a window whose admitted orders took `mean` to be stored:
+/// a quarter lower when storing is slower than [`AdmissionSettings::TARGET`]
+/// (queues are growing in the shop), an eighth higher when orders were refused
+/// and storing took under half the target (the shop has room), otherwise as
+/// it was; always between `floor` and `ceiling`.
+pub fn next_limit(
+    current: usize,
+    mean: Duration,
+    refused: bool,
+    floor: usize,
+    ceiling: usize,
+) -> usize {
+    let next = if mean > AdmissionSettings::TARGET {
+        current - current / 4
+    } else if refused && mean < AdmissionSettings::TARGET / 2 {
+        current + current / 8 + 1
+    } else {
+        current
+    };
+    next.clamp(floor, ceiling)
+}
+
 /// One admitted order, in flight until dropped: the request holds it until
 /// the order is stored, then the order's saga until it is decided.
 pub struct Admitted {
     in_flight: Arc<AtomicUsize>,
+    limit: Arc<Limit>,
     arrived: Instant,
     deadline: Duration,
     /// `minimart_orders_in_flight`.
@@ -144,6 +258,12 @@ impl Admitted {
             .count());
         }
         Ok(())
+    }
+
+    /// The order is stored: the time it took moves the bound.
+    pub fn stored(&self) {
+        let now = Instant::now();
+        self.limit.stored(now.duration_since(self.arrived), now);
     }
 
     /// The latest moment its first write may leave the store's queue.
@@ -196,6 +316,50 @@ mod tests {
         drop(first);
         assert_eq!(admission.in_flight(), 1);
         assert!(admission.admit().is_ok());
+    }
+
+    #[test]
+    fn the_bound_shrinks_when_storing_is_slow_and_grows_only_when_orders_are_refused() {
+        let (floor, ceiling) = (64, 1024);
+        let slow = AdmissionSettings::TARGET * 2;
+        let fast = AdmissionSettings::TARGET / 4;
+        let middling = AdmissionSettings::TARGET * 3 / 4;
+        assert_eq!(next_limit(400, slow, true, floor, ceiling), 300);
+        assert_eq!(next_limit(400, slow, false, floor, ceiling), 300);
+        assert_eq!(next_limit(70, slow, true, floor, ceiling), floor);
+        assert_eq!(next_limit(400, fast, true, floor, ceiling), 451);
+        assert_eq!(next_limit(1000, fast, true, floor, ceiling), ceiling);
+        assert_eq!(next_limit(400, fast, false, floor, ceiling), 400);
+        assert_eq!(next_limit(400, middling, true, floor, ceiling), 400);
+    }
+
+    #[test]
+    fn the_bound_starts_at_the_floor_and_follows_the_windows() {
+        let start = Instant::now();
+        let limit = Limit::new(1024, start);
+        let current = || limit.current.load(Ordering::Relaxed);
+        assert_eq!(current(), AdmissionSettings::FLOOR);
+        // Refused and fast: one step up per window, not per order.
+        let fast = AdmissionSettings::TARGET / 4;
+        let mut now = start;
+        for step in 1..=3 {
+            limit.refused.store(true, Ordering::Relaxed);
+            for _ in 0..10 {
+                limit.stored(fast, now);
+            }
+            now += AdmissionSettings::WINDOW;
+            limit.stored(fast, now);
+            assert!(current() > AdmissionSettings::FLOOR, "step {step}");
+        }
+        assert_eq!(current(), 94); // 64 → 73 → 83 → 94
+        // Then slow: back down to the floor, and no lower.
+        for _ in 0..10 {
+            now += AdmissionSettings::WINDOW;
+            limit.stored(AdmissionSettings::TARGET * 3, now);
+        }
+        assert_eq!(current(), AdmissionSettings::FLOOR);
+        // A ceiling under the floor is the bound, fixed.
+        assert_eq!(Limit::new(2, start).current.load(Ordering::Relaxed), 2);
     }
 
     #[test]

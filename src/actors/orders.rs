@@ -342,6 +342,9 @@ impl Handler<PlaceOrder> for OrdersActor {
             };
             match outcome {
                 CreateOrderOutcome::Created(order) => {
+                    if let Some(admitted) = &admitted {
+                        admitted.stored();
+                    }
                     tracing::info!(order_id = %order.order_id, lines = order.lines.len(), total = order.total_amount.cents(), "order placed");
                     metrics::counter!(meters::ORDERS_PLACED).increment(1);
                     book.track(order.clone());
