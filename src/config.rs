@@ -129,9 +129,10 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Orders in flight at most: accepted and not yet decided, their requests
-    /// included. The bound in force follows the time orders take to be stored,
-    /// from 64 (or this, if lower) up to this; above it a new order is refused
-    /// at once (503 `overloaded`, `Retry-After`) before anything is stored.
+    /// included. The bound in force starts here and follows the time orders
+    /// take to be stored, never below 64 (or this, if lower); above it a new
+    /// order is refused at once (503 `overloaded`, `Retry-After`) before
+    /// anything is stored.
     #[arg(long, env = "MINIMART_MAX_IN_FLIGHT", default_value_t = AdmissionSettings::DEFAULT_MAX_IN_FLIGHT, value_parser = parse_positive)]
     pub max_in_flight: usize,
 

@@ -9,9 +9,11 @@
 //! The bound follows the shop's own latency: the time an admitted order takes
 //! to be stored (the Orders mailbox, the store's write queue, the commit),
 //! which the payment provider's latency does not enter. It starts at
-//! [`AdmissionSettings::FLOOR`], grows while orders are refused and stored
-//! fast, and shrinks when storing gets slow, never below the floor nor above
-//! `max_in_flight` (see [`next_limit`], and the README's Overload section).
+//! `max_in_flight`, so a burst on a quiet shop is admitted whole; it halves
+//! while orders are being refused and storing is slow (the shop is overloaded
+//! and its queues grow), never below [`AdmissionSettings::FLOOR`], and grows
+//! back while storing is fast (see [`next_limit`], and the README's Overload
+//! section).
 //!
 //! A second guard catches what the bound cannot: a request that has waited in
 //! a queue (the Orders mailbox, the store's write queue) longer than the queue
@@ -37,12 +39,11 @@ impl AdmissionSettings {
     /// What start-up uses unless configured (see `config.rs` for why).
     pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
     pub const DEFAULT_QUEUE_DEADLINE: Duration = Duration::from_millis(500);
-    /// The bound at start and at its lowest (or `max_in_flight`, if lower): as
-    /// many orders as the load benchmark's closed load keeps in flight, so a
-    /// busy but not overloaded shop never sheds.
+    /// The bound at its lowest (or `max_in_flight`, if lower): as many orders
+    /// as the load benchmark's closed load keeps in flight.
     pub const FLOOR: usize = 64;
-    /// The mean time to store an admitted order above which the bound
-    /// shrinks; under half of it, a bound that refused orders grows.
+    /// The mean time to store an admitted order above which a bound that
+    /// refuses orders shrinks; under half of it, the bound grows.
     pub const TARGET: Duration = Duration::from_millis(20);
     /// How often the bound moves, at most.
     pub const WINDOW: Duration = Duration::from_millis(100);
@@ -168,7 +169,7 @@ impl Limit {
     fn new(ceiling: usize, now: Instant) -> Limit {
         let floor = AdmissionSettings::FLOOR.min(ceiling);
         Limit {
-            current: AtomicUsize::new(floor),
+            current: AtomicUsize::new(ceiling),
             floor,
             ceiling,
             refused: AtomicBool::new(false),
@@ -213,10 +214,11 @@ impl Limit {
 }
 
 /// The bound after a window whose admitted orders took `mean` to be stored:
-/// a quarter lower when storing is slower than [`AdmissionSettings::TARGET`]
-/// (queues are growing in the shop), an eighth higher when orders were refused
-/// and storing took under half the target (the shop has room), otherwise as
-/// it was; always between `floor` and `ceiling`.
+/// halved when orders were refused and storing was slower than
+/// [`AdmissionSettings::TARGET`] (overloaded: the shop's queues are growing;
+/// a burst that stays under the bound is not refused, however slow), an eighth
+/// higher when storing took under half the target (the shop has room),
+/// otherwise as it was; always between `floor` and `ceiling`.
 pub fn next_limit(
     current: usize,
     mean: Duration,
@@ -224,9 +226,9 @@ pub fn next_limit(
     floor: usize,
     ceiling: usize,
 ) -> usize {
-    let next = if mean > AdmissionSettings::TARGET {
-        current - current / 4
-    } else if refused && mean < AdmissionSettings::TARGET / 2 {
+    let next = if refused && mean > AdmissionSettings::TARGET {
+        current / 2
+    } else if mean < AdmissionSettings::TARGET / 2 {
         current + current / 8 + 1
     } else {
         current
@@ -319,45 +321,45 @@ mod tests {
     }
 
     #[test]
-    fn the_bound_shrinks_when_storing_is_slow_and_grows_only_when_orders_are_refused() {
+    fn the_bound_halves_when_refusing_and_slow_and_grows_when_fast() {
         let (floor, ceiling) = (64, 1024);
         let slow = AdmissionSettings::TARGET * 2;
         let fast = AdmissionSettings::TARGET / 4;
         let middling = AdmissionSettings::TARGET * 3 / 4;
-        assert_eq!(next_limit(400, slow, true, floor, ceiling), 300);
-        assert_eq!(next_limit(400, slow, false, floor, ceiling), 300);
-        assert_eq!(next_limit(70, slow, true, floor, ceiling), floor);
+        assert_eq!(next_limit(400, slow, true, floor, ceiling), 200);
+        // Slow but refusing nobody: a burst under the bound, not an overload.
+        assert_eq!(next_limit(400, slow, false, floor, ceiling), 400);
+        assert_eq!(next_limit(100, slow, true, floor, ceiling), floor);
         assert_eq!(next_limit(400, fast, true, floor, ceiling), 451);
-        assert_eq!(next_limit(1000, fast, true, floor, ceiling), ceiling);
-        assert_eq!(next_limit(400, fast, false, floor, ceiling), 400);
+        assert_eq!(next_limit(400, fast, false, floor, ceiling), 451);
+        assert_eq!(next_limit(1000, fast, false, floor, ceiling), ceiling);
         assert_eq!(next_limit(400, middling, true, floor, ceiling), 400);
     }
 
     #[test]
-    fn the_bound_starts_at_the_floor_and_follows_the_windows() {
+    fn the_bound_starts_at_the_ceiling_and_follows_the_windows() {
         let start = Instant::now();
         let limit = Limit::new(1024, start);
         let current = || limit.current.load(Ordering::Relaxed);
-        assert_eq!(current(), AdmissionSettings::FLOOR);
-        // Refused and fast: one step up per window, not per order.
-        let fast = AdmissionSettings::TARGET / 4;
+        assert_eq!(current(), 1024);
+        // Refusing and slow: halved once per window, not per order, to the floor.
+        let slow = AdmissionSettings::TARGET * 3;
         let mut now = start;
-        for step in 1..=3 {
+        for expected in [512, 256, 128, 64, 64] {
             limit.refused.store(true, Ordering::Relaxed);
             for _ in 0..10 {
-                limit.stored(fast, now);
+                limit.stored(slow, now);
             }
             now += AdmissionSettings::WINDOW;
-            limit.stored(fast, now);
-            assert!(current() > AdmissionSettings::FLOOR, "step {step}");
+            limit.stored(slow, now);
+            assert_eq!(current(), expected);
         }
-        assert_eq!(current(), 94); // 64 → 73 → 83 → 94
-        // Then slow: back down to the floor, and no lower.
-        for _ in 0..10 {
+        // Then fast: back up an eighth a window.
+        for expected in [73, 83, 94] {
             now += AdmissionSettings::WINDOW;
-            limit.stored(AdmissionSettings::TARGET * 3, now);
+            limit.stored(AdmissionSettings::TARGET / 4, now);
+            assert_eq!(current(), expected);
         }
-        assert_eq!(current(), AdmissionSettings::FLOOR);
         // A ceiling under the floor is the bound, fixed.
         assert_eq!(Limit::new(2, start).current.load(Ordering::Relaxed), 2);
     }
