@@ -153,8 +153,7 @@ struct Limit {
     current: AtomicUsize,
     floor: usize,
     ceiling: usize,
-    /// An order was refused since the window opened: the bound was too low for
-    /// the arrivals.
+    /// An order was refused since the window opened: the shop is at its bound.
     refused: AtomicBool,
     window: Mutex<Window>,
 }
