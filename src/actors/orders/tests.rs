@@ -30,22 +30,28 @@ async fn place(
     quantity: i64,
     idempotency_key: Option<IdempotencyKey>,
 ) -> Result<Placed, OrderError> {
-    actors
-        .orders
-        .send(PlaceOrder {
-            items: Items::one(Item {
-                product_id,
-                quantity: units(quantity),
-            }),
-            card: None,
-            from_cart: false,
-            idempotency_key,
-            shopper: None,
-            request_id: None,
-            admitted: None,
-        })
-        .await
-        .unwrap()
+    let order = one_line(product_id, quantity, idempotency_key, None);
+    actors.orders.send(order).await.unwrap()
+}
+
+fn one_line(
+    product_id: ProductId,
+    quantity: i64,
+    idempotency_key: Option<IdempotencyKey>,
+    admitted: Option<Admitted>,
+) -> PlaceOrder {
+    PlaceOrder {
+        items: Items::one(Item {
+            product_id,
+            quantity: units(quantity),
+        }),
+        card: None,
+        from_cart: false,
+        idempotency_key,
+        shopper: None,
+        request_id: None,
+        admitted,
+    }
 }
 
 /// Asks the store for the order's stock straight, as a run of its saga would.
@@ -439,22 +445,7 @@ async fn an_order_stored_slowly_while_others_are_refused_halves_the_bound() {
     let admitted = admission.admit().unwrap();
     // It takes longer than the target (and than a window) to be stored.
     tokio::time::sleep(AdmissionSettings::WINDOW + AdmissionSettings::TARGET).await;
-    actors
-        .orders
-        .send(PlaceOrder {
-            items: Items::one(Item {
-                product_id: tea(),
-                quantity: units(1),
-            }),
-            card: None,
-            from_cart: false,
-            idempotency_key: None,
-            shopper: None,
-            request_id: None,
-            admitted: Some(admitted),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let order = one_line(tea(), 1, None, Some(admitted));
+    actors.orders.send(order).await.unwrap().unwrap();
     assert_eq!(admission.limit(), 500);
 }
