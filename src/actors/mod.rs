@@ -25,7 +25,7 @@ use admission::{Admission, AdmissionSettings};
 use book::OrderBook;
 use inventory::{Inventory, InventoryActor, InventoryError};
 use mailbox::Mailbox;
-use orders::{GetOrder, OrderError, OrdersActor};
+use orders::{GetOrder, OrderError, OrdersActor, PlaceOrder, Placed};
 
 use crate::domain::{Order, OrderId};
 use payment::{PaymentActor, PaymentSettings};
@@ -48,8 +48,7 @@ pub struct Actors {
     order_book: OrderBook,
     pub inventory: Inventory,
     pub payment: Mailbox<PaymentActor>,
-    /// The bound on orders in flight, which the HTTP layer asks before it
-    /// sends `PlaceOrder`.
+    /// The bound on orders in flight, which [`Actors::place`] asks first.
     pub admission: Admission,
     store: Store,
     _thread: Arc<ActorThread>,
@@ -85,6 +84,17 @@ impl Actors {
             Some(order) => Ok(Some(order)),
             None => self.orders.send(GetOrder(order_id)).await?,
         }
+    }
+
+    /// Places an order if the shop admits it: at its bound the order is
+    /// refused at once (`OrderError::Overloaded`) and nothing is stored.
+    pub async fn place(&self, order: PlaceOrder) -> Result<Placed, OrderError> {
+        let admitted = self.admission.admit()?;
+        let order = PlaceOrder {
+            admitted: Some(admitted),
+            ..order
+        };
+        self.orders.send(order).await?
     }
 
     /// Starts the actors on an arbiter (a thread) of their own. The caller's

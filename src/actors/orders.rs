@@ -114,7 +114,8 @@ pub struct PlaceOrder {
     pub request_id: Option<String>,
     /// Its place among the orders in flight, held by its saga until the order
     /// is decided; an order that waited past the place's deadline is refused
-    /// unstored. `None` for orders that are not counted (tests of one actor).
+    /// unstored. [`Actors::place`](super::Actors::place) gives it one;
+    /// `None` for orders that are not counted (tests of one actor).
     pub admitted: Option<Admitted>,
 }
 

@@ -380,29 +380,18 @@ pub(super) async fn checkout(
             return Ok(unprocessable(refused(errors, &key, shopping)));
         }
     };
-    let admitted = match actors.admission.admit() {
-        Ok(admitted) => admitted,
-        Err(overloaded) => {
-            let shopping = shopping(&actors, &shopper).await?;
-            return Ok(busy(
-                refused(vec![("form", BUSY.to_owned())], &key, shopping),
-                overloaded,
-            ));
-        }
-    };
     let items = Items::parse(items.clone()).map_err(ApiError::from)?;
     let placed = actors
-        .orders
-        .send(PlaceOrder {
+        .place(PlaceOrder {
             items,
             card: Some(card),
             from_cart: true,
             idempotency_key: Some(key.clone()),
             shopper: Some(shopper.0),
             request_id: request_id::of(&req),
-            admitted: Some(admitted),
+            admitted: None,
         })
-        .await?;
+        .await;
     let refusal = match placed {
         Ok(placed) => {
             return Ok(to_order(

@@ -244,25 +244,8 @@ pub(super) async fn buy(
             ));
         }
     };
-    // At the shop's limit the buy is refused at once and nothing is stored:
-    // the same form (its key included) may be sent again.
-    let admitted = match actors.admission.admit() {
-        Ok(admitted) => admitted,
-        Err(overloaded) => {
-            return Ok(buy_busy(
-                &req,
-                &product,
-                &key,
-                quantity,
-                overloaded,
-                shopping(&actors, &shopper).await?,
-            ));
-        }
-    };
-
     let placed = actors
-        .orders
-        .send(PlaceOrder {
+        .place(PlaceOrder {
             items: Items::one(Item {
                 product_id: product.product_id.clone(),
                 quantity,
@@ -272,9 +255,9 @@ pub(super) async fn buy(
             idempotency_key: Some(key.clone()),
             shopper: Some(shopper.0),
             request_id: request_id::of(&req),
-            admitted: Some(admitted),
+            admitted: None,
         })
-        .await?;
+        .await;
     let placed = match placed {
         Ok(placed) => placed,
         Err(OrderError::IdempotencyKeyReused) => {
@@ -282,6 +265,8 @@ pub(super) async fn buy(
             let shopping = shopping(&actors, &shopper).await?;
             return Ok(buy_refused(&req, &product, &new_key(), message, shopping));
         }
+        // At the shop's limit nothing was stored: the same form (its key
+        // included) may be sent again.
         Err(OrderError::Overloaded(overloaded)) => {
             return Ok(buy_busy(
                 &req,
