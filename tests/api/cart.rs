@@ -4,15 +4,15 @@
 //! same cart), and checking it out places one order of all its lines, paid with
 //! the card typed in, and empties it.
 
-use std::time::Duration;
-
 use reqwest::{Client, StatusCode};
 use scraper::{Html, Selector};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::pages::{browser, input_value, page};
-use support::{TestApp, on_each_backend, on_postgres, spawn_app, spawn_app_with, test_database};
+use support::{
+    TestApp, on_each_backend, on_postgres, spawn_app, spawn_app_with, stream_to_end, test_database,
+};
 
 async fn post(
     client: &Client,
@@ -349,16 +349,7 @@ async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
         .expect("the catalog listens")
         .to_owned();
     assert!(url.starts_with("/orders/events?since="), "{url}");
-    let stream = shopper
-        .get(app.url("/orders/events"))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(stream.status(), StatusCode::OK);
-    let body = tokio::time::timeout(Duration::from_secs(30), stream.text())
-        .await
-        .expect("the stream ends once the order is decided")
-        .expect("a body");
+    let body = stream_to_end(&shopper, &app.url("/orders/events")).await;
 
     let outcome = body.find("event: outcome").expect("an outcome");
     assert!(body[outcome..].contains("Payment failed"), "{body}");

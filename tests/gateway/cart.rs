@@ -3,14 +3,12 @@
 //! on each; the checkout places one order, and the shopper's stream of outcomes
 //! reaches the browser through nginx as the app writes it.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 
-use support::free_port;
 use support::gateway::{App, Gateway, conf_for_pool, nginx};
 use support::postgres::Cluster;
+use support::{free_port, stream_to_end};
 
 #[actix_web::test]
 async fn a_cart_behind_nginx_is_one_cart_on_two_instances_and_its_outcome_streams_through() {
@@ -79,16 +77,7 @@ async fn a_cart_behind_nginx_is_one_cart_on_two_instances_and_its_outcome_stream
         .to_owned();
     assert!(order_page.starts_with("/orders/"), "{order_page}");
 
-    let stream = shopper
-        .get(gateway.url("/orders/events"))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(stream.status(), StatusCode::OK);
-    let body = tokio::time::timeout(Duration::from_secs(30), stream.text())
-        .await
-        .expect("the stream ends at the outcome")
-        .expect("a body");
+    let body = stream_to_end(&shopper, &gateway.url("/orders/events")).await;
     assert!(
         body.contains("event: outcome") && body.contains("Order confirmed"),
         "{body}"

@@ -279,6 +279,17 @@ pub async fn accepted_order_id(response: Response) -> Option<String> {
     body["order_id"].as_str().map(str::to_owned)
 }
 
+/// A shopper's event stream (`GET /orders/events`), read until the server
+/// ends it, which it must within 30 s.
+pub async fn stream_to_end(client: &reqwest::Client, url: &str) -> String {
+    let stream = client.get(url).send().await.expect("GET");
+    assert_eq!(stream.status(), StatusCode::OK, "GET {url}");
+    actix_rt::time::timeout(Duration::from_secs(30), stream.text())
+        .await
+        .expect("the stream ends once the order is decided")
+        .expect("a body")
+}
+
 pub async fn fetch_json(client: &reqwest::Client, url: &str) -> Value {
     let response = client.get(url).send().await.expect("GET");
     assert_eq!(response.status(), StatusCode::OK, "GET {url}");
