@@ -12,7 +12,7 @@
 //! `max_in_flight`, so a burst on a quiet shop is admitted whole; it halves
 //! while orders are being refused and storing is slow (the shop is overloaded
 //! and its queues grow), never below [`AdmissionSettings::FLOOR`], and grows
-//! back while storing is fast (see [`next_limit`], and the README's Overload
+//! back while storing is fast (see `next_limit`, and the README's Overload
 //! section).
 //!
 //! A second guard catches what the bound cannot: a request that has waited in
@@ -95,8 +95,7 @@ impl Overloaded {
 /// by every HTTP worker.
 #[derive(Clone)]
 pub struct Admission {
-    in_flight: Arc<AtomicUsize>,
-    limit: Arc<Limit>,
+    bound: Arc<Bound>,
     settings: AdmissionSettings,
     /// `minimart_orders_in_flight`, looked up once (a lookup per order costs).
     gauge: metrics::Gauge,
@@ -105,8 +104,7 @@ pub struct Admission {
 impl Admission {
     pub fn new(settings: AdmissionSettings) -> Admission {
         Admission {
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            limit: Arc::new(Limit::new(settings.max_in_flight, Instant::now())),
+            bound: Arc::new(Bound::new(settings.max_in_flight, Instant::now())),
             settings,
             gauge: metrics::gauge!(meters::ORDERS_IN_FLIGHT),
         }
@@ -118,29 +116,29 @@ impl Admission {
 
     /// Orders in flight now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.bound.in_flight.load(Ordering::Relaxed)
     }
 
     /// The bound in force now.
     pub fn limit(&self) -> usize {
-        self.limit.current.load(Ordering::Relaxed)
+        self.bound.current.load(Ordering::Relaxed)
     }
 
     /// Admits one more order, or refuses it at once when the bound is reached.
     /// The order stays in flight until the answer is dropped.
     pub fn admit(&self) -> Result<Admitted, Overloaded> {
         let limit = self.limit();
-        self.in_flight
+        self.bound
+            .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
             .map_err(|_| {
-                self.limit.refused.store(true, Ordering::Relaxed);
+                self.bound.refused.store(true, Ordering::Relaxed);
                 Overloaded::InFlight { limit }.count()
             })?;
         Ok(Admitted {
-            in_flight: Arc::clone(&self.in_flight),
-            limit: Arc::clone(&self.limit),
+            bound: Arc::clone(&self.bound),
             arrived: Instant::now(),
             deadline: self.settings.queue_deadline,
             _counted: GaugeGuard::new(self.gauge.clone()),
@@ -148,8 +146,10 @@ impl Admission {
     }
 }
 
-/// The bound, and the window of store times it moves by.
-struct Limit {
+/// The orders in flight, their bound, and the window of store times it moves by.
+struct Bound {
+    in_flight: AtomicUsize,
+    /// The bound in force, within `floor ..= ceiling`.
     current: AtomicUsize,
     floor: usize,
     ceiling: usize,
@@ -164,19 +164,25 @@ struct Window {
     took: Duration,
 }
 
-impl Limit {
-    fn new(ceiling: usize, now: Instant) -> Limit {
-        let floor = AdmissionSettings::FLOOR.min(ceiling);
-        Limit {
+impl Window {
+    fn opened(now: Instant) -> Window {
+        Window {
+            opened: now,
+            stored: 0,
+            took: Duration::ZERO,
+        }
+    }
+}
+
+impl Bound {
+    fn new(ceiling: usize, now: Instant) -> Bound {
+        Bound {
+            in_flight: AtomicUsize::new(0),
             current: AtomicUsize::new(ceiling),
-            floor,
+            floor: AdmissionSettings::FLOOR.min(ceiling),
             ceiling,
             refused: AtomicBool::new(false),
-            window: Mutex::new(Window {
-                opened: now,
-                stored: 0,
-                took: Duration::ZERO,
-            }),
+            window: Mutex::new(Window::opened(now)),
         }
     }
 
@@ -204,11 +210,7 @@ impl Limit {
             );
             self.current.store(next, Ordering::Relaxed);
         }
-        *window = Window {
-            opened: now,
-            stored: 0,
-            took: Duration::ZERO,
-        };
+        *window = Window::opened(now);
     }
 }
 
@@ -218,7 +220,7 @@ impl Limit {
 /// a burst that stays under the bound is not refused, however slow), an eighth
 /// higher when storing took under half the target (the shop has room),
 /// otherwise as it was; always between `floor` and `ceiling`.
-pub fn next_limit(
+fn next_limit(
     current: usize,
     mean: Duration,
     refused: bool,
@@ -238,8 +240,7 @@ pub fn next_limit(
 /// One admitted order, in flight until dropped: the request holds it until
 /// the order is stored, then the order's saga until it is decided.
 pub struct Admitted {
-    in_flight: Arc<AtomicUsize>,
-    limit: Arc<Limit>,
+    bound: Arc<Bound>,
     arrived: Instant,
     deadline: Duration,
     /// `minimart_orders_in_flight`.
@@ -264,7 +265,7 @@ impl Admitted {
     /// The order is stored: the time it took moves the bound.
     pub fn stored(&self) {
         let now = Instant::now();
-        self.limit.stored(now.duration_since(self.arrived), now);
+        self.bound.stored(now.duration_since(self.arrived), now);
     }
 
     /// The latest moment its first write may leave the store's queue.
@@ -293,7 +294,7 @@ impl std::fmt::Debug for Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.bound.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -338,29 +339,29 @@ mod tests {
     #[test]
     fn the_bound_starts_at_the_ceiling_and_follows_the_windows() {
         let start = Instant::now();
-        let limit = Limit::new(1024, start);
-        let current = || limit.current.load(Ordering::Relaxed);
+        let bound = Bound::new(1024, start);
+        let current = || bound.current.load(Ordering::Relaxed);
         assert_eq!(current(), 1024);
         // Refusing and slow: halved once per window, not per order, to the floor.
         let slow = AdmissionSettings::TARGET * 3;
         let mut now = start;
         for expected in [512, 256, 128, 64, 64] {
-            limit.refused.store(true, Ordering::Relaxed);
+            bound.refused.store(true, Ordering::Relaxed);
             for _ in 0..10 {
-                limit.stored(slow, now);
+                bound.stored(slow, now);
             }
             now += AdmissionSettings::WINDOW;
-            limit.stored(slow, now);
+            bound.stored(slow, now);
             assert_eq!(current(), expected);
         }
         // Then fast: back up an eighth a window.
         for expected in [73, 83, 94] {
             now += AdmissionSettings::WINDOW;
-            limit.stored(AdmissionSettings::TARGET / 4, now);
+            bound.stored(AdmissionSettings::TARGET / 4, now);
             assert_eq!(current(), expected);
         }
         // A ceiling under the floor is the bound, fixed.
-        assert_eq!(Limit::new(2, start).current.load(Ordering::Relaxed), 2);
+        assert_eq!(Bound::new(2, start).current.load(Ordering::Relaxed), 2);
     }
 
     #[test]
