@@ -83,7 +83,7 @@ impl StoreOptions {
         StoreOptions {
             url: url.into(),
             read_connections: 4,
-            write_connections: 2,
+            write_connections: 1,
             max_batch: 512,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
