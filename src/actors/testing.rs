@@ -1,6 +1,7 @@
 //! What the actor tests share: a shop (the actors over a fresh database) with tea
-//! in stock, an order written behind the actors' back, following an order to its
-//! end, and the stock as the catalog snapshot and the store hold it.
+//! in stock, placing an order, an order written (and moved) behind the actors'
+//! back, following an order to its end, the stock as the catalog snapshot and the
+//! store hold it, and an order's payments.
 
 use std::time::{Duration, Instant};
 
@@ -8,29 +9,22 @@ use actix::Addr;
 use chrono::Utc;
 use tempfile::TempDir;
 
+use super::admission::Admitted;
 use super::inventory::{Inventory, UpsertProduct};
-use super::orders::{GetOrder, OrdersActor};
+use super::orders::{GetOrder, OrderError, OrdersActor, PlaceOrder, Placed};
 use super::payment::PaymentSettings;
 use super::{Actors, SagaSettings};
 use crate::domain::{
-    Item, Items, Money, Order, OrderId, OrderLine, Price, Product, ProductId, ProductName,
-    Quantity, Stock,
+    IdempotencyKey, Item, Items, Money, Order, OrderId, OrderLine, OrderStep, Payment, Price,
+    Product, ProductId, ProductName, Quantity, Stock,
 };
-use crate::store::{CreateOrderOutcome, NewOrder, Store, StoreOptions};
+use crate::store::{self, CreateOrderOutcome, NewOrder, OrderTransition, Store, StoreOptions};
 
 /// Tea's price, in cents.
 pub(crate) const PRICE: i64 = 350;
 
 pub(crate) fn tea() -> ProductId {
     ProductId::parse("tea").unwrap()
-}
-
-/// `units` of tea, as an order's one item.
-pub(crate) fn tea_items(units: i64) -> Items {
-    Items::one(Item {
-        product_id: tea(),
-        quantity: Quantity::parse(units).unwrap(),
-    })
 }
 
 /// `units` of tea at $3.50, as a placed order's one line.
@@ -86,6 +80,38 @@ pub(crate) async fn restock(actors: &Actors, stock: i64) {
     upsert.await.unwrap().unwrap();
 }
 
+/// An order for `quantity` of the product, as a shopper without a card places it.
+pub(crate) fn one_line(
+    product_id: ProductId,
+    quantity: i64,
+    idempotency_key: Option<IdempotencyKey>,
+    admitted: Option<Admitted>,
+) -> PlaceOrder {
+    PlaceOrder {
+        items: Items::one(Item {
+            product_id,
+            quantity: Quantity::parse(quantity).unwrap(),
+        }),
+        card: None,
+        from_cart: false,
+        idempotency_key,
+        shopper: None,
+        request_id: None,
+        admitted,
+    }
+}
+
+/// Places an order for `quantity` of the product through the Orders actor.
+pub(crate) async fn place(
+    actors: &Actors,
+    product_id: ProductId,
+    quantity: i64,
+    idempotency_key: Option<IdempotencyKey>,
+) -> Result<Placed, OrderError> {
+    let order = one_line(product_id, quantity, idempotency_key, None);
+    actors.orders.send(order).await.unwrap()
+}
+
 /// An order for `units` of tea written straight into the store, at step PLACED:
 /// no saga runs it, and the Orders actor has never seen it.
 pub(crate) async fn order_in_store(store: &Store, units: i64) -> Order {
@@ -106,6 +132,35 @@ pub(crate) async fn order_in_store(store: &Store, units: i64) -> Order {
         panic!("the order was not created: {outcome:?}");
     };
     order
+}
+
+/// Asks the store for the order's stock straight, as a run of its saga would.
+pub(crate) async fn reserved_in_store(store: &Store, order: &Order) -> store::ReserveOutcome {
+    store
+        .reserve(store::Reserve {
+            order_id: order.order_id,
+            lines: order.items(),
+            advance_order: false,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap()
+        .outcome
+}
+
+/// Moves the order straight in the store, as a run of its saga would; false when
+/// the order may not move to `step`.
+pub(crate) async fn moved_in_store(store: &Store, order_id: OrderId, step: OrderStep) -> bool {
+    store
+        .advance_order(OrderTransition {
+            order_id,
+            step,
+            reason: None,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap()
+        .is_some()
 }
 
 /// Polls the order every 10 ms until its saga has decided; gives up after 30 s
@@ -138,4 +193,22 @@ pub(crate) async fn stored_stock(store: &Store, product_id: &str) -> i64 {
     let mut catalog = store.catalog().await.unwrap().into_iter();
     let row = catalog.find(|row| row.product.product_id == product_id);
     row.unwrap().product.stock.units()
+}
+
+/// Checks the stock both as the catalog snapshot shows it and as the store holds it.
+pub(crate) async fn assert_stock(
+    inventory: &Inventory,
+    store: &Store,
+    product_id: &str,
+    units: i64,
+) {
+    let shown = shown_stock(inventory, product_id).await;
+    assert_eq!(shown, units, "the stock of {product_id} the snapshot shows");
+    let stored = stored_stock(store, product_id).await;
+    assert_eq!(stored, units, "the stock of {product_id} the store holds");
+}
+
+/// The payments the store holds for the order.
+pub(crate) async fn payments_for(store: &Store, order_id: OrderId) -> Vec<Payment> {
+    store.payments_for_order(order_id).await.unwrap()
 }

@@ -22,10 +22,20 @@ async fn inventory_with(products: &[Product]) -> (TempDir, Store, Inventory) {
     let (dir, store) = database().await;
     let inventory = InventoryActor::start(store.clone()).await.unwrap();
     for product in products {
-        let upsert = inventory.addr.send(UpsertProduct(product.clone()));
-        upsert.await.unwrap().unwrap();
+        upsert(&inventory, product.clone()).await;
     }
     (dir, store, inventory)
+}
+
+/// Creates or replaces the product; answers it as stored.
+async fn upsert(inventory: &Inventory, product: Product) -> Product {
+    let upsert = inventory.addr.send(UpsertProduct(product));
+    upsert.await.unwrap().unwrap()
+}
+
+/// The product as the catalog snapshot lists it.
+async fn listed(inventory: &Inventory, product_id: &str) -> Option<Product> {
+    inventory.catalog.product(&id(product_id)).await.unwrap()
 }
 
 async fn reserve(
@@ -54,32 +64,45 @@ fn line(product_id: &str, n: i64) -> Item {
     }
 }
 
+/// Settles the order's reservation: its stock is sold.
+async fn commit(inventory: &Inventory, order_id: OrderId) {
+    let then = None;
+    let commit = inventory.addr.send(CommitReservation { order_id, then });
+    commit.await.unwrap().unwrap();
+}
+
+/// Gives the order's reserved stock back.
+async fn release(inventory: &Inventory, order_id: OrderId) {
+    let then = None;
+    let release = inventory.addr.send(ReleaseReservation { order_id, then });
+    release.await.unwrap().unwrap();
+}
+
+/// The snapshot's tea at `units` in stock, at `version`.
+fn tea_stock(units: i64, version: i64) -> StockLevel {
+    StockLevel {
+        product_id: id("tea"),
+        stock: Stock::parse(units).unwrap(),
+        version,
+    }
+}
+
 #[actix_rt::test]
 async fn upsert_creates_a_product_then_replaces_it() {
     let (_dir, store, inventory) = inventory_with(&[]).await;
     assert!(inventory.catalog.is_empty().await.unwrap());
 
-    let created = inventory
-        .addr
-        .send(UpsertProduct(product("tea", "Tea", 350, 5)))
-        .await
-        .unwrap()
-        .unwrap();
+    let created = upsert(&inventory, product("tea", "Tea", 350, 5)).await;
     assert_eq!(created, product("tea", "Tea", 350, 5));
     assert_eq!(
-        inventory.catalog.product(&id("tea")).await.unwrap(),
+        listed(&inventory, "tea").await,
         Some(product("tea", "Tea", 350, 5))
     );
 
-    let replaced = inventory
-        .addr
-        .send(UpsertProduct(product("tea", "Green tea", 420, 9)))
-        .await
-        .unwrap()
-        .unwrap();
+    let replaced = upsert(&inventory, product("tea", "Green tea", 420, 9)).await;
     assert_eq!(replaced, product("tea", "Green tea", 420, 9));
     assert_eq!(
-        inventory.catalog.product(&id("tea")).await.unwrap(),
+        listed(&inventory, "tea").await,
         Some(product("tea", "Green tea", 420, 9))
     );
     assert!(!inventory.catalog.is_empty().await.unwrap());
@@ -98,7 +121,7 @@ async fn a_restarted_inventory_loads_the_catalog_from_the_store() {
     let second = InventoryActor::start(store).await.unwrap();
 
     assert_eq!(
-        second.catalog.product(&id("tea")).await.unwrap(),
+        listed(&second, "tea").await,
         Some(product("tea", "Tea", 350, 3))
     );
 }
@@ -110,8 +133,7 @@ async fn reserve_takes_stock_and_the_snapshot_shows_it() {
     let reply = reserve(&inventory, OrderId::generate(), "tea", 2).await;
 
     assert_eq!(reply, Reservation::Held);
-    assert_eq!(shown_stock(&inventory, "tea").await, 3);
-    assert_eq!(stored_stock(&store, "tea").await, 3);
+    assert_stock(&inventory, &store, "tea", 3).await;
 }
 
 #[actix_rt::test]
@@ -124,8 +146,7 @@ async fn reserving_twice_for_the_same_order_holds_once() {
 
     assert_eq!(first, Reservation::Held);
     assert_eq!(second, Reservation::Held);
-    assert_eq!(shown_stock(&inventory, "tea").await, 3);
-    assert_eq!(stored_stock(&store, "tea").await, 3);
+    assert_stock(&inventory, &store, "tea", 3).await;
 }
 
 #[actix_rt::test]
@@ -141,8 +162,7 @@ async fn reserve_never_takes_more_than_is_in_stock() {
             available: Stock::parse(3).unwrap()
         }
     );
-    assert_eq!(shown_stock(&inventory, "tea").await, 3);
-    assert_eq!(stored_stock(&store, "tea").await, 3);
+    assert_stock(&inventory, &store, "tea", 3).await;
 }
 
 #[actix_rt::test]
@@ -154,17 +174,11 @@ async fn a_refusal_stands_when_stock_comes_back() {
     let first = reserve(&inventory, order_id, "tea", 4).await;
     assert!(matches!(first, Reservation::OutOfStock { .. }), "{first:?}");
 
-    inventory
-        .addr
-        .send(UpsertProduct(product("tea", "Tea", 350, 10)))
-        .await
-        .unwrap()
-        .unwrap();
+    upsert(&inventory, product("tea", "Tea", 350, 10)).await;
     let again = reserve(&inventory, order_id, "tea", 4).await;
 
     assert_eq!(again, Reservation::RefusedBefore);
-    assert_eq!(shown_stock(&inventory, "tea").await, 10);
-    assert_eq!(stored_stock(&store, "tea").await, 10);
+    assert_stock(&inventory, &store, "tea", 10).await;
     // Another order gets the stock.
     let other = reserve(&inventory, OrderId::generate(), "tea", 4).await;
     assert_eq!(other, Reservation::Held);
@@ -178,10 +192,7 @@ async fn reserving_an_unknown_product_holds_nothing() {
     let reply = reserve(&inventory, OrderId::generate(), "coffee", 1).await;
 
     assert_eq!(reply, Reservation::UnknownProduct);
-    assert_eq!(
-        inventory.catalog.product(&id("coffee")).await.unwrap(),
-        None
-    );
+    assert_eq!(listed(&inventory, "coffee").await, None);
     assert_eq!(shown_stock(&inventory, "tea").await, 3);
     assert_eq!(store.catalog().await.unwrap().len(), 1);
 }
@@ -192,29 +203,11 @@ async fn release_gives_stock_back_exactly_once() {
     let order_id = OrderId::generate();
     reserve(&inventory, order_id, "tea", 2).await;
 
-    inventory
-        .addr
-        .send(ReleaseReservation {
-            order_id,
-            then: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(shown_stock(&inventory, "tea").await, 5);
-    assert_eq!(stored_stock(&store, "tea").await, 5);
+    release(&inventory, order_id).await;
+    assert_stock(&inventory, &store, "tea", 5).await;
 
-    inventory
-        .addr
-        .send(ReleaseReservation {
-            order_id,
-            then: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(shown_stock(&inventory, "tea").await, 5);
-    assert_eq!(stored_stock(&store, "tea").await, 5);
+    release(&inventory, order_id).await;
+    assert_stock(&inventory, &store, "tea", 5).await;
 }
 
 #[actix_rt::test]
@@ -223,27 +216,10 @@ async fn release_after_commit_gives_nothing_back() {
     let order_id = OrderId::generate();
     reserve(&inventory, order_id, "tea", 2).await;
 
-    inventory
-        .addr
-        .send(CommitReservation {
-            order_id,
-            then: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    inventory
-        .addr
-        .send(ReleaseReservation {
-            order_id,
-            then: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    commit(&inventory, order_id).await;
+    release(&inventory, order_id).await;
 
-    assert_eq!(shown_stock(&inventory, "tea").await, 3);
-    assert_eq!(stored_stock(&store, "tea").await, 3);
+    assert_stock(&inventory, &store, "tea", 3).await;
 }
 
 #[actix_rt::test]
@@ -251,27 +227,10 @@ async fn commit_and_release_without_a_reservation_are_no_ops() {
     let (_dir, store, inventory) = inventory_with(&[product("tea", "Tea", 350, 5)]).await;
     let stranger = OrderId::generate();
 
-    inventory
-        .addr
-        .send(CommitReservation {
-            order_id: stranger,
-            then: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    inventory
-        .addr
-        .send(ReleaseReservation {
-            order_id: stranger,
-            then: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    commit(&inventory, stranger).await;
+    release(&inventory, stranger).await;
 
-    assert_eq!(shown_stock(&inventory, "tea").await, 5);
-    assert_eq!(stored_stock(&store, "tea").await, 5);
+    assert_stock(&inventory, &store, "tea", 5).await;
 }
 
 #[actix_rt::test]
@@ -347,8 +306,7 @@ async fn concurrent_reserves_never_oversell() {
         .count();
     assert_eq!(held, 20);
     assert_eq!(refused, 30);
-    assert_eq!(shown_stock(&inventory, "tea").await, 0);
-    assert_eq!(stored_stock(&store, "tea").await, 0);
+    assert_stock(&inventory, &store, "tea", 0).await;
 }
 
 #[actix_rt::test]
@@ -358,16 +316,8 @@ async fn the_snapshot_never_goes_back_to_an_older_version() {
 
     // The upsert made version 1; two reservations made 2 and 3, whose answers
     // arrive out of order.
-    publish.stock(StockLevel {
-        product_id: id("tea"),
-        stock: Stock::parse(3).unwrap(),
-        version: 3,
-    });
-    publish.stock(StockLevel {
-        product_id: id("tea"),
-        stock: Stock::parse(4).unwrap(),
-        version: 2,
-    });
+    publish.stock(tea_stock(3, 3));
+    publish.stock(tea_stock(4, 2));
     assert_eq!(shown_stock(&inventory, "tea").await, 3);
 
     // The upsert's own answer, arriving last.
@@ -376,7 +326,7 @@ async fn the_snapshot_never_goes_back_to_an_older_version() {
         version: 1,
     });
     assert_eq!(
-        inventory.catalog.product(&id("tea")).await.unwrap(),
+        listed(&inventory, "tea").await,
         Some(product("tea", "Tea", 350, 3))
     );
 
@@ -385,7 +335,7 @@ async fn the_snapshot_never_goes_back_to_an_older_version() {
         version: 4,
     });
     assert_eq!(
-        inventory.catalog.product(&id("tea")).await.unwrap(),
+        listed(&inventory, "tea").await,
         Some(product("tea", "New tea", 400, 8))
     );
 }
@@ -398,18 +348,14 @@ async fn a_late_upsert_answer_is_not_lost_behind_a_newer_stock_level() {
     let (_dir, _store, inventory) = inventory_with(&[product("tea", "Tea", 350, 5)]).await;
     let publish = Publisher(Arc::clone(&inventory.catalog.listings));
 
-    publish.stock(StockLevel {
-        product_id: id("tea"),
-        stock: Stock::parse(7).unwrap(),
-        version: 3,
-    });
+    publish.stock(tea_stock(7, 3));
     publish.product(StockedProduct {
         product: product("tea", "Green tea", 420, 8),
         version: 2,
     });
 
     assert_eq!(
-        inventory.catalog.product(&id("tea")).await.unwrap(),
+        listed(&inventory, "tea").await,
         Some(product("tea", "Green tea", 420, 7))
     );
 }

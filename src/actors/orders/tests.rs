@@ -7,79 +7,13 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::*;
-use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
 use crate::actors::testing::*;
-use crate::domain::{
-    Item, Money, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus, Price, Product,
-    ProductName, Quantity, Stock,
-};
-use crate::store::{self, OrderTransition};
-
-fn units(units: i64) -> Quantity {
-    Quantity::parse(units).unwrap()
-}
+use crate::domain::{Money, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus};
+use crate::store;
 
 fn key(raw: &str) -> Option<IdempotencyKey> {
     Some(IdempotencyKey::parse(raw).unwrap())
-}
-
-async fn place(
-    actors: &Actors,
-    product_id: ProductId,
-    quantity: i64,
-    idempotency_key: Option<IdempotencyKey>,
-) -> Result<Placed, OrderError> {
-    let order = one_line(product_id, quantity, idempotency_key, None);
-    actors.orders.send(order).await.unwrap()
-}
-
-fn one_line(
-    product_id: ProductId,
-    quantity: i64,
-    idempotency_key: Option<IdempotencyKey>,
-    admitted: Option<Admitted>,
-) -> PlaceOrder {
-    PlaceOrder {
-        items: Items::one(Item {
-            product_id,
-            quantity: units(quantity),
-        }),
-        card: None,
-        from_cart: false,
-        idempotency_key,
-        shopper: None,
-        request_id: None,
-        admitted,
-    }
-}
-
-/// Asks the store for the order's stock straight, as a run of its saga would.
-async fn reserved_behind_the_actors_back(store: &Store, order: &Order) -> store::ReserveOutcome {
-    store
-        .reserve(store::Reserve {
-            order_id: order.order_id,
-            lines: order.items(),
-            advance_order: false,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap()
-        .outcome
-}
-
-/// Moves the order straight in the store, as a run of its saga would.
-async fn moved_elsewhere(store: &Store, order_id: OrderId, step: OrderStep) -> bool {
-    store
-        .advance_order(OrderTransition {
-            order_id,
-            step,
-            reason: None,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap()
-        .is_some()
 }
 
 #[actix_rt::test]
@@ -116,9 +50,8 @@ async fn a_placed_order_is_pending_and_its_saga_confirms_it() {
     assert_eq!(done.status(), OrderStatus::Confirmed);
     assert_eq!(done.step, OrderStep::Confirmed);
     assert_eq!(done.reason, None);
-    assert_eq!(shown_stock(&actors.inventory, "tea").await, 7);
-    assert_eq!(stored_stock(&store, "tea").await, 7);
-    let payments = store.payments_for_order(done.order_id).await.unwrap();
+    assert_stock(&actors.inventory, &store, "tea", 7).await;
+    let payments = payments_for(&store, done.order_id).await;
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].status, PaymentStatus::Succeeded);
     assert_eq!(payments[0].total_amount, done.total_amount);
@@ -134,9 +67,8 @@ async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
     assert_eq!(done.status(), OrderStatus::PaymentFailed);
     assert_eq!(done.step, OrderStep::PaymentFailed);
     assert_eq!(done.reason.as_deref(), Some("the payment was declined"));
-    assert_eq!(shown_stock(&actors.inventory, "tea").await, 10);
-    assert_eq!(stored_stock(&store, "tea").await, 10);
-    let payments = store.payments_for_order(done.order_id).await.unwrap();
+    assert_stock(&actors.inventory, &store, "tea", 10).await;
+    let payments = payments_for(&store, done.order_id).await;
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].status, PaymentStatus::Declined);
 }
@@ -154,15 +86,8 @@ async fn ordering_more_than_the_stock_is_rejected_and_takes_nothing() {
         done.reason.as_deref(),
         Some("not enough stock of tea: 6 requested, 5 available")
     );
-    assert_eq!(shown_stock(&actors.inventory, "tea").await, 5);
-    assert_eq!(stored_stock(&store, "tea").await, 5);
-    assert!(
-        store
-            .payments_for_order(done.order_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_stock(&actors.inventory, &store, "tea", 5).await;
+    assert!(payments_for(&store, done.order_id).await.is_empty());
 }
 
 #[actix_rt::test]
@@ -177,8 +102,7 @@ async fn the_same_key_and_body_replay_the_first_order() {
     assert_eq!(again.order.order_id, first.order.order_id);
     until_terminal(&actors.orders, first.order.order_id).await;
     // Only one order took stock.
-    assert_eq!(shown_stock(&actors.inventory, "tea").await, 8);
-    assert_eq!(stored_stock(&store, "tea").await, 8);
+    assert_stock(&actors.inventory, &store, "tea", 8).await;
     // A replay after the saga ended shows where the order stands.
     let late = place(&actors, tea(), 2, key("retry-1")).await.unwrap();
     assert!(late.replayed);
@@ -200,24 +124,15 @@ async fn concurrent_placements_with_one_key_make_one_order() {
     assert!(placed.iter().all(|p| p.order.order_id == order_id));
     assert_eq!(placed.iter().filter(|p| !p.replayed).count(), 1);
     until_terminal(&actors.orders, order_id).await;
-    assert_eq!(stored_stock(&store, "tea").await, 8);
-    assert_eq!(shown_stock(&actors.inventory, "tea").await, 8);
+    assert_stock(&actors.inventory, &store, "tea", 8).await;
 }
 
 #[actix_rt::test]
 async fn the_same_key_with_another_body_is_refused() {
     let (_dir, store, actors) = shop(instant(0.0), 10).await;
     let products = &actors.inventory.addr;
-    products
-        .send(UpsertProduct(Product {
-            product_id: ProductId::parse("coffee").unwrap(),
-            product_name: ProductName::parse("Coffee").unwrap(),
-            price: Price::parse(500).unwrap(),
-            stock: Stock::parse(10).unwrap(),
-        }))
-        .await
-        .unwrap()
-        .unwrap();
+    let coffee = products.send(UpsertProduct(product("coffee", "Coffee", 500, 10)));
+    coffee.await.unwrap().unwrap();
     let first = place(&actors, tea(), 2, key("retry-2")).await.unwrap();
 
     let other_quantity = place(&actors, tea(), 3, key("retry-2")).await;
@@ -287,8 +202,7 @@ async fn many_orders_at_once_never_oversell() {
     }
 
     assert_eq!((confirmed, rejected), (10, 20));
-    assert_eq!(shown_stock(&actors.inventory, "tea").await, 0);
-    assert_eq!(stored_stock(&store, "tea").await, 0);
+    assert_stock(&actors.inventory, &store, "tea", 0).await;
 }
 
 #[actix_rt::test]
@@ -301,8 +215,7 @@ async fn resume_unfinished_drives_an_order_the_actor_never_saw() {
     assert_eq!(resumed, 1);
     let done = until_terminal(&actors.orders, order.order_id).await;
     assert_eq!(done.status(), OrderStatus::Confirmed);
-    assert_eq!(shown_stock(&actors.inventory, "tea").await, 6);
-    assert_eq!(stored_stock(&store, "tea").await, 6);
+    assert_stock(&actors.inventory, &store, "tea", 6).await;
     assert!(store.unfinished_orders().await.unwrap().is_empty());
 }
 
@@ -313,8 +226,8 @@ async fn a_resumed_saga_keeps_the_payment_already_made() {
     // been charged once and must end as that charge decided.
     let (_dir, store, actors) = shop(instant(0.0), 10).await;
     let order = order_in_store(&store, 4).await;
-    reserved_behind_the_actors_back(&store, &order).await;
-    assert!(moved_elsewhere(&store, order.order_id, OrderStep::Reserved).await);
+    reserved_in_store(&store, &order).await;
+    assert!(moved_in_store(&store, order.order_id, OrderStep::Reserved).await);
     let declined = store
         .record_payment(Payment {
             payment_id: PaymentId::generate(),
@@ -333,12 +246,8 @@ async fn a_resumed_saga_keeps_the_payment_already_made() {
     assert_eq!(resumed, 1);
     let done = until_terminal(&actors.orders, order.order_id).await;
     assert_eq!(done.status(), OrderStatus::PaymentFailed);
-    assert_eq!(stored_stock(&store, "tea").await, 10);
-    assert_eq!(shown_stock(&actors.inventory, "tea").await, 10);
-    assert_eq!(
-        store.payments_for_order(order.order_id).await.unwrap(),
-        [declined]
-    );
+    assert_stock(&actors.inventory, &store, "tea", 10).await;
+    assert_eq!(payments_for(&store, order.order_id).await, [declined]);
 }
 
 #[actix_rt::test]
@@ -363,19 +272,19 @@ async fn an_order_moves_only_along_the_arrows_of_its_saga() {
         OrderStep::Placed,
     ] {
         assert!(
-            !moved_elsewhere(&store, order.order_id, skipped).await,
+            !moved_in_store(&store, order.order_id, skipped).await,
             "{skipped:?}"
         );
     }
-    assert!(moved_elsewhere(&store, order.order_id, OrderStep::Reserved).await);
+    assert!(moved_in_store(&store, order.order_id, OrderStep::Reserved).await);
     // A run of the saga that found no stock before this one reserved it comes
     // too late: the order is no longer PLACED.
-    assert!(!moved_elsewhere(&store, order.order_id, OrderStep::Rejected).await);
-    assert!(!moved_elsewhere(&store, order.order_id, OrderStep::Reserved).await);
+    assert!(!moved_in_store(&store, order.order_id, OrderStep::Rejected).await);
+    assert!(!moved_in_store(&store, order.order_id, OrderStep::Reserved).await);
     let now = store.order(order.order_id).await.unwrap().unwrap();
     assert_eq!(now.step, OrderStep::Reserved);
-    assert!(moved_elsewhere(&store, order.order_id, OrderStep::Confirmed).await);
-    assert!(!moved_elsewhere(&store, order.order_id, OrderStep::PaymentFailed).await);
+    assert!(moved_in_store(&store, order.order_id, OrderStep::Confirmed).await);
+    assert!(!moved_in_store(&store, order.order_id, OrderStep::PaymentFailed).await);
     let now = store.order(order.order_id).await.unwrap().unwrap();
     assert_eq!(now.step, OrderStep::Confirmed);
     let events = store.order_events(order.order_id, 0).await.unwrap();
@@ -394,12 +303,12 @@ async fn a_late_run_of_a_saga_agrees_with_the_first_even_when_stock_came_back() 
     // asks for stock only now.
     let (_dir, store, actors) = shop(instant(0.0), 2).await;
     let order = order_in_store(&store, 4).await;
-    let first_run = reserved_behind_the_actors_back(&store, &order).await;
+    let first_run = reserved_in_store(&store, &order).await;
     assert!(matches!(
         first_run,
         store::ReserveOutcome::Insufficient { .. }
     ));
-    assert!(moved_elsewhere(&store, order.order_id, OrderStep::Rejected).await);
+    assert!(moved_in_store(&store, order.order_id, OrderStep::Rejected).await);
     restock(&actors, 10).await;
 
     let (events, _) = broadcast::channel(16);
@@ -417,15 +326,8 @@ async fn a_late_run_of_a_saga_agrees_with_the_first_even_when_stock_came_back() 
 
     let done = store.order(order.order_id).await.unwrap().unwrap();
     assert_eq!(done.step, OrderStep::Rejected);
-    assert_eq!(stored_stock(&store, "tea").await, 10);
-    assert_eq!(shown_stock(&actors.inventory, "tea").await, 10);
-    assert!(
-        store
-            .payments_for_order(order.order_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_stock(&actors.inventory, &store, "tea", 10).await;
+    assert!(payments_for(&store, order.order_id).await.is_empty());
 }
 
 #[actix_rt::test]

@@ -7,27 +7,13 @@ use futures_util::future::join_all;
 
 use super::*;
 use crate::actors::Actors;
-use crate::actors::orders::PlaceOrder;
 use crate::actors::testing::*;
 use crate::domain::Order;
-use crate::store::{self, OrderTransition};
+use crate::store;
 
 /// Places an order through the Orders actor and waits for its saga to finish.
 async fn charged_order(actors: &Actors, units: i64) -> Order {
-    let placed = actors
-        .orders
-        .send(PlaceOrder {
-            items: tea_items(units),
-            card: None,
-            from_cart: false,
-            idempotency_key: None,
-            shopper: None,
-            request_id: None,
-            admitted: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let placed = place(actors, tea(), units, None).await.unwrap();
     until_terminal(&actors.orders, placed.order.order_id).await
 }
 
@@ -35,34 +21,40 @@ async fn charged_order(actors: &Actors, units: i64) -> Order {
 /// leaves just before it charges.
 async fn reserved_order(store: &Store, units: i64) -> Order {
     let order = order_in_store(store, units).await;
-    let reserved = store
-        .reserve(store::Reserve {
-            order_id: order.order_id,
-            lines: order.items(),
-            advance_order: false,
-            at: Utc::now(),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(
-        reserved.outcome,
-        store::ReserveOutcome::Reserved(_)
-    ));
-    assert!(
-        store
-            .advance_order(OrderTransition {
-                order_id: order.order_id,
-                step: OrderStep::Reserved,
-                reason: None,
-                at: Utc::now(),
-            })
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let reserved = reserved_in_store(store, &order).await;
+    assert!(matches!(reserved, store::ReserveOutcome::Reserved(_)));
+    assert!(moved_in_store(store, order.order_id, OrderStep::Reserved).await);
     let order = store.order(order.order_id).await.unwrap().unwrap();
     assert_eq!(order.step, OrderStep::Reserved);
     order
+}
+
+/// Payments that succeed after 50 ms, so that charges sent together overlap.
+fn slow_payments() -> PaymentSettings {
+    PaymentSettings {
+        latency: Duration::from_millis(50),
+        ..instant(0.0)
+    }
+}
+
+/// A charge of `cents` for the order as the caller sees it.
+fn charge_of(order: &Order, cents: i64) -> Charge {
+    Charge {
+        order: order.clone(),
+        amount: Money::from_cents(cents),
+    }
+}
+
+/// Queues both charges before either is handled, and waits for both answers.
+async fn overlapping(
+    actors: &Actors,
+    first: Charge,
+    second: Charge,
+) -> (Result<Payment, ChargeError>, Result<Payment, ChargeError>) {
+    let first = actors.payment.send(first);
+    let second = actors.payment.send(second);
+    let (first, second) = futures_util::future::join(first, second).await;
+    (first.unwrap(), second.unwrap())
 }
 
 /// Charges the order as Orders knows it now, as the saga and the API do.
@@ -72,13 +64,22 @@ async fn charge(actors: &Actors, order_id: OrderId, cents: i64) -> Result<Paymen
         .await
         .unwrap()
         .expect("a known order");
+    actors.payment.send(charge_of(&order, cents)).await.unwrap()
+}
+
+/// The order's payments, as the Payment actor lists them.
+async fn listed_payments(actors: &Actors, order_id: OrderId) -> Vec<Payment> {
+    let list = actors.payment.send(ListPayments { order_id });
+    list.await.unwrap().unwrap()
+}
+
+/// The payment, as the Payment actor finds it by its id.
+async fn payment_by_id(actors: &Actors, payment_id: PaymentId) -> Option<Payment> {
     actors
         .payment
-        .send(Charge {
-            order,
-            amount: Money::from_cents(cents),
-        })
+        .send(GetPayment(payment_id))
         .await
+        .unwrap()
         .unwrap()
 }
 
@@ -87,17 +88,14 @@ async fn a_second_charge_returns_the_first_payment() {
     let (_dir, store, actors) = shop(instant(0.0), 100).await;
     let order = charged_order(&actors, 2).await;
     assert_eq!(order.status(), OrderStatus::Confirmed);
-    let first = store.payments_for_order(order.order_id).await.unwrap();
+    let first = payments_for(&store, order.order_id).await;
     assert_eq!(first.len(), 1);
 
     let again = charge(&actors, order.order_id, 700).await.unwrap();
 
     assert_eq!(again, first[0]);
     assert_eq!(again.status, PaymentStatus::Succeeded);
-    assert_eq!(
-        store.payments_for_order(order.order_id).await.unwrap(),
-        first
-    );
+    assert_eq!(payments_for(&store, order.order_id).await, first);
 }
 
 #[actix_rt::test]
@@ -109,10 +107,7 @@ async fn a_second_charge_of_a_declined_order_returns_the_decline() {
     let again = charge(&actors, order.order_id, PRICE).await.unwrap();
 
     assert_eq!(again.status, PaymentStatus::Declined);
-    assert_eq!(
-        store.payments_for_order(order.order_id).await.unwrap(),
-        [again]
-    );
+    assert_eq!(payments_for(&store, order.order_id).await, [again]);
 }
 
 #[actix_rt::test]
@@ -132,13 +127,7 @@ async fn a_charge_for_the_wrong_amount_is_refused() {
         matches!(against_order, Err(ChargeError::AmountMismatch { expected }) if expected == Money::from_cents(1050)),
         "{against_order:?}"
     );
-    assert!(
-        store
-            .payments_for_order(waiting.order_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(payments_for(&store, waiting.order_id).await.is_empty());
 }
 
 #[actix_rt::test]
@@ -159,13 +148,7 @@ async fn an_order_whose_stock_is_not_held_cannot_be_charged() {
         ),
         "{reply:?}"
     );
-    assert!(
-        store
-            .payments_for_order(order.order_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(payments_for(&store, order.order_id).await.is_empty());
 }
 
 #[actix_rt::test]
@@ -262,29 +245,16 @@ fn the_rate_bounds_hold_with_and_without_a_seed() {
 
 #[actix_rt::test]
 async fn concurrent_charges_for_one_order_make_one_payment() {
-    let (_dir, store, actors) = shop(
-        PaymentSettings {
-            latency: Duration::from_millis(50),
-            ..instant(0.0)
-        },
-        100,
-    )
-    .await;
+    let (_dir, store, actors) = shop(slow_payments(), 100).await;
     let order = reserved_order(&store, 2).await;
 
-    let replies = join_all((0..10).map(|_| {
-        actors.payment.send(Charge {
-            order: order.clone(),
-            amount: Money::from_cents(700),
-        })
-    }))
-    .await;
+    let replies = join_all((0..10).map(|_| actors.payment.send(charge_of(&order, 700)))).await;
 
     let payments: Vec<Payment> = replies
         .into_iter()
         .map(|reply| reply.unwrap().unwrap())
         .collect();
-    let stored = store.payments_for_order(order.order_id).await.unwrap();
+    let stored = payments_for(&store, order.order_id).await;
     assert_eq!(stored.len(), 1);
     for payment in &payments {
         assert_eq!(payment.payment_id, stored[0].payment_id);
@@ -293,14 +263,7 @@ async fn concurrent_charges_for_one_order_make_one_payment() {
 
 #[actix_rt::test]
 async fn a_charge_made_with_the_order_before_its_stock_was_held_does_not_answer_the_sagas() {
-    let (_dir, store, actors) = shop(
-        PaymentSettings {
-            latency: Duration::from_millis(50),
-            ..instant(0.0)
-        },
-        100,
-    )
-    .await;
+    let (_dir, store, actors) = shop(slow_payments(), 100).await;
     let order = reserved_order(&store, 2).await;
     // A client read the order while it was still PLACED, and charges with that.
     let stale = Order {
@@ -309,58 +272,28 @@ async fn a_charge_made_with_the_order_before_its_stock_was_held_does_not_answer_
     };
 
     // Both are queued before either is handled, for the same order and amount.
-    let client = actors.payment.send(Charge {
-        order: stale,
-        amount: Money::from_cents(700),
-    });
-    let saga = actors.payment.send(Charge {
-        order: order.clone(),
-        amount: Money::from_cents(700),
-    });
-    let (client, saga) = futures_util::future::join(client, saga).await;
+    let (client, saga) = overlapping(&actors, charge_of(&stale, 700), charge_of(&order, 700)).await;
 
     assert!(
-        matches!(client.unwrap(), Err(ChargeError::NotPayable { .. })),
+        matches!(client, Err(ChargeError::NotPayable { .. })),
         "not payable as the client saw it"
     );
-    assert_eq!(saga.unwrap().unwrap().status, PaymentStatus::Succeeded);
+    assert_eq!(saga.unwrap().status, PaymentStatus::Succeeded);
 }
 
 #[actix_rt::test]
 async fn a_joined_charge_for_the_wrong_amount_is_refused_alone() {
-    let (_dir, store, actors) = shop(
-        PaymentSettings {
-            latency: Duration::from_millis(50),
-            ..instant(0.0)
-        },
-        100,
-    )
-    .await;
+    let (_dir, store, actors) = shop(slow_payments(), 100).await;
     let order = reserved_order(&store, 2).await;
 
     // Both are queued before either is handled: the second joins the first.
-    let right = actors.payment.send(Charge {
-        order: order.clone(),
-        amount: Money::from_cents(700),
-    });
-    let wrong = actors.payment.send(Charge {
-        order: order.clone(),
-        amount: Money::from_cents(1),
-    });
-    let (right, wrong) = futures_util::future::join(right, wrong).await;
+    let (right, wrong) = overlapping(&actors, charge_of(&order, 700), charge_of(&order, 1)).await;
 
-    assert_eq!(right.unwrap().unwrap().status, PaymentStatus::Succeeded);
+    assert_eq!(right.unwrap().status, PaymentStatus::Succeeded);
     assert!(
-        matches!(wrong.unwrap(), Err(ChargeError::AmountMismatch { expected }) if expected == Money::from_cents(700))
+        matches!(wrong, Err(ChargeError::AmountMismatch { expected }) if expected == Money::from_cents(700))
     );
-    assert_eq!(
-        store
-            .payments_for_order(order.order_id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(payments_for(&store, order.order_id).await.len(), 1);
 }
 
 /// A charge with the right amount that overlaps one with a wrong amount gets its
@@ -371,21 +304,9 @@ async fn a_joined_charge_for_the_right_amount_is_not_refused_for_another_charges
     let order = reserved_order(&store, 2).await;
 
     // Both are queued before either is handled: the second joins the first.
-    let wrong = actors.payment.send(Charge {
-        order: order.clone(),
-        amount: Money::from_cents(1),
-    });
-    let right = actors.payment.send(Charge {
-        order: order.clone(),
-        amount: Money::from_cents(700),
-    });
-    let (wrong, right) = futures_util::future::join(wrong, right).await;
+    let (wrong, right) = overlapping(&actors, charge_of(&order, 1), charge_of(&order, 700)).await;
 
-    assert!(matches!(
-        wrong.unwrap(),
-        Err(ChargeError::AmountMismatch { .. })
-    ));
-    let right = right.unwrap();
+    assert!(matches!(wrong, Err(ChargeError::AmountMismatch { .. })));
     assert!(
         matches!(&right, Ok(payment) if payment.status == PaymentStatus::Succeeded),
         "the charge for the right amount got {right:?}"
@@ -397,37 +318,13 @@ async fn payments_can_be_looked_up_by_id_and_by_order() {
     let (_dir, _store, actors) = shop(instant(0.0), 100).await;
     let order = charged_order(&actors, 1).await;
 
-    let listed = actors
-        .payment
-        .send(ListPayments {
-            order_id: order.order_id,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let listed = listed_payments(&actors, order.order_id).await;
     assert_eq!(listed.len(), 1);
-    let found = actors
-        .payment
-        .send(GetPayment(listed[0].payment_id))
-        .await
-        .unwrap()
-        .unwrap();
+    let found = payment_by_id(&actors, listed[0].payment_id).await;
     assert_eq!(found.as_ref(), Some(&listed[0]));
 
-    let missing = actors
-        .payment
-        .send(GetPayment(PaymentId::generate()))
-        .await
-        .unwrap()
-        .unwrap();
+    let missing = payment_by_id(&actors, PaymentId::generate()).await;
     assert_eq!(missing, None);
-    let none = actors
-        .payment
-        .send(ListPayments {
-            order_id: OrderId::generate(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let none = listed_payments(&actors, OrderId::generate()).await;
     assert!(none.is_empty());
 }
