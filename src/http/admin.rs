@@ -3,6 +3,7 @@
 //! `Origin`. Signing out ends the session for good. Product writes go through the
 //! same `UpsertProduct` message as the API. Every answer here is `no-store`.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::Markup;
 use serde::Deserialize;
@@ -14,12 +15,14 @@ use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
 use crate::actors::orders::{GetOrderTimeline, ListOrders, ListStalled, RetryNow};
 use crate::actors::sessions::AdminSession;
-use crate::domain::{Money, OrderId, OrderStatus, Price, Product, ProductId, ProductName, Stock};
+use crate::domain::{
+    Money, OrderId, OrderStatus, ParseError, Price, Product, ProductId, ProductName, Stock,
+};
 use crate::views::admin::{self as view, ProductForm};
 
 type Page = Result<HttpResponse, PageError>;
 
-fn html(status: actix_web::http::StatusCode, markup: Markup) -> HttpResponse {
+fn html(status: StatusCode, markup: Markup) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .body(markup.into_string())
@@ -39,14 +42,11 @@ pub(super) async fn dashboard(
     actors: web::Data<Actors>,
 ) -> Page {
     let Some(session) = auth.session(&req).await? else {
-        return Ok(html(
-            actix_web::http::StatusCode::OK,
-            view::sign_in_page(None),
-        ));
+        return Ok(html(StatusCode::OK, view::sign_in_page(None)));
     };
     let notice = query.saved.as_ref().map(|id| format!("Saved {id}."));
     Ok(html(
-        actix_web::http::StatusCode::OK,
+        StatusCode::OK,
         dashboard_view(
             &actors,
             &ProductForm::default(),
@@ -88,7 +88,7 @@ pub(super) async fn sign_in(
     }
     if !auth.check_token(&req, form.token.trim())? {
         return Ok(html(
-            actix_web::http::StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
             view::sign_in_page(Some("That is not the admin token.")),
         ));
     }
@@ -113,6 +113,10 @@ pub(super) async fn sign_out(
     Ok(see_other("/admin")
         .cookie(AdminAuth::signed_out_cookie(&site))
         .finish())
+}
+
+fn no_such(what: &str) -> PageError {
+    PageError(ApiError::NotFound(format!("no such {what}")))
 }
 
 fn cross_site() -> PageError {
@@ -182,7 +186,7 @@ pub(super) async fn orders(
             }
         });
         return Ok(html(
-            actix_web::http::StatusCode::OK,
+            StatusCode::OK,
             view::stalled_page(&stalled, &session.csrf, notice.as_deref()),
         ));
     }
@@ -199,7 +203,7 @@ pub(super) async fn orders(
         })
         .await??;
     Ok(html(
-        actix_web::http::StatusCode::OK,
+        StatusCode::OK,
         view::orders_page(&orders, status, &session.csrf),
     ))
 }
@@ -214,8 +218,7 @@ pub(super) async fn retry_order(
     actors: web::Data<Actors>,
 ) -> Page {
     authorize(&req, &auth, &site, &form.csrf).await?;
-    let order_id = OrderId::parse(&order_id)
-        .map_err(|_| PageError(ApiError::NotFound("no such order".to_owned())))?;
+    let order_id = OrderId::parse(&order_id).map_err(|_| no_such("order"))?;
     let here = actors.orders.send(RetryNow(order_id)).await?;
     Ok(see_other(&format!(
         "/admin/orders?stalled=1&retried={order_id}&here={}",
@@ -234,15 +237,14 @@ pub(super) async fn order(
     let Some(session) = auth.session(&req).await? else {
         return Ok(see_other("/admin").finish());
     };
-    let no_such_order = || PageError(ApiError::NotFound("no such order".to_owned()));
-    let order_id = OrderId::parse(&order_id).map_err(|_| no_such_order())?;
+    let order_id = OrderId::parse(&order_id).map_err(|_| no_such("order"))?;
     let (order, events) = actors
         .orders
         .send(GetOrderTimeline(order_id))
         .await??
-        .ok_or_else(no_such_order)?;
+        .ok_or_else(|| no_such("order"))?;
     Ok(html(
-        actix_web::http::StatusCode::OK,
+        StatusCode::OK,
         view::order_page(&order, &events, &session.csrf),
     ))
 }
@@ -268,7 +270,7 @@ pub(super) async fn create_product(
     match parse_product(&fields) {
         Ok(product) => save(&actors, product).await,
         Err(form) => Ok(html(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::UNPROCESSABLE_ENTITY,
             dashboard_view(&actors, &form, &session, None).await?,
         )),
     }
@@ -296,9 +298,9 @@ pub(super) async fn edit_product(
     };
     let product = find_product(&actors, product_id.into_inner())
         .await?
-        .ok_or_else(|| PageError(ApiError::NotFound("no such product".to_owned())))?;
+        .ok_or_else(|| no_such("product"))?;
     Ok(html(
-        actix_web::http::StatusCode::OK,
+        StatusCode::OK,
         view::edit_page(&ProductForm::from_product(&product), &session.csrf),
     ))
 }
@@ -318,7 +320,7 @@ pub(super) async fn update_product(
     match parse_product(&fields) {
         Ok(product) => save(&actors, product).await,
         Err(form) => Ok(html(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::UNPROCESSABLE_ENTITY,
             view::edit_page(&form, &session.csrf),
         )),
     }
@@ -326,38 +328,33 @@ pub(super) async fn update_product(
 
 /// The form's fields as a product, or the form again with an error per bad field.
 fn parse_product(fields: &ProductFields) -> Result<Product, ProductForm> {
-    let mut errors = Vec::new();
-    let product_id = ProductId::parse(fields.product_id.trim())
-        .map_err(|e| errors.push(("product_id", e.to_string())))
-        .ok();
-    let product_name = ProductName::parse(fields.product_name.as_str())
-        .map_err(|e| errors.push(("product_name", e.to_string())))
-        .ok();
-    let price = Money::parse_dollars(&fields.price)
-        .and_then(|amount| Price::parse(amount.cents()))
-        .map_err(|e| errors.push(("price", e.to_string())))
-        .ok();
-    let stock = fields
-        .stock
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| crate::domain::ParseError::new("stock must be a whole number"))
-        .and_then(Stock::parse)
-        .map_err(|e| errors.push(("stock", e.to_string())))
-        .ok();
+    let product_id = ProductId::parse(fields.product_id.trim());
+    let product_name = ProductName::parse(fields.product_name.as_str());
+    let price = Money::parse_dollars(&fields.price).and_then(|amount| Price::parse(amount.cents()));
+    let stock = (fields.stock.trim().parse::<i64>())
+        .map_err(|_| ParseError::new("stock must be a whole number"))
+        .and_then(Stock::parse);
     match (product_id, product_name, price, stock) {
-        (Some(product_id), Some(product_name), Some(price), Some(stock)) => Ok(Product {
+        (Ok(product_id), Ok(product_name), Ok(price), Ok(stock)) => Ok(Product {
             product_id,
             product_name,
             price,
             stock,
         }),
-        _ => Err(ProductForm {
+        (product_id, product_name, price, stock) => Err(ProductForm {
             product_id: fields.product_id.clone(),
             product_name: fields.product_name.clone(),
             price: fields.price.clone(),
             stock: fields.stock.clone(),
-            errors,
+            errors: [
+                ("product_id", product_id.err()),
+                ("product_name", product_name.err()),
+                ("price", price.err()),
+                ("stock", stock.err()),
+            ]
+            .into_iter()
+            .filter_map(|(field, error)| Some((field, error?.to_string())))
+            .collect(),
         }),
     }
 }

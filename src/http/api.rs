@@ -4,6 +4,7 @@
 //! the database when other instances share it) instead of its mailbox, so
 //! browsing never queues behind orders.
 
+use std::fmt::Display;
 use std::future::{Ready, ready};
 
 use actix_web::http::header;
@@ -28,6 +29,11 @@ use crate::domain::{
 };
 
 type Reply = Result<HttpResponse, ApiError>;
+
+/// The `404` for a thing looked up by its id.
+fn does_not_exist(what: &str, id: impl Display) -> ApiError {
+    ApiError::NotFound(format!("{what} {id} does not exist"))
+}
 
 /// The process answers: for a liveness probe.
 pub(super) async fn healthz() -> HttpResponse {
@@ -141,12 +147,9 @@ pub(super) async fn get_product(
     product_id: web::Path<ProductId>,
     actors: web::Data<Actors>,
 ) -> Reply {
-    match actors.inventory.catalog.product(&product_id).await? {
-        Some(product) => Ok(HttpResponse::Ok().json(ProductView::from(product))),
-        None => Err(ApiError::NotFound(format!(
-            "product {product_id} does not exist"
-        ))),
-    }
+    let product = (actors.inventory.catalog.product(&product_id).await?)
+        .ok_or_else(|| does_not_exist("product", &product_id))?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -511,12 +514,8 @@ impl From<Order> for OrderView {
 )]
 pub(super) async fn get_order(order_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
     let order_id = OrderId::parse(&order_id)?;
-    match actors.order(order_id).await? {
-        Some(order) => Ok(HttpResponse::Ok().json(OrderView::from(order))),
-        None => Err(ApiError::NotFound(format!(
-            "order {order_id} does not exist"
-        ))),
-    }
+    let order = (actors.order(order_id).await?).ok_or_else(|| does_not_exist("order", order_id))?;
+    Ok(HttpResponse::Ok().json(OrderView::from(order)))
 }
 
 // Payments.
@@ -588,7 +587,7 @@ pub(super) async fn charge(body: Json<ChargeBody>, actors: web::Data<Actors>) ->
     let order = actors
         .order(order_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("order {order_id} does not exist")))?;
+        .ok_or_else(|| does_not_exist("order", order_id))?;
     let payment = actors
         .payment
         .send(Charge {
@@ -657,12 +656,9 @@ pub(super) async fn list_payments(
 )]
 pub(super) async fn get_payment(payment_id: web::Path<String>, actors: web::Data<Actors>) -> Reply {
     let payment_id = PaymentId::parse(&payment_id)?;
-    match actors.payment.send(GetPayment(payment_id)).await?? {
-        Some(payment) => Ok(HttpResponse::Ok().json(PaymentView::from(payment))),
-        None => Err(ApiError::NotFound(format!(
-            "payment {payment_id} does not exist"
-        ))),
-    }
+    let payment = (actors.payment.send(GetPayment(payment_id)).await??)
+        .ok_or_else(|| does_not_exist("payment", payment_id))?;
+    Ok(HttpResponse::Ok().json(PaymentView::from(payment)))
 }
 
 // Request parts that are not the body.

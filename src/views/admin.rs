@@ -2,7 +2,7 @@
 //! them with errors shown beside the field, sign out. Every form carries the
 //! session's CSRF token.
 
-use maud::{Markup, html};
+use maud::{Markup, Render, html};
 
 use super::order::status_label;
 use super::{Section, page};
@@ -68,37 +68,24 @@ pub fn dashboard(
     csrf: &str,
     notice: Option<&str>,
 ) -> Markup {
+    let rows: Vec<Markup> = (products.iter())
+        .map(|product| html! {
+            tr {
+                td { code { (product.product_id) } }
+                td { (product.product_name.as_str()) }
+                td { (product.price.money()) }
+                td { (product.stock.units()) }
+                td { a href=(format!("/admin/products/{}", product.product_id)) aria-label=(format!("Edit {}", product.product_name.as_str())) { "Edit" } }
+            }
+        })
+        .collect();
     page(
         "Admin",
         Section::Admin,
         html! {
-            div.admin-head {
-                h1 { "Products" }
-                (sign_out(csrf))
-            }
-            (admin_nav(false))
-            @if let Some(notice) = notice {
-                p.notice role="status" { (notice) }
-            }
-            @if products.is_empty() {
-                p.empty { "No products yet." }
-            } @else {
-                table.products {
-                    caption { "Every product in the catalog" }
-                    thead { tr { th scope="col" { "Id" } th scope="col" { "Name" } th scope="col" { "Price" } th scope="col" { "Stock" } th scope="col" { span.visually-hidden { "Actions" } } } }
-                    tbody {
-                        @for product in products {
-                            tr {
-                                td { code { (product.product_id) } }
-                                td { (product.product_name.as_str()) }
-                                td { (product.price.money()) }
-                                td { (product.stock.units()) }
-                                td { a href=(format!("/admin/products/{}", product.product_id)) aria-label=(format!("Edit {}", product.product_name.as_str())) { "Edit" } }
-                            }
-                        }
-                    }
-                }
-            }
+            (admin_head("Products", csrf, false))
+            (notice_line(notice))
+            (listing("products", "Every product in the catalog", &["Id", "Name", "Price", "Stock", "Actions"], &rows, "No products yet."))
             h2 { "Add a product" }
             (product_form("/admin/products", new_product, csrf, true))
         },
@@ -169,22 +156,45 @@ fn field(
     }
 }
 
-fn sign_out(csrf: &str) -> Markup {
+/// A signed-in page's heading with the sign-out button beside it, then the way
+/// between the admin's two lists (`orders`: on the orders' side).
+fn admin_head(title: impl Render, csrf: &str, orders: bool) -> Markup {
     html! {
-        form method="post" action="/admin/sign-out" {
-            input type="hidden" name="csrf" value=(csrf);
-            button.secondary type="submit" { "Sign out" }
+        div.admin-head {
+            h1 { (title) }
+            form method="post" action="/admin/sign-out" {
+                input type="hidden" name="csrf" value=(csrf);
+                button.secondary type="submit" { "Sign out" }
+            }
         }
-    }
-}
-
-/// Between the admin's two lists.
-fn admin_nav(orders: bool) -> Markup {
-    html! {
         nav.admin-nav aria-label="Admin" {
             a href="/admin" aria-current=[(!orders).then_some("page")] { "Products" }
             " · "
             a href="/admin/orders" aria-current=[orders.then_some("page")] { "Orders" }
+        }
+    }
+}
+
+fn notice_line(notice: Option<&str>) -> Markup {
+    html! {
+        @if let Some(notice) = notice {
+            p.notice role="status" { (notice) }
+        }
+    }
+}
+
+/// A list as a table with a caption and a heading per column (the `Actions`
+/// column's for screen readers only), or `empty` when it has no rows.
+fn listing(class: &str, caption: &str, columns: &[&str], rows: &[Markup], empty: &str) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p.empty { (empty) }
+        } @else {
+            table class=(class) {
+                caption { (caption) }
+                thead { tr { @for column in columns { th scope="col" { @if *column == "Actions" { span.visually-hidden { (column) } } @else { (column) } } } } }
+                tbody { @for row in rows { (row) } }
+            }
         }
     }
 }
@@ -207,35 +217,24 @@ fn order_filters(status: Option<OrderStatus>, stalled: bool) -> Markup {
 
 /// The most recent orders, of one status or of all.
 pub fn orders_page(orders: &[Order], status: Option<OrderStatus>, csrf: &str) -> Markup {
+    let rows: Vec<Markup> = (orders.iter())
+        .map(|order| html! {
+            tr {
+                td { a href=(format!("/admin/orders/{}", order.order_id)) { code { (order.order_id) } } }
+                td { (order.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                td { (super::order::summary(order)) }
+                td { (order.total_amount) }
+                td { (status_label(order.status())) }
+            }
+        })
+        .collect();
     page(
         "Orders",
         Section::Admin,
         html! {
-            div.admin-head {
-                h1 { "Orders" }
-                (sign_out(csrf))
-            }
-            (admin_nav(true))
+            (admin_head("Orders", csrf, true))
             (order_filters(status, false))
-            @if orders.is_empty() {
-                p.empty { "No orders." }
-            } @else {
-                table.orders {
-                    caption { "The most recent orders, newest first" }
-                    thead { tr { th scope="col" { "Order" } th scope="col" { "Placed" } th scope="col" { "Items" } th scope="col" { "Total" } th scope="col" { "Status" } } }
-                    tbody {
-                        @for order in orders {
-                            tr {
-                                td { a href=(format!("/admin/orders/{}", order.order_id)) { code { (order.order_id) } } }
-                                td { (order.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
-                                td { (super::order::summary(order)) }
-                                td { (order.total_amount) }
-                                td { (status_label(order.status())) }
-                            }
-                        }
-                    }
-                }
-            }
+            (listing("orders", "The most recent orders, newest first", &["Order", "Placed", "Items", "Total", "Status"], &rows, "No orders."))
         },
     )
 }
@@ -246,11 +245,7 @@ pub fn order_page(order: &Order, events: &[OrderEvent], csrf: &str) -> Markup {
         "Order",
         Section::Admin,
         html! {
-            div.admin-head {
-                h1 { "Order " code { (order.order_id) } }
-                (sign_out(csrf))
-            }
-            (admin_nav(true))
+            (admin_head(html! { "Order " code { (order.order_id) } }, csrf, true))
             dl.order-facts {
                 dt { "Status" } dd { (status_label(order.status())) }
                 @if let Some(method) = &order.payment_method {
@@ -275,43 +270,30 @@ pub fn order_page(order: &Order, events: &[OrderEvent], csrf: &str) -> Markup {
 /// The orders whose sagas keep failing: since when, the last error, and a
 /// button that retries one now.
 pub fn stalled_page(stalled: &[StalledOrder], csrf: &str, notice: Option<&str>) -> Markup {
+    let rows: Vec<Markup> = (stalled.iter())
+        .map(|stall| html! {
+            tr {
+                td { a href=(format!("/admin/orders/{}", stall.order.order_id)) { code { (stall.order.order_id) } } }
+                td { (stall.order.step.as_str()) }
+                td { (stall.since.format("%Y-%m-%d %H:%M:%S UTC")) }
+                td { (stall.error) }
+                td {
+                    form method="post" action=(format!("/admin/orders/{}/retry", stall.order.order_id)) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button.secondary type="submit" { "Retry now" }
+                    }
+                }
+            }
+        })
+        .collect();
     page(
         "Stalled orders",
         Section::Admin,
         html! {
-            div.admin-head {
-                h1 { "Stalled orders" }
-                (sign_out(csrf))
-            }
-            (admin_nav(true))
+            (admin_head("Stalled orders", csrf, true))
             (order_filters(None, true))
-            @if let Some(notice) = notice {
-                p.notice role="status" { (notice) }
-            }
-            @if stalled.is_empty() {
-                p.empty { "No stalled orders: every saga is making progress." }
-            } @else {
-                table.orders {
-                    caption { "Orders whose sagas keep failing; they go on retrying" }
-                    thead { tr { th scope="col" { "Order" } th scope="col" { "Step" } th scope="col" { "Stalled since" } th scope="col" { "Last error" } th scope="col" { span.visually-hidden { "Actions" } } } }
-                    tbody {
-                        @for stall in stalled {
-                            tr {
-                                td { a href=(format!("/admin/orders/{}", stall.order.order_id)) { code { (stall.order.order_id) } } }
-                                td { (stall.order.step.as_str()) }
-                                td { (stall.since.format("%Y-%m-%d %H:%M:%S UTC")) }
-                                td { (stall.error) }
-                                td {
-                                    form method="post" action=(format!("/admin/orders/{}/retry", stall.order.order_id)) {
-                                        input type="hidden" name="csrf" value=(csrf);
-                                        button.secondary type="submit" { "Retry now" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            (notice_line(notice))
+            (listing("orders", "Orders whose sagas keep failing; they go on retrying", &["Order", "Step", "Stalled since", "Last error", "Actions"], &rows, "No stalled orders: every saga is making progress."))
         },
     )
 }
