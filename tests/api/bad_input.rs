@@ -73,6 +73,16 @@ fn payment(what: &'static str, body: &str, expect: StatusCode) -> Case {
     }
 }
 
+/// An order whose body is refused for its `field`.
+fn refused_order(what: &'static str, body: &str, field: &'static str) -> Case {
+    order(what, body, StatusCode::UNPROCESSABLE_ENTITY).field(field)
+}
+
+/// The product `tea`, whose body is refused for its `field`.
+fn refused_product(what: &'static str, body: &str, field: &'static str) -> Case {
+    product(what, "tea", body, StatusCode::UNPROCESSABLE_ENTITY).field(field)
+}
+
 fn cases() -> Vec<Case> {
     use StatusCode as S;
     let long_id = "x".repeat(65);
@@ -80,244 +90,80 @@ fn cases() -> Vec<Case> {
         r#"{{"product_id":"tea","quantity":1,"pad":"{}"}}"#,
         "x".repeat(20_000)
     );
-    vec![
+    // Order bodies: one of `id` (the product), or of tea in `quantity`.
+    let id = |id: &str| format!(r#"{{"product_id":"{id}","quantity":1}}"#);
+    let quantity = |quantity: &str| format!(r#"{{"product_id":"tea","quantity":{quantity}}}"#);
+    let tea = id("tea");
+    // Product bodies.
+    let named = |name: &str, price: &str, stock: &str| {
+        format!(r#"{{"product_name":"{name}","price":{price},"stock":{stock}}}"#)
+    };
+    let priced = |price: &str| named("Tea", price, "1");
+    let stocked = |stock: &str| named("Tea", "350", stock);
+    let mut cases = vec![
         order("malformed JSON", "{", S::BAD_REQUEST),
         order("empty body", "", S::BAD_REQUEST),
-        order(
-            "trailing garbage",
-            r#"{"product_id":"tea","quantity":1} x"#,
-            S::BAD_REQUEST,
-        ),
+        order("trailing garbage", &format!("{tea} x"), S::BAD_REQUEST),
         order("a JSON array", "[1, 2]", S::UNPROCESSABLE_ENTITY),
         order("JSON null", "null", S::UNPROCESSABLE_ENTITY),
-        order(
+        refused_order(
             "product id of the wrong type",
             r#"{"product_id":5,"quantity":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("product_id"),
-        order(
-            "quantity as a string",
-            r#"{"product_id":"tea","quantity":"2"}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("quantity"),
-        order(
-            "missing quantity",
-            r#"{"product_id":"tea"}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("quantity"),
-        order(
-            "missing product id",
-            r#"{"quantity":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("product_id"),
-        order(
-            "zero quantity",
-            r#"{"product_id":"tea","quantity":0}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("quantity"),
-        order(
-            "negative quantity",
-            r#"{"product_id":"tea","quantity":-3}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("quantity"),
-        order(
-            "fractional quantity",
-            r#"{"product_id":"tea","quantity":1.5}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("quantity"),
-        order(
-            "absurd quantity",
-            r#"{"product_id":"tea","quantity":1000001}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("quantity"),
-        order(
+            "product_id",
+        ),
+        refused_order("quantity as a string", &quantity(r#""2""#), "quantity"),
+        refused_order("missing quantity", r#"{"product_id":"tea"}"#, "quantity"),
+        refused_order("missing product id", r#"{"quantity":1}"#, "product_id"),
+        refused_order("zero quantity", &quantity("0"), "quantity"),
+        refused_order("negative quantity", &quantity("-3"), "quantity"),
+        refused_order("fractional quantity", &quantity("1.5"), "quantity"),
+        refused_order("absurd quantity", &quantity("1000001"), "quantity"),
+        refused_order(
             "quantity past i64",
-            r#"{"product_id":"tea","quantity":99999999999999999999}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("quantity"),
-        order(
-            "quantity in exponent form",
-            r#"{"product_id":"tea","quantity":1e30}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("quantity"),
-        order(
-            "over-long product id",
-            &format!(r#"{{"product_id":"{long_id}","quantity":1}}"#),
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("product_id"),
-        order(
+            &quantity("99999999999999999999"),
+            "quantity",
+        ),
+        refused_order("quantity in exponent form", &quantity("1e30"), "quantity"),
+        refused_order("over-long product id", &id(&long_id), "product_id"),
+        refused_order(
             "product id with a quote",
-            r#"{"product_id":"tea' OR '1'='1","quantity":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("product_id"),
-        order(
-            "unknown product",
-            r#"{"product_id":"coffee","quantity":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("product_id"),
+            &id("tea' OR '1'='1"),
+            "product_id",
+        ),
+        refused_order("unknown product", &id("coffee"), "product_id"),
         Case {
             content_type: Some("text/plain"),
-            ..order(
-                "text content type",
-                r#"{"product_id":"tea","quantity":1}"#,
-                S::UNSUPPORTED_MEDIA_TYPE,
-            )
+            ..order("text content type", &tea, S::UNSUPPORTED_MEDIA_TYPE)
         },
         Case {
             content_type: None,
-            ..order(
-                "no content type",
-                r#"{"product_id":"tea","quantity":1}"#,
-                S::UNSUPPORTED_MEDIA_TYPE,
-            )
+            ..order("no content type", &tea, S::UNSUPPORTED_MEDIA_TYPE)
         },
         order("oversized body", &huge, S::PAYLOAD_TOO_LARGE),
-        product(
-            "zero price",
-            "tea",
-            r#"{"product_name":"Tea","price":0,"stock":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("price"),
-        product(
-            "negative price",
-            "tea",
-            r#"{"product_name":"Tea","price":-5,"stock":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("price"),
-        product(
-            "fractional price",
-            "tea",
-            r#"{"product_name":"Tea","price":3.5,"stock":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("price"),
-        product(
-            "price as a string",
-            "tea",
-            r#"{"product_name":"Tea","price":"350","stock":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("price"),
-        product(
-            "absurd price",
-            "tea",
-            r#"{"product_name":"Tea","price":1000000000000,"stock":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("price"),
-        product(
-            "negative stock",
-            "tea",
-            r#"{"product_name":"Tea","price":350,"stock":-1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("stock"),
-        product(
-            "fractional stock",
-            "tea",
-            r#"{"product_name":"Tea","price":350,"stock":0.5}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("stock"),
-        product(
-            "absurd stock",
-            "tea",
-            r#"{"product_name":"Tea","price":350,"stock":1000000000001}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("stock"),
-        product(
-            "blank name",
-            "tea",
-            r#"{"product_name":"   ","price":350,"stock":1}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("product_name"),
-        product(
+        refused_product("zero price", &priced("0"), "price"),
+        refused_product("negative price", &priced("-5"), "price"),
+        refused_product("fractional price", &priced("3.5"), "price"),
+        refused_product("price as a string", &priced(r#""350""#), "price"),
+        refused_product("absurd price", &priced("1000000000000"), "price"),
+        refused_product("negative stock", &stocked("-1"), "stock"),
+        refused_product("fractional stock", &stocked("0.5"), "stock"),
+        refused_product("absurd stock", &stocked("1000000000001"), "stock"),
+        refused_product("blank name", &named("   ", "350", "1"), "product_name"),
+        refused_product(
             "over-long name",
-            "tea",
-            &format!(
-                r#"{{"product_name":"{}","price":350,"stock":1}}"#,
-                "n".repeat(201)
-            ),
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("product_name"),
-        product(
+            &named(&"n".repeat(201), "350", "1"),
+            "product_name",
+        ),
+        refused_product(
             "missing stock",
-            "tea",
             r#"{"product_name":"Tea","price":350}"#,
-            S::UNPROCESSABLE_ENTITY,
-        )
-        .field("stock"),
-        product(
-            "over-long product id in the path",
-            &long_id,
-            r#"{"product_name":"Tea","price":350,"stock":1}"#,
-            S::BAD_REQUEST,
-        ),
-        product(
-            "product id with a space",
-            "te%20a",
-            r#"{"product_name":"Tea","price":350,"stock":1}"#,
-            S::BAD_REQUEST,
-        ),
-        product(
-            "product id with a dot",
-            "te.a",
-            r#"{"product_name":"Tea","price":350,"stock":1}"#,
-            S::BAD_REQUEST,
-        ),
-        get("non-UUID order id", "/api/orders/12345", S::BAD_REQUEST),
-        get(
-            "SQL in an order id",
-            "/api/orders/1%27%20OR%201=1",
-            S::BAD_REQUEST,
+            "stock",
         ),
         get(
             "unknown order",
             &format!("/api/orders/{}", uuid::Uuid::now_v7()),
             S::NOT_FOUND,
         ),
-        get("non-UUID payment id", "/api/payments/abc", S::BAD_REQUEST),
-        get("payments without an order", "/api/payments", S::BAD_REQUEST),
-        get(
-            "payments of a non-UUID order",
-            "/api/payments?order_id=abc",
-            S::BAD_REQUEST,
-        ),
-        get(
-            "over-long product id",
-            &format!("/api/products/{long_id}"),
-            S::BAD_REQUEST,
-        ),
-        get("zero page size", "/api/products?limit=0", S::BAD_REQUEST),
-        get(
-            "huge page size",
-            "/api/products?limit=100000",
-            S::BAD_REQUEST,
-        ),
-        get(
-            "page size not a number",
-            "/api/products?limit=ten",
-            S::BAD_REQUEST,
-        ),
-        get("bad page cursor", "/api/products?after=a.b", S::BAD_REQUEST),
         payment(
             "payment for a non-UUID order",
             r#"{"order_id":"abc","total_amount":350}"#,
@@ -339,7 +185,29 @@ fn cases() -> Vec<Case> {
             S::UNPROCESSABLE_ENTITY,
         )
         .field("total_amount"),
-    ]
+    ];
+    // Product ids refused in the path, and GETs refused for their path.
+    let ids = [
+        ("over-long product id in the path", long_id.as_str()),
+        ("product id with a space", "te%20a"),
+        ("product id with a dot", "te.a"),
+    ];
+    cases.extend(ids.map(|(what, id)| product(what, id, &stocked("1"), S::BAD_REQUEST)));
+    let long_path = format!("/api/products/{long_id}");
+    let paths = [
+        ("non-UUID order id", "/api/orders/12345"),
+        ("SQL in an order id", "/api/orders/1%27%20OR%201=1"),
+        ("non-UUID payment id", "/api/payments/abc"),
+        ("payments without an order", "/api/payments"),
+        ("payments of a non-UUID order", "/api/payments?order_id=abc"),
+        ("over-long product id", long_path.as_str()),
+        ("zero page size", "/api/products?limit=0"),
+        ("huge page size", "/api/products?limit=100000"),
+        ("page size not a number", "/api/products?limit=ten"),
+        ("bad page cursor", "/api/products?after=a.b"),
+    ];
+    cases.extend(paths.map(|(what, path)| get(what, path, S::BAD_REQUEST)));
+    cases
 }
 
 async fn send(app: &TestApp, case: &Case) -> reqwest::Response {

@@ -7,14 +7,27 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use support::gateway::App;
-use support::{TestApp, on_each_backend, put_product_at, spawn_app, spawn_app_with, wait_terminal};
+use support::{TestApp, on_each_backend, put_product_at, spawn_app, spawn_app_with};
+
+use crate::logs::{decided, real_binary};
+use crate::pages::browser;
+
+/// An order of `items` paid with the card `number`, valid until (`month`, `year`).
+fn paid_by_card(items: Value, number: &str, (month, year): (u32, u32), cvc: &str) -> Value {
+    let card = json!({"card_number": number, "exp_month": month, "exp_year": year, "cvc": cvc});
+    json!({"items": items, "payment": card})
+}
 
 fn paid_with(number: &str) -> Value {
-    json!({
-        "items": [{"product_id": "mug", "quantity": 2}, {"product_id": "beans", "quantity": 1}],
-        "payment": {"card_number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
-    })
+    let items =
+        json!([{"product_id": "mug", "quantity": 2}, {"product_id": "beans", "quantity": 1}]);
+    paid_by_card(items, number, (12, 2031), "123")
+}
+
+/// A card number as it is printed: four groups of four digits.
+fn spaced(number: &str) -> String {
+    let groups: Vec<&str> = (0..4).map(|i| &number[i * 4..i * 4 + 4]).collect();
+    groups.join(" ")
 }
 
 async fn stocked(app: &TestApp) {
@@ -30,6 +43,13 @@ async fn outcome_with(app: &TestApp, number: &str) -> (Value, Vec<Value>) {
     (order, payments)
 }
 
+/// The order is confirmed, and paid by one charge that succeeded.
+fn assert_paid_once(order: &Value, payments: &[Value]) {
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0]["status"], "SUCCEEDED");
+}
+
 #[on_each_backend]
 async fn a_good_card_pays_and_the_order_shows_its_brand_and_last_four_digits() {
     let app = spawn_app().await;
@@ -37,13 +57,11 @@ async fn a_good_card_pays_and_the_order_shows_its_brand_and_last_four_digits() {
 
     let (order, payments) = outcome_with(&app, "4242 4242 4242 4242").await;
 
-    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_paid_once(&order, &payments);
     assert_eq!(
         order["payment_method"],
         json!({"brand": "visa", "last4": "4242"})
     );
-    assert_eq!(payments.len(), 1);
-    assert_eq!(payments[0]["status"], "SUCCEEDED");
     assert_eq!(payments[0]["total_amount"], 2 * 1450 + 2490);
     // Any other valid number pays too, whatever the failure rate says.
     let app = spawn_app_with(|config| config.payment_failure_rate = 1.0).await;
@@ -84,9 +102,7 @@ async fn a_provider_error_is_retried_and_the_order_is_paid_once() {
 
     let (order, payments) = outcome_with(&app, "4000 0000 0000 0119").await;
 
-    assert_eq!(order["status"], "CONFIRMED", "{order}");
-    assert_eq!(payments.len(), 1, "{payments:?}");
-    assert_eq!(payments[0]["status"], "SUCCEEDED");
+    assert_paid_once(&order, &payments);
     assert_eq!(app.stock_of("mug").await, 8);
 }
 
@@ -99,9 +115,7 @@ async fn a_charge_whose_answer_is_lost_is_found_and_the_order_is_paid_once() {
 
     let (order, payments) = outcome_with(&app, "4000 0000 0000 1976").await;
 
-    assert_eq!(order["status"], "CONFIRMED", "{order}");
-    assert_eq!(payments.len(), 1, "{payments:?}");
-    assert_eq!(payments[0]["status"], "SUCCEEDED");
+    assert_paid_once(&order, &payments);
     assert_eq!(app.stock_of("beans").await, 4);
     // The saga waited out the deadline before it asked again.
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -139,8 +153,7 @@ async fn the_same_key_with_another_card_is_another_order_and_is_refused() {
 /// log nor any of the database's files holds a card number or a CVC.
 #[actix_web::test]
 async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
-    let mut app = App::start_on(
-        None,
+    let (mut app, base, client) = real_binary(
         None,
         &[
             ("MINIMART_PAYMENT_LATENCY_MS", "0"),
@@ -149,8 +162,6 @@ async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
         ],
     )
     .await;
-    let base = format!("http://{}", app.address);
-    let client = reqwest::Client::new();
     put_product_at(&client, &base, "mug", "Mug", 1450, 100).await;
     put_product_at(&client, &base, "beans", "Beans", 2490, 100).await;
 
@@ -164,33 +175,19 @@ async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
     ];
     let cvc = "7391";
     for number in numbers {
-        let spaced: Vec<&str> = (0..4).map(|i| &number[i * 4..i * 4 + 4]).collect();
-        let body = json!({
-            "items": [{"product_id": "mug", "quantity": 1}],
-            "payment": {"card_number": spaced.join(" "), "exp_month": 12, "exp_year": 2031, "cvc": cvc}
-        });
-        let placed: Value = (client.post(format!("{base}/api/orders")).json(&body).send())
-            .await
-            .expect("POST")
-            .json()
-            .await
-            .expect("JSON");
-        let order_id = placed["order_id"].as_str().expect("an order id");
-        let order = wait_terminal(&client, &base, order_id).await;
+        let mug = json!([{"product_id": "mug", "quantity": 1}]);
+        let body = paid_by_card(mug, &spaced(number), (12, 2031), cvc);
+        let placed = client.post(format!("{base}/api/orders")).json(&body);
+        let (_, order) = decided(&client, &base, placed).await;
         assert!(order.to_string().contains(&number[12..]), "{order}");
         // Refused cards: an expired one, and one with a wrong check digit.
         for (month, year, number) in [
             (1, 2020, number.to_owned()),
             (12, 2031, format!("{}1", &number[..15])),
         ] {
-            let body = json!({
-                "items": [{"product_id": "beans", "quantity": 1}],
-                "payment": {"card_number": number, "exp_month": month, "exp_year": year, "cvc": cvc}
-            });
-            let refused = client
-                .post(format!("{base}/api/orders"))
-                .json(&body)
-                .send()
+            let beans = json!([{"product_id": "beans", "quantity": 1}]);
+            let body = paid_by_card(beans, &number, (month, year), cvc);
+            let refused = (client.post(format!("{base}/api/orders")).json(&body).send())
                 .await
                 .expect("POST");
             assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -198,11 +195,7 @@ async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
     }
 
     // And the storefront's checkout, refused once, then placed.
-    let shopper = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("a client");
+    let shopper = browser();
     let added = (shopper.post(format!("{base}/cart")))
         .form(&[("product_id", "mug"), ("quantity", "1")])
         .send()
@@ -251,9 +244,8 @@ async fn card_numbers_and_cvcs_are_neither_stored_nor_logged() {
         let text = String::from_utf8_lossy(bytes);
         // The storefront's refused number too.
         for number in numbers.iter().copied().chain(["4000000000009994"]) {
-            let spaced: Vec<&str> = (0..4).map(|i| &number[i * 4..i * 4 + 4]).collect();
             assert!(!text.contains(number), "{name} holds {number}");
-            assert!(!text.contains(&spaced.join(" ")), "{name} holds {number}");
+            assert!(!text.contains(&spaced(number)), "{name} holds {number}");
             // Nor the first twelve digits, which no last four can stand for.
             assert!(
                 !text.contains(&number[..12]),

@@ -2,16 +2,34 @@
 //! the real binary writes is one JSON object, and every line of an order's saga
 //! carries the id of the request that placed the order.
 
+use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 use support::gateway::App;
 use support::{put_product_at, test_database, wait_terminal};
 
+/// The real binary on `database` (a SQLite file of its own when `None`), with
+/// `env` over its defaults; its base URL, and a client.
+pub async fn real_binary(database: Option<&str>, env: &[(&str, &str)]) -> (App, String, Client) {
+    let app = App::start_on(None, database, env).await;
+    let base = format!("http://{}", app.address);
+    (app, base, Client::new())
+}
+
+/// Sends `order` (a POST of an order to the shop at `base`), then follows the
+/// order to its outcome: its id, and the decided order.
+pub async fn decided(client: &Client, base: &str, order: RequestBuilder) -> (String, Value) {
+    let placed = order.send().await.expect("POST");
+    let placed: Value = placed.json().await.expect("JSON");
+    let order_id = placed["order_id"].as_str().expect("an order id").to_owned();
+    let order = wait_terminal(client, base, &order_id).await;
+    (order_id, order)
+}
+
 #[actix_web::test]
 async fn json_lines_follow_an_order_from_its_request_through_its_saga() {
     let database = test_database().await;
-    let mut app = App::start_on(
-        None,
+    let (mut app, base, client) = real_binary(
         Some(&database.url),
         &[
             ("MINIMART_PAYMENT_LATENCY_MS", "0"),
@@ -20,23 +38,13 @@ async fn json_lines_follow_an_order_from_its_request_through_its_saga() {
         ],
     )
     .await;
-    let base = format!("http://{}", app.address);
-    let client = reqwest::Client::new();
 
     put_product_at(&client, &base, "lamp", "Lamp", 1200, 3).await;
-    let placed: Value = client
-        .post(format!("{base}/api/orders"))
+    let placed = (client.post(format!("{base}/api/orders")))
         .header("X-Request-Id", "log-story-1")
-        .json(&json!({"product_id": "lamp", "quantity": 1}))
-        .send()
-        .await
-        .expect("POST")
-        .json()
-        .await
-        .expect("JSON");
-    let order_id = placed["order_id"].as_str().expect("an order id");
-    let decided = wait_terminal(&client, &base, order_id).await;
-    assert_eq!(decided["status"], "CONFIRMED");
+        .json(&json!({"product_id": "lamp", "quantity": 1}));
+    let (order_id, order) = decided(&client, &base, placed).await;
+    assert_eq!(order["status"], "CONFIRMED");
 
     assert!(app.stop(), "the binary stops cleanly");
 

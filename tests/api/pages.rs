@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use reqwest::redirect::Policy;
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Response, StatusCode};
 use scraper::{ElementRef, Html, Selector};
+use serde::Serialize;
 
 use support::{ADMIN_TOKEN, TestApp, content_type, on_each_backend, spawn_app, spawn_app_with};
 
@@ -21,14 +22,23 @@ pub fn browser() -> Client {
 /// A browser signed in as the admin.
 pub async fn signed_in_admin(app: &TestApp) -> Client {
     let admin = browser();
-    let signed_in = admin
-        .post(app.url("/admin/sign-in"))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .expect("POST");
+    let signed_in = submit(&admin, app, "/admin/sign-in", &[("token", ADMIN_TOKEN)]).await;
     assert_eq!(signed_in.status(), StatusCode::SEE_OTHER, "signed in");
     admin
+}
+
+/// POSTs `form` to `path` from `client`, as a browser submits a form.
+async fn submit(
+    client: &Client,
+    app: &TestApp,
+    path: &str,
+    form: &(impl Serialize + ?Sized),
+) -> Response {
+    let request = client.post(app.url(path)).form(form);
+    request
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("POST {path}: {error}"))
 }
 
 pub async fn page(client: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
@@ -69,6 +79,55 @@ fn has(html: &str, css: &str) -> bool {
     !select(&Html::parse_document(html), css).is_empty()
 }
 
+/// The response's header `name`, if it has one (and it is text).
+fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The idempotency key of the buy form on `product`'s page, fetched by `client`.
+async fn buy_key(client: &Client, app: &TestApp, product: &str) -> String {
+    let (status, product_page) = page(client, app, &format!("/products/{product}")).await;
+    assert_eq!(status, StatusCode::OK);
+    input_value(&product_page, "idempotency_key")
+}
+
+/// The buy form on a product's page, filled in.
+fn buy_form<'a>(product: &'a str, quantity: &'a str, key: &'a str) -> [(&'static str, &'a str); 3] {
+    [
+        ("product_id", product),
+        ("quantity", quantity),
+        ("idempotency_key", key),
+    ]
+}
+
+/// The admin's product form, filled in.
+fn product_form<'a>(
+    csrf: &'a str,
+    id: &'a str,
+    name: &'a str,
+    price: &'a str,
+    stock: &'a str,
+) -> [(&'static str, &'a str); 5] {
+    [
+        ("csrf", csrf),
+        ("product_id", id),
+        ("product_name", name),
+        ("price", price),
+        ("stock", stock),
+    ]
+}
+
+/// A browser without a session at `path` is sent to sign in.
+async fn assert_sent_to_sign_in(app: &TestApp, path: &str) {
+    let anonymous = browser().get(app.url(path)).send().await.expect("GET");
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::SEE_OTHER,
+        "no session: {path}"
+    );
+    assert_eq!(header(&anonymous, "location"), Some("/admin"), "{path}");
+}
+
 #[on_each_backend]
 async fn the_catalog_shows_products_safely_with_their_availability() {
     let app = spawn_app().await;
@@ -83,18 +142,13 @@ async fn the_catalog_shows_products_safely_with_their_availability() {
 
     let response = client.get(app.url("/")).send().await.expect("GET /");
     assert_eq!(response.status(), StatusCode::OK);
-    let csp = response
-        .headers()
-        .get("content-security-policy")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let csp = header(&response, "content-security-policy").unwrap_or_default();
     assert!(
         csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
         "{csp}"
     );
     assert!(
-        response.headers().get("set-cookie").is_some(),
+        header(&response, "set-cookie").is_some(),
         "a shopper cookie"
     );
     let html = response.text().await.expect("a body");
@@ -120,39 +174,15 @@ async fn a_shopper_without_javascript_buys_and_is_sent_to_the_order() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 5).await;
     let client = browser();
-    let (status, product_page) = page(&client, &app, "/products/mug").await;
-    assert_eq!(status, StatusCode::OK);
-    let key = input_value(&product_page, "idempotency_key");
-    let form = [
-        ("product_id", "mug"),
-        ("quantity", "2"),
-        ("idempotency_key", key.as_str()),
-    ];
+    let key = buy_key(&client, &app, "mug").await;
+    let form = buy_form("mug", "2", &key);
 
-    let bought = client
-        .post(app.url("/orders"))
-        .form(&form)
-        .send()
-        .await
-        .expect("POST");
+    let bought = submit(&client, &app, "/orders", &form).await;
     assert_eq!(bought.status(), StatusCode::SEE_OTHER);
-    let location = bought
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .expect("a location")
-        .to_owned();
-    let again = client
-        .post(app.url("/orders"))
-        .form(&form)
-        .send()
-        .await
-        .expect("POST again");
+    let location = header(&bought, "location").expect("a location").to_owned();
+    let again = submit(&client, &app, "/orders", &form).await;
     assert_eq!(
-        again
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok()),
+        header(&again, "location"),
         Some(location.as_str()),
         "a resubmitted form is the same order"
     );
@@ -185,17 +215,12 @@ async fn an_htmx_buy_answers_the_live_order_panel_and_a_fresh_key() {
     let app = spawn_app_with(|config| config.payment_latency_ms = 200).await;
     app.stock_product("kettle", 5900, 5).await;
     let client = browser();
-    let (_, product_page) = page(&client, &app, "/products/kettle").await;
-    let key = input_value(&product_page, "idempotency_key");
+    let key = buy_key(&client, &app, "kettle").await;
 
     let response = client
         .post(app.url("/orders"))
         .header("HX-Request", "true")
-        .form(&[
-            ("product_id", "kettle"),
-            ("quantity", "1"),
-            ("idempotency_key", key.as_str()),
-        ])
+        .form(&buy_form("kettle", "1", &key))
         .send()
         .await
         .expect("POST");
@@ -219,19 +244,9 @@ async fn a_bad_quantity_is_shown_beside_the_form() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 5).await;
     let client = browser();
-    let (_, product_page) = page(&client, &app, "/products/mug").await;
-    let key = input_value(&product_page, "idempotency_key");
+    let key = buy_key(&client, &app, "mug").await;
 
-    let response = client
-        .post(app.url("/orders"))
-        .form(&[
-            ("product_id", "mug"),
-            ("quantity", "0"),
-            ("idempotency_key", key.as_str()),
-        ])
-        .send()
-        .await
-        .expect("POST");
+    let response = submit(&client, &app, "/orders", &buy_form("mug", "0", &key)).await;
 
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = response.text().await.expect("a body");
@@ -248,7 +263,13 @@ async fn the_order_stream_sends_each_step_then_the_outcome_then_stops() {
     app.stock_product("beans", 2490, 5).await;
     let order_id = app.order_id("beans", 1).await;
 
-    let response = app.get(&format!("/orders/{order_id}/events")).await;
+    let events = format!("/orders/{order_id}/events");
+    // The stream again, as a browser reconnects to it after the event `last_id`.
+    let resumed = |last_id: &str| {
+        let request = app.client.get(app.url(&events));
+        request.header("Last-Event-ID", last_id).send()
+    };
+    let response = app.get(&events).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(content_type(&response), "text/event-stream");
     let stream = tokio::time::timeout(Duration::from_secs(10), response.text())
@@ -265,29 +286,15 @@ async fn the_order_stream_sends_each_step_then_the_outcome_then_stops() {
         .find_map(|l| l.strip_prefix("id: "))
         .expect("event ids");
 
-    let reconnect = app
-        .client
-        .get(app.url(&format!("/orders/{order_id}/events")))
-        .header("Last-Event-ID", last_id)
-        .send()
-        .await
-        .expect("GET");
+    let reconnect = resumed(last_id).await.expect("GET");
     assert_eq!(
         reconnect.status(),
         StatusCode::NO_CONTENT,
         "nothing more: the browser stops"
     );
 
-    let replay = app
-        .client
-        .get(app.url(&format!("/orders/{order_id}/events")))
-        .header("Last-Event-ID", "1")
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("a body");
+    let replay = resumed("1").await.expect("GET");
+    let replay = replay.text().await.expect("a body");
     assert!(
         replay.contains("Order confirmed") && !replay.contains("id: 1\n"),
         "missed events are replayed: {replay}"
@@ -327,12 +334,7 @@ async fn assets_are_served_from_the_binary_with_long_cache_lifetimes() {
 
     let response = app.get(path).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let cache = response
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let cache = header(&response, "cache-control").unwrap_or_default();
     assert!(
         cache.contains("immutable") && cache.contains("max-age=31536000"),
         "{cache}"
@@ -362,12 +364,7 @@ async fn an_admin_signs_in_adds_a_product_and_signs_out() {
         "no session: the sign-in page"
     );
 
-    let wrong = admin
-        .post(app.url("/admin/sign-in"))
-        .form(&[("token", "guess")])
-        .send()
-        .await
-        .expect("POST");
+    let wrong = submit(&admin, &app, "/admin/sign-in", &[("token", "guess")]).await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(
         wrong
@@ -377,19 +374,9 @@ async fn an_admin_signs_in_adds_a_product_and_signs_out() {
             .contains("not the admin token")
     );
 
-    let signed_in = admin
-        .post(app.url("/admin/sign-in"))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .expect("POST");
+    let signed_in = submit(&admin, &app, "/admin/sign-in", &[("token", ADMIN_TOKEN)]).await;
     assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-    let cookie = signed_in
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let cookie = header(&signed_in, "set-cookie").unwrap_or_default();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
@@ -397,22 +384,9 @@ async fn an_admin_signs_in_adds_a_product_and_signs_out() {
 
     let (_, dashboard) = page(&admin, &app, "/admin").await;
     let csrf = input_value(&dashboard, "csrf");
-    let fields = |name: &str, price: &str| {
-        vec![
-            ("csrf", csrf.clone()),
-            ("product_id", "tea-tin".to_owned()),
-            ("product_name", name.to_owned()),
-            ("price", price.to_owned()),
-            ("stock", "12".to_owned()),
-        ]
-    };
+    let fields = |name, price| product_form(&csrf, "tea-tin", name, price, "12");
 
-    let invalid = admin
-        .post(app.url("/admin/products"))
-        .form(&fields("", "abc"))
-        .send()
-        .await
-        .expect("POST");
+    let invalid = submit(&admin, &app, "/admin/products", &fields("", "abc")).await;
     assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let invalid = invalid.text().await.expect("a body");
     assert!(
@@ -424,12 +398,7 @@ async fn an_admin_signs_in_adds_a_product_and_signs_out() {
         "errors beside their fields"
     );
 
-    let created = admin
-        .post(app.url("/admin/products"))
-        .form(&fields("Tea tin", "8.50"))
-        .send()
-        .await
-        .expect("POST");
+    let created = submit(&admin, &app, "/admin/products", &fields("Tea tin", "8.50")).await;
     assert_eq!(created.status(), StatusCode::SEE_OTHER);
     let product = app.get_json("/api/products/tea-tin").await;
     assert_eq!(
@@ -443,12 +412,7 @@ async fn an_admin_signs_in_adds_a_product_and_signs_out() {
         "in the catalog"
     );
 
-    let signed_out = admin
-        .post(app.url("/admin/sign-out"))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .expect("POST");
+    let signed_out = submit(&admin, &app, "/admin/sign-out", &[("csrf", &csrf)]).await;
     assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
     let (_, after) = page(&admin, &app, "/admin").await;
     assert!(after.contains("Admin token"), "signed out");
@@ -460,28 +424,10 @@ async fn admin_writes_without_a_session_token_or_from_another_site_are_refused()
     let admin = signed_in_admin(&app).await;
     let (_, dashboard) = page(&admin, &app, "/admin").await;
     let csrf = input_value(&dashboard, "csrf");
-    let fields = |csrf: &str| {
-        vec![
-            ("csrf", csrf.to_owned()),
-            ("product_id", "x".to_owned()),
-            ("product_name", "X".to_owned()),
-            ("price", "1.00".to_owned()),
-            ("stock", "1".to_owned()),
-        ]
-    };
+    let fields = |csrf| product_form(csrf, "x", "X", "1.00", "1");
 
-    let no_session = browser()
-        .post(app.url("/admin/products"))
-        .form(&fields(&csrf))
-        .send()
-        .await
-        .expect("POST");
-    let bad_token = admin
-        .post(app.url("/admin/products"))
-        .form(&fields("forged"))
-        .send()
-        .await
-        .expect("POST");
+    let no_session = submit(&browser(), &app, "/admin/products", &fields(&csrf)).await;
+    let bad_token = submit(&admin, &app, "/admin/products", &fields("forged")).await;
     let cross_site = admin
         .post(app.url("/admin/products"))
         .header("Origin", "https://evil.example")
@@ -584,34 +530,16 @@ async fn an_admin_edits_a_product() {
         "prefilled"
     );
     let csrf = input_value(&edit, "csrf");
-    let form = |stock: &str| {
-        vec![
-            ("csrf", csrf.clone()),
-            ("product_id", "lamp".to_owned()),
-            ("product_name", "Desk lamp".to_owned()),
-            ("price", "42".to_owned()),
-            ("stock", stock.to_owned()),
-        ]
-    };
+    let form = |stock| product_form(&csrf, "lamp", "Desk lamp", "42", stock);
 
-    let invalid = admin
-        .post(app.url("/admin/products/lamp"))
-        .form(&form("-1"))
-        .send()
-        .await
-        .expect("POST");
+    let invalid = submit(&admin, &app, "/admin/products/lamp", &form("-1")).await;
     assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let invalid = invalid.text().await.expect("a body");
     assert!(has(
         &invalid,
         "#field-stock[aria-invalid] ~ #field-stock-error"
     ));
-    let saved = admin
-        .post(app.url("/admin/products/lamp"))
-        .form(&form("7"))
-        .send()
-        .await
-        .expect("POST");
+    let saved = submit(&admin, &app, "/admin/products/lamp", &form("7")).await;
     assert_eq!(saved.status(), StatusCode::SEE_OTHER);
 
     let product = app.get_json("/api/products/lamp").await;
@@ -620,23 +548,7 @@ async fn an_admin_edits_a_product() {
         (product["price"].as_i64(), product["stock"].as_i64()),
         (Some(4200), Some(7))
     );
-    let anonymous = browser()
-        .get(app.url("/admin/products/lamp"))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(
-        anonymous.status(),
-        StatusCode::SEE_OTHER,
-        "no session: off to sign in"
-    );
-    assert_eq!(
-        anonymous
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok()),
-        Some("/admin")
-    );
+    assert_sent_to_sign_in(&app, "/admin/products/lamp").await;
 }
 
 #[on_each_backend]
@@ -648,17 +560,7 @@ async fn an_admin_follows_orders_by_status_and_reads_an_orders_timeline() {
     let rejected = app.order_id("lamp", 1).await;
     app.until_terminal(&rejected).await;
 
-    let anonymous = browser();
-    let refused = anonymous
-        .get(app.url("/admin/orders"))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(
-        refused.status(),
-        StatusCode::SEE_OTHER,
-        "signed out: to the sign-in page"
-    );
+    assert_sent_to_sign_in(&app, "/admin/orders").await;
 
     let admin = signed_in_admin(&app).await;
     let (status, all) = page(&admin, &app, "/admin/orders").await;

@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{StatusCode, header};
-use serde_json::{Value, json};
 
 use support::gateway::shop;
+
+use crate::routes::place_order;
 
 const PAYMENT_LATENCY: Duration = Duration::from_millis(800);
 
@@ -17,17 +18,7 @@ async fn order_events_arrive_as_they_happen() {
     };
     let client = &gateway.client;
     gateway.stock_product("tea", "Tea", 300, 5).await;
-    let placed = client
-        .post(gateway.url("/api/orders"))
-        .json(&json!({ "product_id": "tea", "quantity": 1 }))
-        .send()
-        .await
-        .expect("POST order");
-    assert_eq!(placed.status(), StatusCode::ACCEPTED);
-    let order_id = placed.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .expect("an order id")
-        .to_owned();
+    let order_id = place_order(&gateway, "tea", 1).await;
 
     // Asking for gzip too: a compressed stream would be held back by gzip.
     let mut stream = client

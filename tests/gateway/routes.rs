@@ -54,6 +54,37 @@ async fn ok_page(gateway: &Gateway, path: &str) -> String {
     response.text().await.expect("a page")
 }
 
+/// Places an order through the gateway, which must accept it: its id.
+pub async fn place_order(gateway: &Gateway, product_id: &str, quantity: i64) -> String {
+    let placed = (gateway.client.post(gateway.url("/api/orders")))
+        .json(&json!({ "product_id": product_id, "quantity": quantity }))
+        .send()
+        .await
+        .expect("POST order");
+    assert_eq!(placed.status(), StatusCode::ACCEPTED);
+    let placed: Value = placed.json().await.expect("a JSON body");
+    placed["order_id"].as_str().expect("an order id").to_owned()
+}
+
+/// GETs `path` asking for gzip: it answers 200, gzipped (once).
+async fn gzipped(gateway: &Gateway, path: &str) -> Response {
+    let response = (gateway.client.get(gateway.url(path)))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    assert_eq!(one_header(&response, "content-encoding"), "gzip", "{path}");
+    response
+}
+
+/// The first quoted URL in `page` that starts with `prefix` and ends with `suffix`.
+fn linked<'a>(page: &'a str, prefix: &str, suffix: &str) -> &'a str {
+    let mut parts = page.split('"');
+    let link = parts.find(|part| part.starts_with(prefix) && part.ends_with(suffix));
+    link.unwrap_or_else(|| panic!("a link to {prefix}…{suffix}"))
+}
+
 fn one_header(response: &Response, name: &str) -> String {
     let values: Vec<_> = response.headers().get_all(name).iter().collect();
     assert_eq!(values.len(), 1, "exactly one {name}: {values:?}");
@@ -77,17 +108,7 @@ async fn every_route_answers_through_the_gateway() {
         350
     );
 
-    let placed = client
-        .post(gateway.url("/api/orders"))
-        .json(&json!({ "product_id": "green-tea", "quantity": 2 }))
-        .send()
-        .await
-        .expect("POST order");
-    assert_eq!(placed.status(), StatusCode::ACCEPTED);
-    let order_id = placed.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .expect("an order id")
-        .to_owned();
+    let order_id = place_order(&gateway, "green-tea", 2).await;
     let order = wait_terminal(client, &gateway.base, &order_id).await;
     assert_eq!(order["status"], "CONFIRMED");
     let payments = ok_json(&gateway, &format!("/api/payments?order_id={order_id}")).await;
@@ -131,40 +152,18 @@ async fn every_route_answers_through_the_gateway() {
 
     // The app's asset URLs carry their content hash; its year-long cache header
     // arrives as it was sent, once.
-    let stylesheet = catalog
-        .split('"')
-        .find(|part| part.starts_with("/static/") && part.ends_with(".css"))
-        .expect("a stylesheet link");
-    let asset = client
-        .get(gateway.url(stylesheet))
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .send()
-        .await
-        .expect("GET asset");
-    assert_eq!(asset.status(), StatusCode::OK);
+    let asset = gzipped(&gateway, linked(&catalog, "/static/", ".css")).await;
     assert_eq!(
         one_header(&asset, "cache-control"),
         "public, max-age=31536000, immutable"
     );
-    assert_eq!(one_header(&asset, "content-encoding"), "gzip");
 
     // The API's documentation: Swagger UI, from the app through the gateway.
-    let swagger_ui = docs
-        .split('"')
-        .find(|part| part.starts_with("/static/swagger-ui.") && part.ends_with(".js"))
-        .expect("Swagger UI's script");
-    let script = client
-        .get(gateway.url(swagger_ui))
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .send()
-        .await
-        .expect("GET Swagger UI");
-    assert_eq!(script.status(), StatusCode::OK);
+    let script = gzipped(&gateway, linked(&docs, "/static/swagger-ui.", ".js")).await;
     assert_eq!(
         one_header(&script, "content-type"),
         "text/javascript; charset=utf-8"
     );
-    assert_eq!(one_header(&script, "content-encoding"), "gzip");
 }
 
 #[actix_web::test]
@@ -173,16 +172,8 @@ async fn headers_are_the_apps_plus_the_gateways_without_doubles() {
         return;
     };
 
-    let page = gateway
-        .client
-        .get(gateway.url("/"))
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .send()
-        .await
-        .expect("GET /");
+    let page = gzipped(&gateway, "/").await;
 
-    assert_eq!(page.status(), StatusCode::OK);
-    assert_eq!(one_header(&page, "content-encoding"), "gzip");
     for name in [
         "content-security-policy",
         "x-content-type-options",
