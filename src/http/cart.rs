@@ -2,14 +2,14 @@
 //! refused, the page again with the refusal beside its field); an htmx post
 //! answers with the fragment that changed and the header's new cart count.
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::pages::{
-    Page, PageError, buy_refused, find_product, form_quantity, html, is_htmx, new_key, not_found,
-    see_other, shopping,
+    KEY_REUSED, Page, busy, buy_refused, find_order, form_quantity, html, is_htmx, new_key,
+    not_found, product_or_404, refuse_foreign, see_other, shopping, unprocessable,
 };
 use super::request_id;
 use super::session::{Shopper, Site};
@@ -17,32 +17,16 @@ use crate::actors::Actors;
 use crate::actors::orders::{ChangeCart, GetCart, OrderError, OrderForKey, PlaceOrder};
 use crate::actors::payment;
 use crate::domain::{
-    Card, CardNumber, Cvc, Expiry, IdempotencyKey, Item, Items, OrderId, Product, ProductId,
+    Card, CardNumber, Cvc, Expiry, IdempotencyKey, Item, Items, Product, ProductId,
 };
 use crate::store::CartEdit;
-use crate::views;
 use crate::views::cart::{self, CardForm, CartLine, CheckoutView, TestCard};
+use crate::views::{self, Shopping};
 
-fn refuse_foreign(req: &HttpRequest, site: &Site) -> Result<(), PageError> {
-    if site.same_origin(req) {
-        return Ok(());
-    }
-    Err(PageError(ApiError::Forbidden(
-        "the cart can only be changed from the shop's own pages".to_owned(),
-    )))
-}
-
-fn unprocessable(markup: Markup) -> HttpResponse {
-    HttpResponse::UnprocessableEntity()
-        .content_type("text/html; charset=utf-8")
-        .body(markup.into_string())
-}
+const FOREIGN: &str = "the cart can only be changed from the shop's own pages";
 
 /// The cart's lines with their products as they are now.
-async fn cart_lines(
-    actors: &Actors,
-    shopper: &Shopper,
-) -> Result<(Vec<Item>, Vec<Option<Product>>), PageError> {
+async fn cart_lines(actors: &Actors, shopper: &Shopper) -> Page<(Vec<Item>, Vec<Option<Product>>)> {
     let items = actors.orders.send(GetCart(shopper.0)).await??;
     let mut products = Vec::with_capacity(items.len());
     for item in &items {
@@ -93,11 +77,9 @@ pub(super) async fn add(
     site: web::Data<Site>,
     actors: web::Data<Actors>,
 ) -> Page {
-    refuse_foreign(&req, &site)?;
+    refuse_foreign(&req, &site, FOREIGN)?;
     let form = form.into_inner();
-    let product = find_product(&actors, form.product_id)
-        .await?
-        .ok_or_else(|| not_found("no such product"))?;
+    let product = product_or_404(&actors, form.product_id).await?;
     // Refused, the product's form again (the same as a refused Buy).
     let refused =
         |message: &str, shopping| buy_refused(&req, &product, &new_key(), message, shopping);
@@ -146,7 +128,7 @@ pub(super) async fn change(
     site: web::Data<Site>,
     actors: web::Data<Actors>,
 ) -> Page {
-    refuse_foreign(&req, &site)?;
+    refuse_foreign(&req, &site, FOREIGN)?;
     let product_id =
         ProductId::parse(product_id.into_inner()).map_err(|_| not_found("no such product"))?;
     let edit = if form.action == "remove" {
@@ -210,12 +192,8 @@ pub(super) async fn again(
     site: web::Data<Site>,
     actors: web::Data<Actors>,
 ) -> Page {
-    refuse_foreign(&req, &site)?;
-    let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
-    let order = actors
-        .order(order_id)
-        .await?
-        .ok_or_else(|| not_found("no such order"))?;
+    refuse_foreign(&req, &site, FOREIGN)?;
+    let order = find_order(&actors, &order_id).await?;
     for line in &order.lines {
         let change = ChangeCart {
             shopper: shopper.0,
@@ -243,16 +221,29 @@ pub(super) async fn checkout_page(shopper: Shopper, actors: web::Data<Actors>) -
         return Ok(see_other("/cart").finish());
     }
     let shopping = shopping(&actors, &shopper).await?;
-    Ok(html(cart::checkout_page(&CheckoutView {
-        lines: &lines(&items, &products),
-        key: &new_key(),
-        form: &CardForm {
-            cart: digest(&items),
-            ..CardForm::default()
-        },
+    let form = CardForm {
+        cart: digest(&items),
+        ..CardForm::default()
+    };
+    let page = checkout_view(&items, &products, &new_key(), &form, shopping);
+    Ok(html(page))
+}
+
+/// The checkout page for the cart's lines, with `form` filled in.
+fn checkout_view(
+    items: &[Item],
+    products: &[Option<Product>],
+    key: &IdempotencyKey,
+    form: &CardForm,
+    shopping: Shopping,
+) -> Markup {
+    cart::checkout_page(&CheckoutView {
+        lines: &lines(items, products),
+        key,
+        form,
         test_cards: &test_cards(),
         shopping,
-    })))
+    })
 }
 
 /// The card form's fields. No `Debug`: the number and the CVC are never
@@ -337,7 +328,7 @@ pub(super) async fn checkout(
     site: web::Data<Site>,
     actors: web::Data<Actors>,
 ) -> Page {
-    refuse_foreign(&req, &site)?;
+    refuse_foreign(&req, &site, FOREIGN)?;
     let form = form.into_inner();
     let key = IdempotencyKey::parse(&form.idempotency_key).unwrap_or_else(|_| new_key());
     let (items, products) = cart_lines(&actors, &shopper).await?;
@@ -358,13 +349,7 @@ pub(super) async fn checkout(
         if is_htmx(&req) {
             return cart::card_form(key, &again);
         }
-        cart::checkout_page(&CheckoutView {
-            lines: &lines(&items, &products),
-            key,
-            form: &again,
-            test_cards: &test_cards(),
-            shopping,
-        })
+        checkout_view(&items, &products, key, &again, shopping)
     };
     // Another tab changed the cart since this page was made: the shopper
     // orders what they saw, or looks again.
@@ -399,12 +384,12 @@ pub(super) async fn checkout(
                 &format!("/orders/{}", placed.order.order_id),
             ));
         }
+        // Shed: the form with the same key, so that sending it again is the
+        // same order.
         Err(OrderError::Overloaded(overloaded)) => {
             let shopping = shopping(&actors, &shopper).await?;
-            return Ok(busy(
-                refused(vec![("form", BUSY.to_owned())], &key, shopping),
-                overloaded,
-            ));
+            let form = refused(vec![("form", BUSY.to_owned())], &key, shopping);
+            return Ok(busy(overloaded, form));
         }
         Err(OrderError::UnknownProduct { product_id, .. }) => {
             format!("{product_id} is no longer sold: remove it from your cart to check out.")
@@ -420,18 +405,10 @@ pub(super) async fn checkout(
             }
             let again = form.again(digest(&items), vec![("form", CART_CHANGED.to_owned())]);
             let shopping = shopping(&actors, &shopper).await?;
-            let page = cart::checkout_page(&CheckoutView {
-                lines: &lines(&items, &products),
-                key: &new_key(),
-                form: &again,
-                test_cards: &test_cards(),
-                shopping,
-            });
+            let page = checkout_view(&items, &products, &new_key(), &again, shopping);
             return Ok(unprocessable(page));
         }
-        Err(OrderError::IdempotencyKeyReused) => {
-            "This form was already used for another order. Please try again.".to_owned()
-        }
+        Err(OrderError::IdempotencyKeyReused) => KEY_REUSED.to_owned(),
         Err(error) => return Err(error.into()),
     };
     let shopping = shopping(&actors, &shopper).await?;
@@ -457,15 +434,3 @@ const CART_CHANGED: &str = "Your cart changed since this page was opened (in ano
 
 const BUSY: &str = "The shop is very busy right now and nothing was ordered. \
                     Please enter your card again and place the order in a moment.";
-
-/// The checkout the shop shed: 503 with `Retry-After`, and the form with the
-/// same key, so that sending it again is the same order.
-fn busy(form: Markup, overloaded: crate::actors::admission::Overloaded) -> HttpResponse {
-    let refusal = ApiError::Overloaded(overloaded);
-    refusal.log();
-    let mut response = HttpResponse::build(refusal.status_code());
-    refusal.add_headers(&mut response);
-    response
-        .content_type("text/html; charset=utf-8")
-        .body(form.into_string())
-}

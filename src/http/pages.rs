@@ -4,7 +4,7 @@
 
 use actix::MailboxError;
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -17,7 +17,7 @@ use crate::actors::inventory::InventoryError;
 use crate::actors::orders::{GetShopper, ListShopperOrders, OrderError, PlaceOrder};
 use crate::assets;
 use crate::domain::{
-    IdempotencyKey, Item, Items, OrderId, ParseError, Product, ProductId, Quantity,
+    IdempotencyKey, Item, Items, Order, OrderId, ParseError, Product, ProductId, Quantity,
 };
 use crate::telemetry::error_chain;
 use crate::views::catalog::FormNote;
@@ -28,29 +28,18 @@ use crate::views::{self, Shopping, catalog};
 #[error(transparent)]
 pub(super) struct PageError(#[from] pub ApiError);
 
-impl From<OrderError> for PageError {
-    fn from(error: OrderError) -> Self {
-        PageError(error.into())
-    }
+/// The errors a page's handler meets, each as the API's error for it.
+macro_rules! page_error_from {
+    ($($error:ty),*) => {$(
+        impl From<$error> for PageError {
+            fn from(error: $error) -> Self {
+                PageError(error.into())
+            }
+        }
+    )*};
 }
 
-impl From<MailboxError> for PageError {
-    fn from(error: MailboxError) -> Self {
-        PageError(error.into())
-    }
-}
-
-impl From<InventoryError> for PageError {
-    fn from(error: InventoryError) -> Self {
-        PageError(error.into())
-    }
-}
-
-impl From<ParseError> for PageError {
-    fn from(error: ParseError) -> Self {
-        PageError(error.into())
-    }
-}
+page_error_from!(OrderError, MailboxError, InventoryError, ParseError);
 
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
@@ -73,21 +62,53 @@ impl ResponseError for PageError {
                 self.0.to_string(),
             )
         };
-        let mut response = HttpResponse::build(status);
-        self.0.add_headers(&mut response);
-        response
-            .content_type("text/html; charset=utf-8")
-            .body(views::errors::error_page(status.as_u16(), title, &detail).into_string())
+        let page = views::errors::error_page(status.as_u16(), title, &detail);
+        refusal_html(&self.0, page)
     }
 }
 
-pub(super) type Page = Result<HttpResponse, PageError>;
+pub(super) type Page<T = HttpResponse> = Result<T, PageError>;
 
-pub(super) fn html(markup: Markup) -> HttpResponse {
-    HttpResponse::Ok()
+fn html_as(mut response: HttpResponseBuilder, markup: Markup) -> HttpResponse {
+    response
         .content_type("text/html; charset=utf-8")
         .body(markup.into_string())
 }
+
+pub(super) fn html(markup: Markup) -> HttpResponse {
+    html_as(HttpResponse::Ok(), markup)
+}
+
+/// 422, with the page or fragment that says what to change.
+pub(super) fn unprocessable(markup: Markup) -> HttpResponse {
+    html_as(HttpResponse::UnprocessableEntity(), markup)
+}
+
+/// `markup` with the refusal's status and headers (`Retry-After`, …).
+fn refusal_html(refusal: &ApiError, markup: Markup) -> HttpResponse {
+    let mut response = HttpResponse::build(refusal.status_code());
+    refusal.add_headers(&mut response);
+    html_as(response, markup)
+}
+
+/// An order the shop shed: 503 with `Retry-After`, and `form` to send again.
+pub(super) fn busy(overloaded: Overloaded, form: Markup) -> HttpResponse {
+    let refusal = ApiError::Overloaded(overloaded);
+    refusal.log();
+    refusal_html(&refusal, form)
+}
+
+/// A form post from another site's page is refused with `refusal`.
+pub(super) fn refuse_foreign(req: &HttpRequest, site: &Site, refusal: &str) -> Page<()> {
+    if site.same_origin(req) {
+        return Ok(());
+    }
+    Err(PageError(ApiError::Forbidden(refusal.to_owned())))
+}
+
+/// A checkout or buy whose form's key was used for another order.
+pub(super) const KEY_REUSED: &str =
+    "This form was already used for another order. Please try again.";
 
 /// A 303 to `location`: the answer to a form post that worked (cookies may be
 /// added before it is finished).
@@ -126,6 +147,17 @@ pub(super) async fn find_product(
         Ok(id) => Ok(actors.inventory.catalog.product(&id).await?),
         Err(_) => Ok(None),
     }
+}
+
+/// The order a path names.
+pub(super) async fn find_order(actors: &Actors, raw_id: &str) -> Page<Order> {
+    let order_id = OrderId::parse(raw_id).map_err(|_| not_found("no such order"))?;
+    (actors.order(order_id).await?).ok_or_else(|| not_found("no such order"))
+}
+
+/// The product a path or form names, or the 404 page.
+pub(super) async fn product_or_404(actors: &Actors, raw_id: String) -> Page<Product> {
+    (find_product(actors, raw_id).await?).ok_or_else(|| not_found("no such product"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,9 +203,7 @@ pub(super) async fn product(
     shopper: Shopper,
     actors: web::Data<Actors>,
 ) -> Page {
-    let product = find_product(&actors, product_id.into_inner())
-        .await?
-        .ok_or_else(|| not_found("no such product"))?;
+    let product = product_or_404(&actors, product_id.into_inner()).await?;
     let shopping = shopping(&actors, &shopper).await?;
     Ok(html(catalog::product_page(
         &product,
@@ -222,15 +252,10 @@ pub(super) async fn buy(
     site: web::Data<Site>,
     actors: web::Data<Actors>,
 ) -> Page {
-    if !site.same_origin(&req) {
-        return Err(PageError(ApiError::Forbidden(
-            "orders can only be placed from the shop's own pages".to_owned(),
-        )));
-    }
+    let foreign = "orders can only be placed from the shop's own pages";
+    refuse_foreign(&req, &site, foreign)?;
     let form = form.into_inner();
-    let product = find_product(&actors, form.product_id)
-        .await?
-        .ok_or_else(|| not_found("no such product"))?;
+    let product = product_or_404(&actors, form.product_id).await?;
     let key = IdempotencyKey::parse(&form.idempotency_key)?;
     let quantity = match form_quantity(&form.quantity) {
         Ok(quantity) => quantity,
@@ -261,9 +286,9 @@ pub(super) async fn buy(
     let placed = match placed {
         Ok(placed) => placed,
         Err(OrderError::IdempotencyKeyReused) => {
-            let message = "This form was already used for another order. Please try again.";
             let shopping = shopping(&actors, &shopper).await?;
-            return Ok(buy_refused(&req, &product, &new_key(), message, shopping));
+            let refused = buy_refused(&req, &product, &new_key(), KEY_REUSED, shopping);
+            return Ok(refused);
         }
         // At the shop's limit nothing was stored: the same form (its key
         // included) may be sent again.
@@ -301,18 +326,12 @@ fn buy_busy(
     overloaded: Overloaded,
     shopping: Shopping,
 ) -> HttpResponse {
-    let refusal = ApiError::Overloaded(overloaded);
-    refusal.log();
-    let body = if is_htmx(req) {
+    let form = if is_htmx(req) {
         catalog::busy_notice()
     } else {
         catalog::product_page(product, key, Some(FormNote::Busy { quantity }), shopping)
     };
-    let mut response = HttpResponse::build(refusal.status_code());
-    refusal.add_headers(&mut response);
-    response
-        .content_type("text/html; charset=utf-8")
-        .body(body.into_string())
+    busy(overloaded, form)
 }
 
 /// A refused buy or Add to cart: 422, with the message in the product's slot
@@ -329,9 +348,7 @@ pub(super) fn buy_refused(
     } else {
         catalog::product_page(product, key, Some(FormNote::Refused(message)), shopping)
     };
-    HttpResponse::UnprocessableEntity()
-        .content_type("text/html; charset=utf-8")
-        .body(body.into_string())
+    unprocessable(body)
 }
 
 pub(super) async fn order(
@@ -339,11 +356,7 @@ pub(super) async fn order(
     shopper: Shopper,
     actors: web::Data<Actors>,
 ) -> Page {
-    let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
-    let order = actors
-        .order(order_id)
-        .await?
-        .ok_or_else(|| not_found("no such order"))?;
+    let order = find_order(&actors, &order_id).await?;
     // The page follows this order itself: its outcome is no toast here.
     let shopping = Shopping {
         except: Some(order.order_id),

@@ -25,8 +25,7 @@ use actix_web_lab::sse;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
-use super::error::ApiError;
-use super::pages::PageError;
+use super::pages::{PageError, not_found};
 use super::session::Shopper;
 use crate::actors::Actors;
 use crate::actors::orders::watchers::Watch;
@@ -44,7 +43,7 @@ pub(super) async fn order_events(
     order_id: web::Path<String>,
     actors: web::Data<Actors>,
 ) -> Result<HttpResponse, PageError> {
-    let unknown = || PageError(ApiError::NotFound("no such order".to_owned()));
+    let unknown = || not_found("no such order");
     let order_id = OrderId::parse(&order_id).map_err(|_| unknown())?;
     let after_seq = req
         .headers()
@@ -64,7 +63,7 @@ pub(super) async fn order_events(
         return Ok(HttpResponse::NoContent().finish());
     }
     let feed = Feed::new(watch.order, watch.missed, watch.live, after_seq);
-    Ok(respond(event_stream(feed.frames(), KEEP_ALIVE), &req))
+    Ok(respond(feed.frames(), &req))
 }
 
 /// The stream: `retry:` first, then the frames, and a keep-alive comment
@@ -78,13 +77,13 @@ where
         .with_retry_duration(RETRY)
 }
 
-/// The stream as the answer, with the headers every event stream of the shop
-/// has.
-fn respond<S>(stream: sse::Sse<S>, req: &HttpRequest) -> HttpResponse
+/// The frames' stream as the answer, with the keep-alive and the headers every
+/// event stream of the shop has.
+fn respond<S>(frames: S, req: &HttpRequest) -> HttpResponse
 where
     S: Stream<Item = Result<sse::Event, Infallible>> + 'static,
 {
-    let mut response = stream.respond_to(req);
+    let mut response = event_stream(frames, KEEP_ALIVE).respond_to(req);
     let headers = response.headers_mut();
     // The crate says `Content-Encoding: identity`; nothing here compresses, and a
     // stream answers without any coding, as before.
@@ -146,7 +145,7 @@ pub(super) async fn shopper_events(
         }
     }
     let toasts = ShopperFeed::new(outcomes, undecided).frames();
-    Ok(respond(event_stream(toasts, KEEP_ALIVE), &req))
+    Ok(respond(toasts, &req))
 }
 
 #[derive(Debug, serde::Deserialize)]
