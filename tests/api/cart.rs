@@ -53,11 +53,25 @@ async fn add(client: &Client, app: &TestApp, product_id: &str, quantity: &str) {
     assert_eq!(location(&added), "/cart");
 }
 
-fn location(response: &reqwest::Response) -> String {
-    (response.headers().get("location"))
+fn header(response: &reqwest::Response, name: &str) -> String {
+    (response.headers().get(name))
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned()
+}
+
+fn location(response: &reqwest::Response) -> String {
+    header(response, "location")
+}
+
+/// The form that sets a cart line to `quantity`.
+fn set_to(quantity: &str) -> [(&'static str, &str); 2] {
+    [("quantity", quantity), ("action", "update")]
+}
+
+/// A line of the cart as the page shows it.
+fn row(name: &str, quantity: &str, total: &str) -> (String, String, String) {
+    (name.to_owned(), quantity.to_owned(), total.to_owned())
 }
 
 /// The cart's lines as the page shows them: (product name, quantity, line total).
@@ -107,6 +121,22 @@ async fn stocked(app: &TestApp) {
     }
 }
 
+/// A new shopper in the stocked shop, who has added `cart` (product, quantity).
+async fn shopper_with(app: &TestApp, cart: &[(&str, &str)]) -> Client {
+    stocked(app).await;
+    let shopper = browser();
+    for (product_id, quantity) in cart {
+        add(&shopper, app, product_id, quantity).await;
+    }
+    shopper
+}
+
+/// The shopper's cart as its page shows it.
+async fn the_cart(client: &Client, app: &TestApp) -> Vec<(String, String, String)> {
+    let (_, cart) = page(client, app, "/cart").await;
+    cart_rows(&cart)
+}
+
 /// A card as the form takes it: number, expiry month and year, CVC.
 type Card<'a> = [&'a str; 4];
 
@@ -126,11 +156,20 @@ fn filled(checkout: &str, [number, month, year, cvc]: Card<'_>) -> Vec<(&'static
     ]
 }
 
-/// Checks the cart out with `card` by a plain form post; answers the redirect.
-async fn check_out(client: &Client, app: &TestApp, card: &str) -> reqwest::Response {
+/// The checkout page opened and its form filled in with `card`.
+async fn checkout_form(
+    client: &Client,
+    app: &TestApp,
+    card: Card<'_>,
+) -> Vec<(&'static str, String)> {
     let (status, checkout) = page(client, app, "/checkout").await;
     assert_eq!(status, StatusCode::OK);
-    let form = filled(&checkout, [card, "12", "2031", "123"]);
+    filled(&checkout, card)
+}
+
+/// Checks the cart out with `card` by a plain form post; answers the redirect.
+async fn check_out(client: &Client, app: &TestApp, card: &str) -> reqwest::Response {
+    let form = checkout_form(client, app, [card, "12", "2031", "123"]).await;
     post(client, app, "/checkout", &form).await
 }
 
@@ -142,21 +181,10 @@ async fn order_json(app: &TestApp, order_path: &str) -> Value {
 #[on_each_backend]
 async fn a_shopper_fills_a_cart_changes_it_and_checks_it_out_without_javascript() {
     let app = spawn_app().await;
-    stocked(&app).await;
-    let shopper = browser();
-
-    add(&shopper, &app, "mug", "1").await;
-    add(&shopper, &app, "filters", "2").await;
-    add(&shopper, &app, "beans", "1").await;
+    let shopper = shopper_with(&app, &[("mug", "1"), ("filters", "2"), ("beans", "1")]).await;
     // Adding again adds to the line.
     add(&shopper, &app, "mug", "1").await;
-    let changed = post(
-        &shopper,
-        &app,
-        "/cart/filters",
-        &[("quantity", "3"), ("action", "update")],
-    )
-    .await;
+    let changed = post(&shopper, &app, "/cart/filters", &set_to("3")).await;
     assert_eq!(changed.status(), StatusCode::SEE_OTHER);
     let removed = post(&shopper, &app, "/cart/beans", &[("action", "remove")]).await;
     assert_eq!(removed.status(), StatusCode::SEE_OTHER);
@@ -165,10 +193,7 @@ async fn a_shopper_fills_a_cart_changes_it_and_checks_it_out_without_javascript(
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         cart_rows(&cart),
-        [
-            ("Mug".to_owned(), "2".to_owned(), "$29.00".to_owned()),
-            ("Filters".to_owned(), "3".to_owned(), "$20.70".to_owned()),
-        ]
+        [row("Mug", "2", "$29.00"), row("Filters", "3", "$20.70")]
     );
     assert_eq!(text(&cart, "#cart-total"), "$49.70");
     assert!(
@@ -177,8 +202,7 @@ async fn a_shopper_fills_a_cart_changes_it_and_checks_it_out_without_javascript(
         text(&cart, "#cart-count")
     );
     // Another browser has a cart of its own.
-    let (_, other) = page(&browser(), &app, "/cart").await;
-    assert!(cart_rows(&other).is_empty());
+    assert!(the_cart(&browser(), &app).await.is_empty());
 
     let placed = check_out(&shopper, &app, "4242 4242 4242 4242").await;
 
@@ -219,11 +243,8 @@ async fn a_shopper_fills_a_cart_changes_it_and_checks_it_out_without_javascript(
 #[on_each_backend]
 async fn a_second_submit_of_a_checkout_is_the_same_order() {
     let app = spawn_app().await;
-    stocked(&app).await;
-    let shopper = browser();
-    add(&shopper, &app, "mug", "1").await;
-    let (_, checkout) = page(&shopper, &app, "/checkout").await;
-    let form = filled(&checkout, PAYS);
+    let shopper = shopper_with(&app, &[("mug", "1")]).await;
+    let form = checkout_form(&shopper, &app, PAYS).await;
 
     let first = post(&shopper, &app, "/checkout", &form).await;
     let second = post(&shopper, &app, "/checkout", &form).await;
@@ -238,11 +259,8 @@ async fn a_second_submit_of_a_checkout_is_the_same_order() {
 #[on_each_backend]
 async fn a_refused_card_is_shown_beside_its_fields_and_never_echoed() {
     let app = spawn_app().await;
-    stocked(&app).await;
-    let shopper = browser();
-    add(&shopper, &app, "mug", "1").await;
-    let (_, checkout) = page(&shopper, &app, "/checkout").await;
-    let form = filled(&checkout, ["4242 4242 4242 4241", "1", "2020", "98"]);
+    let shopper = shopper_with(&app, &[("mug", "1")]).await;
+    let form = checkout_form(&shopper, &app, ["4242 4242 4242 4241", "1", "2020", "98"]).await;
 
     let refused = post(&shopper, &app, "/checkout", &form).await;
 
@@ -264,8 +282,7 @@ async fn a_refused_card_is_shown_beside_its_fields_and_never_echoed() {
     assert!(!html.contains("\"98\""), "the CVC is not put back");
     // The expiry comes back as typed; the cart is untouched.
     assert_eq!(input_value(&html, "exp_year"), "2020");
-    let (_, cart) = page(&shopper, &app, "/cart").await;
-    assert_eq!(cart_rows(&cart).len(), 1);
+    assert_eq!(the_cart(&shopper, &app).await.len(), 1);
     assert_eq!(app.stock_of("mug").await, 10);
 
     // With htmx, only the form comes back, for itself.
@@ -279,8 +296,7 @@ async fn a_refused_card_is_shown_beside_its_fields_and_never_echoed() {
 #[on_each_backend]
 async fn htmx_swaps_what_changed_and_follows_the_checkout_to_its_order() {
     let app = spawn_app().await;
-    stocked(&app).await;
-    let shopper = browser();
+    let shopper = shopper_with(&app, &[]).await;
 
     let added = htmx_post(
         &shopper,
@@ -302,31 +318,16 @@ async fn htmx_swaps_what_changed_and_follows_the_checkout_to_its_order() {
     assert!(fragment.contains(r#"id="cart-count""#) && fragment.contains(r#"hx-swap-oob="true""#));
     assert!(text(&fragment, "#cart-count").contains("(2)"));
 
-    let changed = htmx_post(
-        &shopper,
-        &app,
-        "/cart/mug",
-        &[("quantity", "4"), ("action", "update")],
-    )
-    .await;
+    let changed = htmx_post(&shopper, &app, "/cart/mug", &set_to("4")).await;
     let fragment = changed.text().await.expect("a fragment");
     assert!(fragment.starts_with(r#"<section id="cart""#), "{fragment}");
-    assert_eq!(
-        cart_rows(&fragment),
-        [("Mug".to_owned(), "4".to_owned(), "$58.00".to_owned())]
-    );
+    assert_eq!(cart_rows(&fragment), [row("Mug", "4", "$58.00")]);
     assert!(text(&fragment, "#cart-count").contains("(4)"));
 
-    let (_, checkout) = page(&shopper, &app, "/checkout").await;
-    let form = filled(&checkout, PAYS);
+    let form = checkout_form(&shopper, &app, PAYS).await;
     let placed = htmx_post(&shopper, &app, "/checkout", &form).await;
     assert_eq!(placed.status(), StatusCode::OK);
-    let to = placed
-        .headers()
-        .get("hx-redirect")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let to = header(&placed, "hx-redirect");
     assert!(to.starts_with("/orders/"), "{to}");
     assert_eq!(order_json(&app, &to).await["status"], "CONFIRMED");
 }
@@ -334,9 +335,7 @@ async fn htmx_swaps_what_changed_and_follows_the_checkout_to_its_order() {
 #[on_each_backend]
 async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
     let app = spawn_app_with(|config| config.payment_latency_ms = 300).await;
-    stocked(&app).await;
-    let shopper = browser();
-    add(&shopper, &app, "beans", "1").await;
+    let shopper = shopper_with(&app, &[("beans", "1")]).await;
 
     let placed = check_out(&shopper, &app, "4000 0000 0000 0002").await;
     let order_page = location(&placed);
@@ -365,8 +364,7 @@ async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
     assert_eq!(app.stock_of("beans").await, 5, "every line is back");
     // The catalog's stream, connected only now that the order is decided,
     // still tells it: it was decided after the page was made.
-    let late = shopper.get(app.url(&url)).send().await.expect("GET");
-    let late = late.text().await.expect("a body");
+    let late = stream_to_end(&shopper, &app.url(&url)).await;
     assert!(
         late.contains("event: outcome") && late.contains("card declined"),
         "{late}"
@@ -377,11 +375,9 @@ async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
     assert!(!catalog.contains("sse-connect"));
     let order_id = order_page.trim_start_matches("/orders/");
     let own = format!("/orders/events?since=0&except={order_id}");
-    let own = shopper.get(app.url(&own)).send().await.expect("GET");
-    let own = own.text().await.expect("a body");
+    let own = stream_to_end(&shopper, &app.url(&own)).await;
     // The failed order's lines go back into the cart, to pay another way.
-    let (_, cart) = page(&shopper, &app, "/cart").await;
-    assert!(cart_rows(&cart).is_empty());
+    assert!(the_cart(&shopper, &app).await.is_empty());
     let (_, failed) = page(&shopper, &app, &order_page).await;
     assert!(
         failed.contains(&format!(r#"action="{order_page}/cart""#)),
@@ -391,10 +387,9 @@ async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
     let again = post(&shopper, &app, &format!("{order_page}/cart"), &no_fields).await;
     assert_eq!(again.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&again), "/cart");
-    let (_, cart) = page(&shopper, &app, "/cart").await;
     assert_eq!(
-        cart_rows(&cart),
-        [("Beans".to_owned(), "1".to_owned(), "$24.90".to_owned())]
+        the_cart(&shopper, &app).await,
+        [row("Beans", "1", "$24.90")]
     );
     assert!(
         !own.contains("event: outcome") && own.contains("event: done"),
@@ -405,36 +400,18 @@ async fn the_shoppers_stream_tells_each_outcome_with_a_link_then_ends() {
 #[on_each_backend]
 async fn the_cart_refuses_what_it_should_and_a_stale_checkout_buys_nothing() {
     let app = spawn_app().await;
-    stocked(&app).await;
-    let shopper = browser();
-    add(&shopper, &app, "mug", "2").await;
+    let shopper = shopper_with(&app, &[("mug", "2")]).await;
 
     // A quantity that is none: refused beside the line, which stays.
-    let refused = post(
-        &shopper,
-        &app,
-        "/cart/mug",
-        &[("quantity", "0"), ("action", "update")],
-    )
-    .await;
+    let refused = post(&shopper, &app, "/cart/mug", &set_to("0")).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = refused.text().await.expect("a page");
     assert!(!text(&html, "#problem-mug").is_empty(), "{html}");
-    assert_eq!(
-        cart_rows(&html),
-        [("Mug".to_owned(), "2".to_owned(), "$29.00".to_owned())]
-    );
+    assert_eq!(cart_rows(&html), [row("Mug", "2", "$29.00")]);
     // Setting a line that is not in the cart does not put it there.
-    let set = post(
-        &shopper,
-        &app,
-        "/cart/beans",
-        &[("quantity", "3"), ("action", "update")],
-    )
-    .await;
+    let set = post(&shopper, &app, "/cart/beans", &set_to("3")).await;
     assert_eq!(set.status(), StatusCode::SEE_OTHER);
-    let (_, cart) = page(&shopper, &app, "/cart").await;
-    assert_eq!(cart_rows(&cart).len(), 1);
+    assert_eq!(the_cart(&shopper, &app).await.len(), 1);
     // A product the shop does not sell cannot be added.
     let unknown = post(
         &shopper,
@@ -447,9 +424,8 @@ async fn the_cart_refuses_what_it_should_and_a_stale_checkout_buys_nothing() {
 
     // The checkout opened, then the cart changed in another tab: nothing is
     // bought, and the page shows the cart as it is now.
-    let (_, checkout) = page(&shopper, &app, "/checkout").await;
-    assert_eq!(input_value(&checkout, "cart"), "mug:2");
-    let form = filled(&checkout, PAYS);
+    let form = checkout_form(&shopper, &app, PAYS).await;
+    assert_eq!(form[5], ("cart", "mug:2".to_owned()));
     add(&shopper, &app, "filters", "1").await;
     let stale = post(&shopper, &app, "/checkout", &form).await;
     assert_eq!(stale.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -462,8 +438,7 @@ async fn the_cart_refuses_what_it_should_and_a_stale_checkout_buys_nothing() {
 #[on_each_backend]
 async fn another_site_cannot_change_a_cart_or_check_it_out() {
     let app = spawn_app().await;
-    stocked(&app).await;
-    let shopper = browser();
+    let shopper = shopper_with(&app, &[]).await;
     for (path, form) in [
         ("/cart", vec![("product_id", "mug"), ("quantity", "1")]),
         ("/cart/mug", vec![("action", "remove")]),
@@ -495,18 +470,13 @@ async fn a_cart_is_the_same_on_every_instance() {
     let (_, _) = page(&shopper, &one, "/").await;
     add(&shopper, &one, "mug", "3").await;
 
-    let (_, cart) = page(&shopper, &two, "/cart").await;
-    assert_eq!(
-        cart_rows(&cart),
-        [("Mug".to_owned(), "3".to_owned(), "$43.50".to_owned())]
-    );
+    assert_eq!(the_cart(&shopper, &two).await, [row("Mug", "3", "$43.50")]);
     let placed = check_out(&shopper, &two, "4242 4242 4242 4242").await;
     assert_eq!(
         order_json(&two, &location(&placed)).await["status"],
         "CONFIRMED"
     );
-    let (_, cart) = page(&shopper, &one, "/cart").await;
-    assert!(cart_rows(&cart).is_empty());
+    assert!(the_cart(&shopper, &one).await.is_empty());
 }
 
 /// At the shop's limit a checkout is refused before anything is stored: 503
@@ -543,8 +513,11 @@ async fn a_checkout_the_shop_sheds_keeps_the_cart_and_the_form() {
         "the same order when sent again"
     );
     assert!(!html.contains("4242424242424242"));
-    let (_, still) = page(&shopper, &app, "/cart").await;
-    assert_eq!(cart_rows(&still).len(), 1, "the cart is as it was");
+    assert_eq!(
+        the_cart(&shopper, &app).await.len(),
+        1,
+        "the cart is as it was"
+    );
     assert_eq!(app.stock_of("mug").await, 10);
 }
 
@@ -554,13 +527,9 @@ async fn a_checkout_the_shop_sheds_keeps_the_cart_and_the_form() {
 #[on_each_backend]
 async fn two_tabs_checking_out_one_cart_at_once_place_one_order() {
     let app = spawn_app().await;
-    stocked(&app).await;
-    let shopper = browser();
-    add(&shopper, &app, "mug", "2").await;
-    add(&shopper, &app, "beans", "1").await;
-    let (_, first_tab) = page(&shopper, &app, "/checkout").await;
-    let (_, second_tab) = page(&shopper, &app, "/checkout").await;
-    let (one, two) = (filled(&first_tab, PAYS), filled(&second_tab, PAYS));
+    let shopper = shopper_with(&app, &[("mug", "2"), ("beans", "1")]).await;
+    let one = checkout_form(&shopper, &app, PAYS).await;
+    let two = checkout_form(&shopper, &app, PAYS).await;
     assert_ne!(one[4].1, two[4].1, "each tab has a key of its own");
 
     let send = |fields| shopper.post(app.url("/checkout")).form(fields).send();
@@ -581,6 +550,5 @@ async fn two_tabs_checking_out_one_cart_at_once_place_one_order() {
     assert_eq!(order_json(&app, &told[1]).await["status"], "CONFIRMED");
     assert_eq!(app.stock_of("mug").await, 8, "two mugs, bought once");
     assert_eq!(app.stock_of("beans").await, 4);
-    let (_, cart) = page(&shopper, &app, "/cart").await;
-    assert!(cart_rows(&cart).is_empty());
+    assert!(the_cart(&shopper, &app).await.is_empty());
 }

@@ -1,5 +1,6 @@
 use reqwest::StatusCode;
 
+use crate::assert_not_found;
 use support::{assert_problem, on_each_backend, spawn_app};
 
 #[on_each_backend]
@@ -26,12 +27,7 @@ async fn ready_once_the_database_answers() {
 async fn unknown_paths_and_methods_are_refused_as_problems() {
     let app = spawn_app().await;
 
-    assert_problem(
-        app.get("/api/nothing-here").await,
-        StatusCode::NOT_FOUND,
-        "unknown path",
-    )
-    .await;
+    assert_not_found(&app, "/api/nothing-here", "unknown path").await;
     let delete = app
         .client
         .delete(app.url("/api/orders"))

@@ -14,15 +14,20 @@ async fn order_with_key(app: &support::TestApp, key: &str, quantity: i64) -> req
         .expect("POST order")
 }
 
+/// An order of `quantity` beans under `key`, which must be accepted: its id.
+async fn accepted_with_key(app: &support::TestApp, key: &str, quantity: i64) -> String {
+    let response = order_with_key(app, key, quantity).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{key}");
+    let body: Value = response.json().await.expect("JSON");
+    body["order_id"].as_str().expect("an id").to_owned()
+}
+
 #[on_each_backend]
 async fn a_retried_order_is_the_same_order_and_buys_once() {
     let app = spawn_app().await;
     app.stock_product("beans", 2490, 10).await;
 
-    let first = order_with_key(&app, "checkout-41", 2).await;
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let first: Value = first.json().await.expect("JSON");
-    let order_id = first["order_id"].as_str().expect("an id").to_owned();
+    let order_id = accepted_with_key(&app, "checkout-41", 2).await;
     app.until_terminal(&order_id).await;
 
     let retry = order_with_key(&app, "checkout-41", 2).await;
@@ -47,14 +52,8 @@ async fn concurrent_retries_with_one_key_create_one_order() {
     let app = spawn_app().await;
     app.stock_product("beans", 2490, 100).await;
 
-    let responses = join_all((0..25).map(|_| order_with_key(&app, "double-click", 3))).await;
+    let mut ids = join_all((0..25).map(|_| accepted_with_key(&app, "double-click", 3))).await;
 
-    let mut ids = Vec::new();
-    for response in responses {
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        let body: Value = response.json().await.expect("JSON");
-        ids.push(body["order_id"].as_str().expect("an id").to_owned());
-    }
     ids.dedup();
     assert_eq!(ids.len(), 1, "every retry got the same order: {ids:?}");
     assert_eq!(app.until_terminal(&ids[0]).await["status"], "CONFIRMED");
@@ -66,8 +65,7 @@ async fn concurrent_retries_with_one_key_create_one_order() {
 async fn a_key_reused_for_a_different_order_is_refused() {
     let app = spawn_app().await;
     app.stock_product("beans", 2490, 10).await;
-    let first = order_with_key(&app, "cart-7", 1).await;
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first = accepted_with_key(&app, "cart-7", 1).await;
 
     let different = order_with_key(&app, "cart-7", 4).await;
 
@@ -77,9 +75,7 @@ async fn a_key_reused_for_a_different_order_is_refused() {
         "same key, other body",
     )
     .await;
-    let first: Value = first.json().await.expect("JSON");
-    app.until_terminal(first["order_id"].as_str().expect("an id"))
-        .await;
+    app.until_terminal(&first).await;
     assert_eq!(
         app.stock_of("beans").await,
         9,

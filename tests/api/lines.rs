@@ -10,11 +10,28 @@ use serde_json::{Value, json};
 
 use support::{TestApp, assert_problem, on_each_backend, spawn_app, spawn_app_with};
 
-/// Three products: mugs at $14.50 (10), filters at $6.90 (20), beans at $24.90 (5).
-async fn stocked_shop(app: &TestApp) {
-    app.stock_product("mug", 1450, 10).await;
-    app.stock_product("filters", 690, 20).await;
-    app.stock_product("beans", 2490, 5).await;
+/// What `stocked_shop` sells: mugs at $14.50 (10), filters at $6.90 (20), beans at $24.90 (5).
+const STOCK: [(&str, i64, i64); 3] = [("mug", 1450, 10), ("filters", 690, 20), ("beans", 2490, 5)];
+
+async fn stocked_shop(app: TestApp) -> TestApp {
+    for (id, price, stock) in STOCK {
+        app.stock_product(id, price, stock).await;
+    }
+    app
+}
+
+/// Each product's stock is as `stocked_shop` left it: nothing is held or sold.
+async fn assert_stock_untouched(app: &TestApp) {
+    for (id, _, stock) in STOCK {
+        assert_eq!(app.stock_of(id).await, stock, "{id}");
+    }
+}
+
+/// An order of `lines`, accepted and then decided: its id, and the order.
+async fn decided(app: &TestApp, lines: &[(&str, i64)]) -> (String, Value) {
+    let order_id = app.placed(&items(lines)).await;
+    let order = app.until_terminal(&order_id).await;
+    (order_id, order)
 }
 
 fn items(lines: &[(&str, i64)]) -> Value {
@@ -26,13 +43,9 @@ fn items(lines: &[(&str, i64)]) -> Value {
 
 #[on_each_backend]
 async fn an_order_of_several_lines_is_confirmed_with_every_line_and_their_total() {
-    let app = spawn_app().await;
-    stocked_shop(&app).await;
+    let app = stocked_shop(spawn_app().await).await;
 
-    let order_id = app
-        .placed(&items(&[("mug", 2), ("filters", 3), ("beans", 1)]))
-        .await;
-    let order = app.until_terminal(&order_id).await;
+    let (order_id, order) = decided(&app, &[("mug", 2), ("filters", 3), ("beans", 1)]).await;
 
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     assert_eq!(
@@ -58,8 +71,7 @@ async fn an_order_of_several_lines_is_confirmed_with_every_line_and_their_total(
 
 #[on_each_backend]
 async fn the_first_apis_fields_are_read_only_without_items() {
-    let app = spawn_app().await;
-    stocked_shop(&app).await;
+    let app = stocked_shop(spawn_app().await).await;
 
     let body = json!({"items": [{"product_id": "mug", "quantity": 1}], "product_id": "beans", "quantity": 2});
     let order_id = app.placed(&body).await;
@@ -72,44 +84,34 @@ async fn the_first_apis_fields_are_read_only_without_items() {
 
 #[on_each_backend]
 async fn one_line_short_of_stock_rejects_the_order_and_holds_nothing_of_any_line() {
-    let app = spawn_app().await;
-    stocked_shop(&app).await;
+    let app = stocked_shop(spawn_app().await).await;
 
-    let order_id = app
-        .placed(&items(&[("mug", 2), ("beans", 6), ("filters", 1)]))
-        .await;
-    let order = app.until_terminal(&order_id).await;
+    let (order_id, order) = decided(&app, &[("mug", 2), ("beans", 6), ("filters", 1)]).await;
 
     assert_eq!(order["status"], "REJECTED", "{order}");
     assert_eq!(
         order["reason"],
         "not enough stock of beans: 6 requested, 5 available"
     );
-    assert_eq!(app.stock_of("mug").await, 10);
-    assert_eq!(app.stock_of("beans").await, 5);
-    assert_eq!(app.stock_of("filters").await, 20);
+    assert_stock_untouched(&app).await;
     assert!(app.payments_of(&order_id).await.is_empty());
 }
 
 #[on_each_backend]
 async fn a_declined_payment_gives_every_line_back() {
     let app = spawn_app_with(|config| config.payment_failure_rate = 1.0).await;
-    stocked_shop(&app).await;
+    let app = stocked_shop(app).await;
 
-    let order_id = app.placed(&items(&[("mug", 4), ("beans", 5)])).await;
-    let order = app.until_terminal(&order_id).await;
+    let (_, order) = decided(&app, &[("mug", 4), ("beans", 5)]).await;
 
     assert_eq!(order["status"], "PAYMENT_FAILED", "{order}");
-    assert_eq!(app.stock_of("mug").await, 10);
-    assert_eq!(app.stock_of("beans").await, 5);
+    assert_stock_untouched(&app).await;
 }
 
 #[on_each_backend]
 async fn a_placed_order_keeps_the_names_and_prices_it_was_placed_with() {
-    let app = spawn_app().await;
-    stocked_shop(&app).await;
-    let order_id = app.placed(&items(&[("mug", 1), ("filters", 2)])).await;
-    let before = app.until_terminal(&order_id).await;
+    let app = stocked_shop(spawn_app().await).await;
+    let (order_id, before) = decided(&app, &[("mug", 1), ("filters", 2)]).await;
 
     let renamed = app.put_product("mug", "Big mug", 9900, 3).await;
     assert_eq!(renamed.status(), StatusCode::OK);
@@ -123,8 +125,7 @@ async fn a_placed_order_keeps_the_names_and_prices_it_was_placed_with() {
 
 #[on_each_backend]
 async fn a_refused_order_names_the_field_at_fault_and_stores_nothing() {
-    let app = spawn_app().await;
-    stocked_shop(&app).await;
+    let app = stocked_shop(spawn_app().await).await;
     let card = |number: &str, month: i64, year: i64, cvc: Value| json!({"card_number": number, "exp_month": month, "exp_year": year, "cvc": cvc});
     let good = |payment: Value| json!({"items": [{"product_id": "mug", "quantity": 1}], "payment": payment});
     let too_many: Vec<Value> = (0..51)
@@ -194,8 +195,7 @@ async fn a_refused_order_names_the_field_at_fault_and_stores_nothing() {
         );
     }
 
-    assert_eq!(app.stock_of("mug").await, 10);
-    assert_eq!(app.stock_of("filters").await, 20);
+    assert_stock_untouched(&app).await;
     // A refused order keeps no key: the key places the next order as new.
     let keyed = |body: &Value| {
         (app.client.post(app.url("/api/orders")))

@@ -36,3 +36,9 @@ mod postgres {
     mod sessions;
     mod tls;
 }
+
+/// A GET of `path` is refused as a 404 problem (`what` says what was asked for).
+async fn assert_not_found(app: &support::TestApp, path: &str, what: &str) {
+    let response = app.get(path).await;
+    support::assert_problem(response, reqwest::StatusCode::NOT_FOUND, what).await;
+}

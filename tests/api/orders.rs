@@ -1,7 +1,27 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use support::{assert_problem, on_each_backend, spawn_app, spawn_app_with};
+use crate::assert_not_found;
+use support::{TestApp, assert_problem, on_each_backend, spawn_app, spawn_app_with};
+
+/// An order of `quantity` × `product_id`, once decided, which must be `status`.
+pub(crate) async fn ended_as(
+    app: &TestApp,
+    product_id: &str,
+    quantity: i64,
+    status: &str,
+) -> (String, Value) {
+    let order_id = app.order_id(product_id, quantity).await;
+    let order = app.until_terminal(&order_id).await;
+    assert_eq!(order["status"], status, "{order}");
+    (order_id, order)
+}
+
+/// The order says why it ended as it did, in words that mention `why`.
+fn assert_reason(order: &Value, why: &str) {
+    let reason = order["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(why), "{order}");
+}
 
 #[on_each_backend]
 async fn a_shopper_buys_and_the_order_is_confirmed() {
@@ -44,16 +64,9 @@ async fn an_order_for_more_than_the_stock_is_rejected_and_takes_nothing() {
     let app = spawn_app().await;
     app.stock_product("grinder", 8900, 2).await;
 
-    let order_id = app.order_id("grinder", 3).await;
-    let order = app.until_terminal(&order_id).await;
+    let (order_id, order) = ended_as(&app, "grinder", 3, "REJECTED").await;
 
-    assert_eq!(order["status"], "REJECTED");
-    assert!(
-        order["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("stock")),
-        "{order}"
-    );
+    assert_reason(&order, "stock");
     assert_eq!(app.stock_of("grinder").await, 2);
     assert!(
         app.payments_of(&order_id).await.is_empty(),
@@ -66,16 +79,9 @@ async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
     let app = spawn_app_with(|config| config.payment_failure_rate = 1.0).await;
     app.stock_product("notebook", 1200, 4).await;
 
-    let order_id = app.order_id("notebook", 3).await;
-    let order = app.until_terminal(&order_id).await;
+    let (order_id, order) = ended_as(&app, "notebook", 3, "PAYMENT_FAILED").await;
 
-    assert_eq!(order["status"], "PAYMENT_FAILED");
-    assert!(
-        order["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("declined")),
-        "{order}"
-    );
+    assert_reason(&order, "declined");
     assert_eq!(app.stock_of("notebook").await, 4);
     let payments = app.payments_of(&order_id).await;
     assert_eq!(payments.len(), 1);
@@ -87,11 +93,9 @@ async fn the_last_units_go_to_one_order_and_the_next_is_rejected() {
     let app = spawn_app().await;
     app.stock_product("last-one", 500, 1).await;
 
-    let first = app.order_id("last-one", 1).await;
-    assert_eq!(app.until_terminal(&first).await["status"], "CONFIRMED");
-    let second = app.order_id("last-one", 1).await;
+    ended_as(&app, "last-one", 1, "CONFIRMED").await;
 
-    assert_eq!(app.until_terminal(&second).await["status"], "REJECTED");
+    ended_as(&app, "last-one", 1, "REJECTED").await;
     assert_eq!(app.stock_of("last-one").await, 0);
 }
 
@@ -114,9 +118,6 @@ async fn ordering_an_unknown_product_creates_no_order() {
 async fn an_unknown_order_is_not_found() {
     let app = spawn_app().await;
 
-    let response = app
-        .get(&format!("/api/orders/{}", uuid::Uuid::now_v7()))
-        .await;
-
-    assert_problem(response, StatusCode::NOT_FOUND, "unknown order").await;
+    let path = format!("/api/orders/{}", uuid::Uuid::now_v7());
+    assert_not_found(&app, &path, "unknown order").await;
 }

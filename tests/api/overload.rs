@@ -35,10 +35,39 @@ fn orders_stored(db: &str) -> i64 {
         .expect("a count")
 }
 
+/// A shop that takes `max_in_flight` orders in flight at most, each in flight
+/// while its payment takes `payment_latency_ms`; and the path of its SQLite file.
+async fn busy_shop(max_in_flight: usize, payment_latency_ms: u64) -> (TestApp, String) {
+    shop(|config| {
+        config.max_in_flight = max_in_flight;
+        config.payment_latency_ms = payment_latency_ms;
+    })
+    .await
+}
+
 async fn keyed(app: &TestApp, key: &str, product: &str, quantity: i64) -> Response {
     place_keyed(&app.client, &app.address, key, product, quantity)
         .await
         .expect("an answer")
+}
+
+/// An order the shop takes (202): it is in flight. Answers its id.
+async fn in_flight(app: &TestApp, key: &str, product: &str, quantity: i64) -> String {
+    let response = keyed(app, key, product, quantity).await;
+    (accepted_order_id(response).await)
+        .unwrap_or_else(|| panic!("the order keyed {key} is accepted"))
+}
+
+/// An order placed now with a key that placed nothing before: accepted as a
+/// new order, not the replay of one. Answers its id.
+async fn placed_anew(app: &TestApp, key: &str, product: &str, quantity: i64) -> String {
+    let response = keyed(app, key, product, quantity).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{key}");
+    assert!(
+        response.headers().get("idempotent-replayed").is_none(),
+        "{key}: a new order, not the replay of one"
+    );
+    accepted_order_id(response).await.expect("an order id")
 }
 
 /// A 503 `overloaded` problem with its `Retry-After`, in seconds.
@@ -74,17 +103,10 @@ async fn assert_overloaded(response: Response, context: &str) -> u64 {
 #[actix_web::test]
 async fn an_order_refused_as_overloaded_leaves_no_trace_and_its_key_stays_unused() {
     // Two orders in flight at most; each stays in flight while its payment runs.
-    let (app, db) = shop(|config| {
-        config.max_in_flight = 2;
-        config.payment_latency_ms = 1_500;
-    })
-    .await;
+    let (app, db) = busy_shop(2, 1_500).await;
     app.stock_product("tea", 350, 10).await;
-    let first = accepted_order_id(keyed(&app, "first", "tea", 1).await).await;
-    let second = accepted_order_id(keyed(&app, "second", "tea", 1).await).await;
-    let (Some(first), Some(second)) = (first, second) else {
-        panic!("the first two orders are accepted");
-    };
+    let first = in_flight(&app, "first", "tea", 1).await;
+    let second = in_flight(&app, "second", "tea", 1).await;
 
     let refused = keyed(&app, "third", "tea", 3).await;
 
@@ -95,13 +117,7 @@ async fn an_order_refused_as_overloaded_leaves_no_trace_and_its_key_stays_unused
     }
     assert_eq!(app.stock_of("tea").await, 8, "the refusal moved no stock");
     // Its key placed nothing: sent again, it places the order now.
-    let retried = keyed(&app, "third", "tea", 3).await;
-    assert_eq!(retried.status(), StatusCode::ACCEPTED);
-    assert!(
-        retried.headers().get("idempotent-replayed").is_none(),
-        "a new order, not the replay of one"
-    );
-    let third = accepted_order_id(retried).await.expect("an order id");
+    let third = placed_anew(&app, "third", "tea", 3).await;
     assert_eq!(app.until_terminal(&third).await["status"], "CONFIRMED");
     assert_eq!(app.stock_of("tea").await, 5);
     assert_eq!(orders_stored(&db), 3);
@@ -109,26 +125,15 @@ async fn an_order_refused_as_overloaded_leaves_no_trace_and_its_key_stays_unused
 
 #[actix_web::test]
 async fn a_client_that_waits_retry_after_gets_its_order_placed() {
-    let (app, _db) = shop(|config| {
-        config.max_in_flight = 1;
-        config.payment_latency_ms = 200;
-    })
-    .await;
+    let (app, _db) = busy_shop(1, 200).await;
     app.stock_product("mug", 1450, 5).await;
-    let first = accepted_order_id(keyed(&app, "first", "mug", 1).await).await;
-    assert!(first.is_some(), "the first order is accepted");
+    in_flight(&app, "first", "mug", 1).await;
 
     let refused = keyed(&app, "second", "mug", 1).await;
     let retry_after = assert_overloaded(refused, "a second order in flight").await;
     actix_rt::time::sleep(Duration::from_secs(retry_after)).await;
-    let retried = keyed(&app, "second", "mug", 1).await;
+    let second = placed_anew(&app, "second", "mug", 1).await;
 
-    assert_eq!(
-        retried.status(),
-        StatusCode::ACCEPTED,
-        "placed after Retry-After"
-    );
-    let second = accepted_order_id(retried).await.expect("an order id");
     assert_eq!(app.until_terminal(&second).await["status"], "CONFIRMED");
     assert_eq!(app.stock_of("mug").await, 3);
 }
@@ -175,22 +180,14 @@ async fn an_order_that_waited_past_the_queue_deadline_is_refused_not_placed_late
     assert_eq!(orders_stored(&db), 1, "the late order was not stored");
     assert_eq!(app.stock_of("kettle").await, 9);
     // Nothing of it was kept: its key places it now.
-    let again = keyed(&app, "late", "kettle", 2).await;
-    assert_eq!(again.status(), StatusCode::ACCEPTED);
-    assert!(again.headers().get("idempotent-replayed").is_none());
+    placed_anew(&app, "late", "kettle", 2).await;
 }
 
 #[actix_web::test]
 async fn reads_are_served_while_new_orders_are_refused() {
-    let (app, _db) = shop(|config| {
-        config.max_in_flight = 1;
-        config.payment_latency_ms = 5_000;
-    })
-    .await;
+    let (app, _db) = busy_shop(1, 5_000).await;
     app.stock_product("beans", 2490, 10).await;
-    let pending = accepted_order_id(keyed(&app, "first", "beans", 1).await)
-        .await
-        .expect("the first order is accepted");
+    let pending = in_flight(&app, "first", "beans", 1).await;
     assert_overloaded(keyed(&app, "second", "beans", 1).await, "at the limit").await;
 
     for path in [
@@ -226,17 +223,9 @@ async fn reads_are_served_while_new_orders_are_refused() {
 
 #[actix_web::test]
 async fn a_shed_buy_tells_the_shopper_kindly_and_keeps_the_form() {
-    let (app, db) = shop(|config| {
-        config.max_in_flight = 1;
-        config.payment_latency_ms = 5_000;
-    })
-    .await;
+    let (app, db) = busy_shop(1, 5_000).await;
     app.stock_product("grinder", 8900, 5).await;
-    assert!(
-        accepted_order_id(keyed(&app, "api", "grinder", 1).await)
-            .await
-            .is_some()
-    );
+    in_flight(&app, "api", "grinder", 1).await;
     let shopper = browser();
     let (_, product_page) = page(&shopper, &app, "/products/grinder").await;
     let key = input_value(&product_page, "idempotency_key");
@@ -246,16 +235,10 @@ async fn a_shed_buy_tells_the_shopper_kindly_and_keeps_the_form() {
         ("idempotency_key", key.as_str()),
     ];
 
-    let plain = shopper
-        .post(app.url("/orders"))
-        .form(&form)
-        .send()
-        .await
-        .expect("POST");
-    let htmx = shopper
-        .post(app.url("/orders"))
+    let buy = || shopper.post(app.url("/orders")).form(&form);
+    let plain = buy().send().await.expect("POST");
+    let htmx = buy()
         .header("HX-Request", "true")
-        .form(&form)
         .send()
         .await
         .expect("POST");

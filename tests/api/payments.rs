@@ -3,6 +3,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::assert_not_found;
+use crate::orders::ended_as;
 use support::{TestApp, assert_problem, on_each_backend, spawn_app, spawn_app_with};
 
 async fn charge(app: &TestApp, order_id: &str, total_amount: i64) -> reqwest::Response {
@@ -18,8 +20,7 @@ async fn charge(app: &TestApp, order_id: &str, total_amount: i64) -> reqwest::Re
 async fn charging_a_paid_order_returns_its_payment_instead_of_charging_again() {
     let app = spawn_app().await;
     app.stock_product("filters", 690, 10).await;
-    let order_id = app.order_id("filters", 2).await;
-    assert_eq!(app.until_terminal(&order_id).await["status"], "CONFIRMED");
+    let (order_id, _) = ended_as(&app, "filters", 2, "CONFIRMED").await;
     let original = app.payments_of(&order_id).await.remove(0);
 
     let response = charge(&app, &order_id, 1380).await;
@@ -44,8 +45,7 @@ async fn charging_a_paid_order_returns_its_payment_instead_of_charging_again() {
 async fn a_charge_must_be_for_the_orders_total() {
     let app = spawn_app().await;
     app.stock_product("filters", 690, 10).await;
-    let order_id = app.order_id("filters", 1).await;
-    app.until_terminal(&order_id).await;
+    let (order_id, _) = ended_as(&app, "filters", 1, "CONFIRMED").await;
 
     for wrong in [689, 691, 0, -690] {
         let response = charge(&app, &order_id, wrong).await;
@@ -72,18 +72,15 @@ async fn charging_an_unknown_order_is_not_found() {
     let response = charge(&app, &uuid::Uuid::now_v7().to_string(), 100).await;
 
     assert_problem(response, StatusCode::NOT_FOUND, "unknown order").await;
-    let unknown_payment = app
-        .get(&format!("/api/payments/{}", uuid::Uuid::now_v7()))
-        .await;
-    assert_problem(unknown_payment, StatusCode::NOT_FOUND, "unknown payment").await;
+    let unknown_payment = format!("/api/payments/{}", uuid::Uuid::now_v7());
+    assert_not_found(&app, &unknown_payment, "unknown payment").await;
 }
 
 #[on_each_backend]
 async fn a_rejected_order_cannot_be_charged() {
     let app = spawn_app().await;
     app.stock_product("rare", 1000, 1).await;
-    let order_id = app.order_id("rare", 5).await;
-    assert_eq!(app.until_terminal(&order_id).await["status"], "REJECTED");
+    let (order_id, _) = ended_as(&app, "rare", 5, "REJECTED").await;
 
     let response = charge(&app, &order_id, 5000).await;
 

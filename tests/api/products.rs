@@ -1,6 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::assert_not_found;
 use support::{ADMIN_TOKEN, assert_problem, on_each_backend, spawn_app};
 
 #[on_each_backend]
@@ -33,35 +34,15 @@ async fn product_writes_need_the_admin_token() {
     app.stock_product("mug", 1200, 5).await;
     let body = json!({ "product_name": "Stolen", "price": 1, "stock": 999 });
 
-    let anonymous = app
-        .client
-        .post(app.url("/api/products/mug"))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    let wrong = app
-        .client
-        .post(app.url("/api/products/mug"))
-        .bearer_auth(format!("{ADMIN_TOKEN}x"))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    let basic = app
-        .client
-        .post(app.url("/api/products/mug"))
-        .basic_auth("admin", Some(ADMIN_TOKEN))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
+    let write = || app.client.post(app.url("/api/products/mug")).json(&body);
+    let wrong = format!("{ADMIN_TOKEN}x");
 
-    for (response, who) in [
-        (anonymous, "no token"),
-        (wrong, "wrong token"),
-        (basic, "basic auth"),
+    for (request, who) in [
+        (write(), "no token"),
+        (write().bearer_auth(&wrong), "wrong token"),
+        (write().basic_auth("admin", Some(ADMIN_TOKEN)), "basic auth"),
     ] {
+        let response = request.send().await.expect("POST");
         let www = response.headers().get("www-authenticate").cloned();
         assert_problem(response, StatusCode::UNAUTHORIZED, who).await;
         assert_eq!(www.as_ref().and_then(|v| v.to_str().ok()), Some("Bearer"));
@@ -102,12 +83,7 @@ async fn the_catalog_is_listed_page_by_page() {
 async fn an_unknown_product_is_not_found() {
     let app = spawn_app().await;
 
-    assert_problem(
-        app.get("/api/products/nope").await,
-        StatusCode::NOT_FOUND,
-        "unknown product",
-    )
-    .await;
+    assert_not_found(&app, "/api/products/nope", "unknown product").await;
 }
 
 /// A name that shows nothing, or that turns the text around it, would let a
@@ -146,12 +122,7 @@ async fn names_that_hide_themselves_are_refused_and_nothing_is_stored() {
     }
 
     assert_eq!(app.get_json("/api/products/mug").await, before);
-    assert_problem(
-        app.get("/api/products/ghost").await,
-        StatusCode::NOT_FOUND,
-        "no product was created",
-    )
-    .await;
+    assert_not_found(&app, "/api/products/ghost", "no product was created").await;
     let catalog = app.get_json("/api/products").await;
     assert_eq!(catalog["products"], json!([before]));
 }
