@@ -32,8 +32,8 @@ use crate::domain::{
     Item, Order, OrderEvent, OrderId, OrderStep, Payment, ProductId, Quantity, ShopperId, Stock,
     StockDecision,
 };
-use crate::store::rows::{OrderRow, PaymentRow, order_columns};
-use crate::store::writer::{FromCells, Job, Tx};
+use crate::store::rows::order_columns;
+use crate::store::writer::{Cells, FromCells, Job, Tx, get};
 use crate::store::{
     CartEdit, Changes, CreateOrderOutcome, ProductChange, Pruned, ReservationState, ReserveOutcome,
     Reserved, Settled, StockLevel, StockedProduct, StoreError, corrupt,
@@ -193,11 +193,10 @@ async fn release<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Released, Stor
     let mut declined = Vec::new();
     for job in jobs.iter_mut() {
         if let Job::Settle(settle) = job {
-            let (changed, released, moved) = (false, Vec::new(), None);
             settle.output = Some(Settled {
-                changed,
-                released,
-                moved,
+                changed: false,
+                released: Vec::new(),
+                moved: None,
             });
             if !settle.input.paid {
                 declined.push(&settle.input);
@@ -301,11 +300,10 @@ async fn upsert<T: Tx>(
         })
         .collect();
     let at = Utc::now();
-    for round in rounds(upserts, |(_, id)| id.clone()) {
+    for mut round in rounds(upserts, |(_, id)| id.clone()) {
         // In key order, as the locks: a new product's row is locked as it is
         // inserted, and two batches inserting the same new products must not
         // take them in opposite orders.
-        let mut round = round;
         round.sort_by(|a, b| a.1.cmp(&b.1));
         let rows: Vec<Row<'_>> = round
             .iter()
@@ -390,15 +388,13 @@ impl Move {
         reason: Option<String>,
         at: DateTime<Utc>,
     ) -> Move {
-        let from_step = to.reached_from().map(OrderStep::as_str);
-        let (step, status) = (to.as_str(), to.status().as_str());
         Move {
             job,
             to,
             order_id,
-            from_step,
-            step,
-            status,
+            from_step: to.reached_from().map(OrderStep::as_str),
+            step: to.as_str(),
+            status: to.status().as_str(),
             reason,
             at,
         }
@@ -645,17 +641,16 @@ async fn pay<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
         .into_iter()
         .filter(|p| !inserted.contains(&p.payment_id.as_uuid()))
         .collect();
-    let existing: Vec<PaymentRow> = fetch(
+    let existing: HashMap<OrderId, Payment> = fetch::<_, Payment, _>(
         conn,
         "SELECT payment_id, order_id, total_amount, status, reason, created_at FROM payment \
          WHERE order_id IN (SELECT order_id FROM #ROWS(order_id uuid))",
         &lost,
     )
-    .await?;
-    let existing: HashMap<OrderId, Payment> = existing
-        .into_iter()
-        .map(|row| Payment::try_from(row).map(|payment| (payment.order_id, payment)))
-        .collect::<Result<_, _>>()?;
+    .await?
+    .into_iter()
+    .map(|payment| (payment.order_id, payment))
+    .collect();
     for job in jobs.iter_mut() {
         if let Job::Pay(pay) = job {
             pay.output = if inserted.contains(&pay.input.payment_id.as_uuid()) {
@@ -773,8 +768,8 @@ async fn create_orders<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<Vec<Orde
     .await?;
     let existing: HashMap<Option<String>, Order> = existing
         .into_iter()
-        .map(|row| Order::try_from(row.order).map(|order| (row.idempotency_key, order)))
-        .collect::<Result<_, _>>()?;
+        .map(|row| (row.idempotency_key, row.order))
+        .collect();
     let mut placed = Vec::new();
     for job in jobs.iter_mut() {
         let Job::Create(create) = job else { continue };
@@ -976,16 +971,14 @@ async fn take_from_carts<T: Tx>(conn: &mut T, rows: &[CartRow<'_>]) -> Result<()
 /// An order with its idempotency key: the key first, then the order's columns.
 struct KeyedOrderRow {
     idempotency_key: Option<String>,
-    order: OrderRow,
+    order: Order,
 }
 
 impl FromCells for KeyedOrderRow {
-    fn from_cells(row: &impl crate::store::writer::Cells) -> Result<Self, StoreError> {
-        let idempotency_key = crate::store::writer::opt(row, 0)?;
-        let order = OrderRow::from_cells_at(row, 1)?;
+    fn from_cells_at(row: &impl Cells, at: usize) -> Result<Self, StoreError> {
         Ok(KeyedOrderRow {
-            idempotency_key,
-            order,
+            idempotency_key: get(row, at)?,
+            order: Order::from_cells_at(row, at + 1)?,
         })
     }
 }

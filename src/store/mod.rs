@@ -195,7 +195,7 @@ impl Store {
         order: NewOrder,
         not_after: std::time::Instant,
     ) -> Result<CreateOrderOutcome, StoreError> {
-        on_backend!(self, db => db.writer.write_by(order, not_after).await)
+        on_backend!(self, db => db.writer.write_by(order, Some(not_after)).await)
     }
 
     /// Moves an order to `step` from the step the saga's arrow into it leaves
@@ -333,7 +333,6 @@ impl Store {
         on_backend!(self, db => db.stalled_orders(limit).await)
     }
 
-    /// Whether the database answers (a read on the read pool).
     /// The read pool's connections: `(active, idle)`.
     pub fn read_pool_connections(&self) -> (u32, u32) {
         let (size, idle) = on_backend!(self, db => (db.reads.size(), db.reads.num_idle()));
@@ -341,6 +340,7 @@ impl Store {
         (size - idle, idle)
     }
 
+    /// Whether the database answers (a read on the read pool).
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_backend!(self, db => db.ping().await)
     }
@@ -541,13 +541,10 @@ impl ReservationState {
 impl FromStr for ReservationState {
     type Err = StoreError;
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        match raw {
-            "RESERVED" => Ok(ReservationState::Reserved),
-            "COMMITTED" => Ok(ReservationState::Committed),
-            "RELEASED" => Ok(ReservationState::Released),
-            "REFUSED" => Ok(ReservationState::Refused),
-            other => Err(StoreError::Corrupt(format!("reservation state {other:?}"))),
-        }
+        use ReservationState::*;
+        ([Reserved, Committed, Released, Refused].into_iter())
+            .find(|state| state.as_str() == raw)
+            .ok_or_else(|| StoreError::Corrupt(format!("reservation state {raw:?}")))
     }
 }
 

@@ -32,7 +32,7 @@ use tokio::sync::broadcast;
 use futures_util::future::BoxFuture;
 
 use super::dialect::{self, Dialect};
-use super::rows::{OrderRow, decode, order_columns};
+use super::rows::order_columns;
 use super::writer::{self, FromCells, Job, Tx, Writer};
 use super::{Changes, ProductChange, ProductFeed, StoreError, StoreOptions};
 use crate::domain::{Order, OrderEvent, OrderId};
@@ -174,7 +174,7 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        decode::<OrderRow, _>(&rows)
+        rows.iter().map(Order::from_cells).collect()
     }
 
     /// Feeds the order events that any instance commits into `events`, for as
@@ -233,24 +233,15 @@ impl Tx for PgConnection {
     const DIALECT: Dialect = Dialect::Postgres;
 
     fn begin(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            sqlx::query("BEGIN").execute(&mut *self).await?;
-            Ok(())
-        })
+        Box::pin(run(self, "BEGIN"))
     }
 
     fn commit(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            sqlx::query("COMMIT").execute(&mut *self).await?;
-            Ok(())
-        })
+        Box::pin(run(self, "COMMIT"))
     }
 
     fn rollback(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            sqlx::query("ROLLBACK").execute(&mut *self).await?;
-            Ok(())
-        })
+        Box::pin(run(self, "ROLLBACK"))
     }
 
     fn execute<'a, I: Serialize + Sync>(
@@ -280,6 +271,12 @@ impl Tx for PgConnection {
     fn announce<'a>(&'a mut self, changes: &'a Changes) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { announce(self, changes).await })
     }
+}
+
+/// Runs a statement that takes no parameters and answers no rows.
+async fn run(conn: &mut PgConnection, sql: &'static str) -> Result<(), StoreError> {
+    sqlx::query(sql).execute(conn).await?;
+    Ok(())
 }
 
 async fn listen(pool: &PgPool, sinks: &Sinks, store: &PgStore) -> Result<(), StoreError> {

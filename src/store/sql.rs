@@ -6,7 +6,24 @@
 //! the shared reads are a macro that each backend expands with its own store type:
 //! the statements are written once, and each expansion is checked by the compiler
 //! against its own driver. Rows are decoded as the writer decodes them
-//! ([`FromCells`](super::writer::FromCells), one decoding per row type).
+//! ([`FromCells`](super::writer::FromCells), one decoding per type).
+
+/// One read on the pool `$reads`: the statement with its binds, answering every
+/// row (`fetch_all`) or at most one (`fetch_optional`), each decoded into the
+/// value it stands for.
+macro_rules! read {
+    ($reads:expr, fetch_all($sql:expr $(, $bind:expr)*)) => {
+        (sqlx::query($sql)$(.bind($bind))*.fetch_all($reads).await?)
+            .iter()
+            .map(FromCells::from_cells)
+            .collect()
+    };
+    ($reads:expr, fetch_optional($sql:expr $(, $bind:expr)*)) => {
+        (sqlx::query($sql)$(.bind($bind))*.fetch_optional($reads).await?)
+            .map(|row| FromCells::from_cells(&row))
+            .transpose()
+    };
+}
 
 /// The reads, for the store type `$store` (with a `reads` pool) of the module
 /// that expands it.
@@ -14,67 +31,49 @@ macro_rules! shared_reads {
     (store: $store:ident) => {
         mod shared_reads {
             use super::$store;
-            use $crate::domain::{Order, OrderEvent, OrderId, Payment, PaymentId, ProductId, ShopperId};
-            use $crate::store::rows::{EventRow, OrderRow, PaymentRow, ProductRow, decode, decode_one, order_columns};
+            use $crate::domain::{Item, Order, OrderEvent, OrderId, OwnedKey, Payment, PaymentId, ProductId, ShopperId};
+            use $crate::store::rows::order_columns;
+            use $crate::store::sql::read;
             use $crate::store::writer::FromCells;
-            use $crate::store::rows::StalledRow;
             use $crate::store::{AdminSessionRow, StalledOrder, StockedProduct, StoreError};
 
             impl $store {
                 pub(in crate::store) async fn catalog(&self) -> Result<Vec<StockedProduct>, StoreError> {
-                    let rows = sqlx::query(
+                    read!(&self.reads, fetch_all(
                         "SELECT product_id, product_name, price, stock, version FROM product \
-                         ORDER BY product_id",
-                    )
-                    .fetch_all(&self.reads)
-                    .await?;
-                    decode::<ProductRow, _>(&rows)
+                         ORDER BY product_id"
+                    ))
                 }
 
                 pub(in crate::store) async fn product(
                     &self,
                     product_id: &ProductId,
                 ) -> Result<Option<StockedProduct>, StoreError> {
-                    let row = sqlx::query(
+                    read!(&self.reads, fetch_optional(
                         "SELECT product_id, product_name, price, stock, version FROM product \
                          WHERE product_id = $1",
-                    )
-                    .bind(product_id.as_str())
-                    .fetch_optional(&self.reads)
-                    .await?;
-                    row.map(|row| decode_one::<ProductRow, _>(&row)).transpose()
+                        product_id.as_str()
+                    ))
                 }
 
                 pub(in crate::store) async fn order(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
-                    let row = sqlx::query(
+                    read!(&self.reads, fetch_optional(
                         concat!("SELECT ", order_columns!(), " FROM shop_order WHERE order_id = $1"),
-                    )
-                    .bind(order_id.as_uuid())
-                    .fetch_optional(&self.reads)
-                    .await?;
-                    row.map(|row| decode_one::<OrderRow, _>(&row)).transpose()
+                        order_id.as_uuid()
+                    ))
                 }
 
-                pub(in crate::store) async fn order_by_key(
-                    &self,
-                    key: &$crate::domain::OwnedKey,
-                ) -> Result<Option<Order>, StoreError> {
-                    let row = sqlx::query(
+                pub(in crate::store) async fn order_by_key(&self, key: &OwnedKey) -> Result<Option<Order>, StoreError> {
+                    read!(&self.reads, fetch_optional(
                         concat!("SELECT ", order_columns!(), " FROM shop_order WHERE idempotency_key = $1"),
-                    )
-                    .bind(key.as_str())
-                    .fetch_optional(&self.reads)
-                    .await?;
-                    row.map(|row| decode_one::<OrderRow, _>(&row)).transpose()
+                        key.as_str()
+                    ))
                 }
 
                 pub(in crate::store) async fn unfinished_orders(&self) -> Result<Vec<Order>, StoreError> {
-                    let rows = sqlx::query(
-                        concat!("SELECT ", order_columns!(), " FROM shop_order WHERE status = 'PENDING' ORDER BY order_id"),
-                    )
-                    .fetch_all(&self.reads)
-                    .await?;
-                    decode::<OrderRow, _>(&rows)
+                    read!(&self.reads, fetch_all(
+                        concat!("SELECT ", order_columns!(), " FROM shop_order WHERE status = 'PENDING' ORDER BY order_id")
+                    ))
                 }
 
                 pub(in crate::store) async fn order_events(
@@ -82,15 +81,12 @@ macro_rules! shared_reads {
                     order_id: OrderId,
                     after_seq: u32,
                 ) -> Result<Vec<OrderEvent>, StoreError> {
-                    let rows = sqlx::query(
+                    read!(&self.reads, fetch_all(
                         "SELECT order_id, seq, step, reason, at FROM order_event \
                          WHERE order_id = $1 AND seq > $2 ORDER BY seq",
-                    )
-                    .bind(order_id.as_uuid())
-                    .bind(i64::from(after_seq))
-                    .fetch_all(&self.reads)
-                    .await?;
-                    decode::<EventRow, _>(&rows)
+                        order_id.as_uuid(),
+                        i64::from(after_seq)
+                    ))
                 }
 
                 pub(in crate::store) async fn shopper_orders(
@@ -98,28 +94,22 @@ macro_rules! shared_reads {
                     shopper: ShopperId,
                     limit: u32,
                 ) -> Result<Vec<Order>, StoreError> {
-                    let rows = sqlx::query(
+                    read!(&self.reads, fetch_all(
                         concat!("SELECT ", order_columns!(), " FROM shop_order WHERE shopper_id = $1 ORDER BY order_id DESC LIMIT $2"),
-                    )
-                    .bind(shopper.as_uuid())
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.reads)
-                    .await?;
-                    decode::<OrderRow, _>(&rows)
+                        shopper.as_uuid(),
+                        i64::from(limit)
+                    ))
                 }
 
                 pub(in crate::store) async fn payment(
                     &self,
                     payment_id: PaymentId,
                 ) -> Result<Option<Payment>, StoreError> {
-                    let row = sqlx::query(
+                    read!(&self.reads, fetch_optional(
                         "SELECT payment_id, order_id, total_amount, status, reason, created_at FROM payment \
                          WHERE payment_id = $1",
-                    )
-                    .bind(payment_id.as_uuid())
-                    .fetch_optional(&self.reads)
-                    .await?;
-                    row.map(|row| decode_one::<PaymentRow, _>(&row)).transpose()
+                        payment_id.as_uuid()
+                    ))
                 }
 
                 pub(in crate::store) async fn recent_orders(
@@ -127,43 +117,31 @@ macro_rules! shared_reads {
                     status: Option<&str>,
                     limit: u32,
                 ) -> Result<Vec<Order>, StoreError> {
-                    let rows = sqlx::query(
+                    read!(&self.reads, fetch_all(
                         concat!("SELECT ", order_columns!(), " FROM shop_order WHERE ($1 IS NULL OR status = $1) \
                          ORDER BY order_id DESC LIMIT $2"),
-                    )
-                    .bind(status)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.reads)
-                    .await?;
-                    decode::<OrderRow, _>(&rows)
+                        status,
+                        i64::from(limit)
+                    ))
                 }
 
                 pub(in crate::store) async fn stalled_orders(
                     &self,
                     limit: u32,
                 ) -> Result<Vec<StalledOrder>, StoreError> {
-                    let rows = sqlx::query(
+                    read!(&self.reads, fetch_all(
                         concat!("SELECT stalled_since, last_error, ", order_columns!(), " FROM shop_order \
                          WHERE stalled_since IS NOT NULL ORDER BY order_id DESC LIMIT $1"),
-                    )
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.reads)
-                    .await?;
-                    rows.iter().map(|row| StalledRow::from_cells(row)?.try_into()).collect()
+                        i64::from(limit)
+                    ))
                 }
 
-                pub(in crate::store) async fn cart(
-                    &self,
-                    shopper: ShopperId,
-                ) -> Result<Vec<$crate::domain::Item>, StoreError> {
-                    let rows = sqlx::query(
+                pub(in crate::store) async fn cart(&self, shopper: ShopperId) -> Result<Vec<Item>, StoreError> {
+                    read!(&self.reads, fetch_all(
                         "SELECT product_id, quantity FROM cart_line WHERE shopper_id = $1 \
                          ORDER BY added_at, product_id",
-                    )
-                    .bind(shopper.as_uuid())
-                    .fetch_all(&self.reads)
-                    .await?;
-                    decode::<$crate::store::rows::CartRow, _>(&rows)
+                        shopper.as_uuid()
+                    ))
                 }
 
                 pub(in crate::store) async fn shopper_summary(
@@ -191,32 +169,26 @@ macro_rules! shared_reads {
                     &self,
                     session_id: uuid::Uuid,
                 ) -> Result<Option<AdminSessionRow>, StoreError> {
-                    let row = sqlx::query(
+                    read!(&self.reads, fetch_optional(
                         "SELECT session_id, token_digest, csrf, expires_at FROM admin_session \
                          WHERE session_id = $1",
-                    )
-                    .bind(session_id)
-                    .fetch_optional(&self.reads)
-                    .await?;
-                    row.map(|row| AdminSessionRow::from_cells(&row)).transpose()
+                        session_id
+                    ))
                 }
 
                 pub(in crate::store) async fn payments_for_order(
                     &self,
                     order_id: OrderId,
                 ) -> Result<Vec<Payment>, StoreError> {
-                    let rows = sqlx::query(
+                    read!(&self.reads, fetch_all(
                         "SELECT payment_id, order_id, total_amount, status, reason, created_at FROM payment \
                          WHERE order_id = $1",
-                    )
-                    .bind(order_id.as_uuid())
-                    .fetch_all(&self.reads)
-                    .await?;
-                    decode::<PaymentRow, _>(&rows)
+                        order_id.as_uuid()
+                    ))
                 }
             }
         }
     };
 }
 
-pub(super) use shared_reads;
+pub(super) use {read, shared_reads};

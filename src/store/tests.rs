@@ -86,7 +86,7 @@ async fn both() -> Vec<Db> {
 /// A job for `op`, and where its answer arrives once the batch is finished.
 fn job<W: Write>(op: W) -> (Job, oneshot::Receiver<Result<W::Output, StoreError>>) {
     let (reply, answer) = oneshot::channel();
-    (op.job(reply), answer)
+    (op.job(reply, None), answer)
 }
 
 async fn answer<T>(answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {

@@ -79,26 +79,33 @@ macro_rules! cells {
 }
 cells!(i64 => int, String => text, Uuid => uuid, DateTime<Utc> => time);
 
-/// Reads a column that may be NULL.
-pub(crate) fn opt<T: Cell>(row: &impl Cells, column: usize) -> Result<Option<T>, StoreError> {
-    T::read(row, column)
+/// A column that may be NULL.
+impl<T: Cell> Cell for Option<T> {
+    fn read(row: &impl Cells, column: usize) -> Result<Option<Self>, StoreError> {
+        T::read(row, column).map(Some)
+    }
 }
 
-/// Reads a column that is never NULL.
+/// Reads a column, which is NULL only if `T` is an `Option`.
 pub(crate) fn get<T: Cell>(row: &impl Cells, column: usize) -> Result<T, StoreError> {
     T::read(row, column)?.ok_or_else(|| super::corrupt("a column", format!("{column} is NULL")))
 }
 
-/// A row of a statement a batch runs, decoded from either driver.
+/// A row of a statement, decoded from either driver.
 pub(crate) trait FromCells: Sized {
-    fn from_cells(row: &impl Cells) -> Result<Self, StoreError>;
+    /// From the row's columns, starting at column `at` (after others).
+    fn from_cells_at(row: &impl Cells, at: usize) -> Result<Self, StoreError>;
+
+    fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
+        Self::from_cells_at(row, 0)
+    }
 }
 
 macro_rules! tuples {
     ($(($($t:ident $i:tt),*)),*) => {$(
         impl<$($t: Cell),*> FromCells for ($($t,)*) {
-            fn from_cells(row: &impl Cells) -> Result<Self, StoreError> {
-                Ok(($(get::<$t>(row, $i)?,)*))
+            fn from_cells_at(row: &impl Cells, at: usize) -> Result<Self, StoreError> {
+                Ok(($(get::<$t>(row, at + $i)?,)*))
             }
         }
     )*};
@@ -144,12 +151,6 @@ macro_rules! jobs {
                 }
             }
 
-            fn set_not_after(&mut self, at: Instant) {
-                match self {
-                    $(Job::$kind(job) => job.not_after = Some(at),)*
-                }
-            }
-
             /// Forgets what a rolled-back attempt produced.
             fn reset(&mut self) {
                 match self {
@@ -160,8 +161,12 @@ macro_rules! jobs {
 
         $(impl Write for $input {
             type Output = $output;
-            fn job(self, reply: oneshot::Sender<Result<$output, StoreError>>) -> Job {
-                Job::$kind(Pending { input: self, output: None, reply, not_after: None })
+            fn job(
+                self,
+                reply: oneshot::Sender<Result<$output, StoreError>>,
+                not_after: Option<Instant>,
+            ) -> Job {
+                Job::$kind(Pending { input: self, output: None, reply, not_after })
             }
         })*
     };
@@ -185,7 +190,11 @@ jobs! {
 /// What can be written, and what the caller learns once it is committed.
 pub(crate) trait Write: Send + 'static {
     type Output: Send + 'static;
-    fn job(self, reply: oneshot::Sender<Result<Self::Output, StoreError>>) -> Job;
+    fn job(
+        self,
+        reply: oneshot::Sender<Result<Self::Output, StoreError>>,
+        not_after: Option<Instant>,
+    ) -> Job;
 }
 
 /// The sending side, held by the store.
@@ -203,12 +212,7 @@ impl Writer {
 
     /// Queues `op` and waits until it is committed (or failed).
     pub(crate) async fn write<W: Write>(&self, op: W) -> Result<W::Output, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(op.job(reply))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        self.write_by(op, None).await
     }
 
     /// As [`Writer::write`], but refused unapplied ([`StoreError::Overdue`])
@@ -217,28 +221,24 @@ impl Writer {
     pub(crate) async fn write_by<W: Write>(
         &self,
         op: W,
-        not_after: Instant,
+        not_after: Option<Instant>,
     ) -> Result<W::Output, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let mut job = op.job(reply);
-        job.set_not_after(not_after);
         self.jobs
-            .send(job)
+            .send(op.job(reply, not_after))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakWriter {
+        WeakWriter(self.jobs.downgrade())
     }
 }
 
 /// A writer that does not keep the committers alive: for background work that
 /// should end when the store is dropped.
 pub(crate) struct WeakWriter(mpsc::WeakSender<Job>);
-
-impl Writer {
-    pub(crate) fn downgrade(&self) -> WeakWriter {
-        WeakWriter(self.jobs.downgrade())
-    }
-}
 
 impl WeakWriter {
     pub(crate) fn upgrade(&self) -> Option<Writer> {
