@@ -15,9 +15,10 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::pages::browser;
 use support::{
-    ADMIN_TOKEN, Ledger, TestDatabase, accepted_order_id, assert_invariants, free_port,
-    on_each_backend, place_keyed, test_database,
+    ADMIN_TOKEN, Ledger, TestDatabase, assert_invariants, free_port, keyed_order_id,
+    on_each_backend, put_product_at, test_database,
 };
 
 /// The minimart binary on its own database, stopped (SIGKILL) when dropped.
@@ -90,21 +91,9 @@ impl Drop for Server {
 
 const PRODUCTS: [(&str, i64); 2] = [("crash-a", 60), ("crash-b", 35)];
 
-/// Places an order; `None` when the server died before answering.
-async fn place(
-    client: &reqwest::Client,
-    base: &str,
-    key: &str,
-    product: &str,
-    quantity: i64,
-) -> Option<String> {
-    let response = place_keyed(client, base, key, product, quantity).await?;
-    assert_eq!(
-        response.status(),
-        StatusCode::ACCEPTED,
-        "an order is refused only by a crash"
-    );
-    accepted_order_id(response).await
+/// Places an order; `None` when the server died before answering (a refusal fails).
+async fn place(client: &reqwest::Client, base: &str, order: (&str, &str, i64)) -> Option<String> {
+    keyed_order_id(client, base, order, false).await
 }
 
 /// Shoppers order as fast as they can until the server dies under them.
@@ -117,7 +106,7 @@ async fn shop_until_killed(base: String, ledger: Arc<Mutex<Ledger>>, shopper: us
             .lock()
             .expect("ledger")
             .intend(&key, product, quantity);
-        match place(&client, &base, &key, product, quantity).await {
+        match place(&client, &base, (&key, product, quantity)).await {
             Some(order_id) => ledger.lock().expect("ledger").accept(&key, order_id),
             None => return, // the server is gone
         }
@@ -130,18 +119,9 @@ async fn shop_until_killed(base: String, ledger: Arc<Mutex<Ledger>>, shopper: us
 async fn a_cart_survives_kill_9_and_a_restart() {
     let database = test_database().await;
     let port = free_port();
-    let shopper = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("a client");
+    let shopper = browser();
     let server = Server::start(&database, port).await;
-    let stocked = (shopper.post(format!("{}/api/products/crash-cart", server.base)))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "product_name": "Cart mug", "price": 250, "stock": 9 }))
-        .send()
-        .await
-        .expect("POST");
+    let stocked = put_product_at(&shopper, &server.base, "crash-cart", "Cart mug", 250, 9).await;
     assert_eq!(stocked.status(), StatusCode::OK);
     let added = (shopper.post(format!("{}/cart", server.base)))
         .form(&[("product_id", "crash-cart"), ("quantity", "3")])
@@ -170,13 +150,7 @@ async fn accepted_orders_survive_kill_9_and_finish_after_restart() {
 
     let server = Server::start(&database, port).await;
     for (id, stock) in PRODUCTS {
-        let response = client
-            .post(format!("{}/api/products/{id}", server.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "product_name": id, "price": 250, "stock": stock }))
-            .send()
-            .await
-            .expect("POST product");
+        let response = put_product_at(&client, &server.base, id, id, 250, stock).await;
         assert_eq!(response.status(), StatusCode::OK);
     }
 
@@ -207,7 +181,7 @@ async fn accepted_orders_survive_kill_9_and_finish_after_restart() {
     // Retry every order whose answer was lost; the key makes it the same order.
     let unanswered = ledger.lock().expect("ledger").unanswered();
     for (key, product, quantity) in unanswered {
-        let order_id = place(&client, &server.base, &key, &product, quantity)
+        let order_id = place(&client, &server.base, (&key, &product, quantity))
             .await
             .expect("the retry is answered");
         ledger.lock().expect("ledger").accept(&key, order_id);
@@ -247,15 +221,9 @@ async fn in_flight_request_survives(stop: Signal) {
     )
     .await;
     let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{}/api/products/slow-pay", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "product_name": "Slow", "price": 100, "stock": 5 }))
-        .send()
-        .await
-        .expect("POST product");
+    let response = put_product_at(&client, &server.base, "slow-pay", "Slow", 100, 5).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let order_id = place(&client, &server.base, "term-1", "slow-pay", 1)
+    let order_id = place(&client, &server.base, ("term-1", "slow-pay", 1))
         .await
         .expect("an order");
 

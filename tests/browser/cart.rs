@@ -8,7 +8,11 @@ use fantoccini::Locator;
 use crate::driver::Browser;
 use support::{TestApp, spawn_app_with};
 
-async fn stocked(app: &TestApp) {
+/// A shop with a moka pot and paper filters in stock, its payments taking
+/// `payment_latency_ms`, and a browser to shop in it; `None` (after saying so
+/// loudly) when no browser is installed here.
+async fn stocked_shop(payment_latency_ms: u64) -> Option<(TestApp, Browser)> {
+    let app = spawn_app_with(|config| config.payment_latency_ms = payment_latency_ms).await;
     for (id, name, price, stock) in [
         ("moka-pot", "Moka pot", 3450, 8),
         ("filters", "Paper filters", 690, 20),
@@ -16,6 +20,7 @@ async fn stocked(app: &TestApp) {
         let response = app.put_product(id, name, price, stock).await;
         assert!(response.status().is_success());
     }
+    Some((app, Browser::start().await?))
 }
 
 /// Fills the card form and places the order.
@@ -31,25 +36,26 @@ async fn pay(browser: &Browser, number: &str) {
     browser.click("#checkout-form button[type=submit]").await;
 }
 
-/// Opens the product's page and adds one to the cart; waits until the header
-/// counts `units` in it.
-async fn add_one(browser: &Browser, app: &TestApp, product_id: &str, units: u32) {
-    browser
-        .open(&app.url(&format!("/products/{product_id}")))
-        .await;
-    browser.click(&format!("#add-{product_id}")).await;
-    browser
-        .until_text("#cart-count", &format!("({units})"))
-        .await;
+/// Adds one of each of `products` from its page, waiting each time until the
+/// header counts it in the cart, then goes to the checkout.
+async fn to_checkout_with(browser: &Browser, app: &TestApp, products: &[&str]) {
+    for (units, product_id) in (1..).zip(products) {
+        browser
+            .open(&app.url(&format!("/products/{product_id}")))
+            .await;
+        browser.click(&format!("#add-{product_id}")).await;
+        browser
+            .until_text("#cart-count", &format!("({units})"))
+            .await;
+    }
+    browser.open(&app.url("/checkout")).await;
 }
 
 /// Adds two products, changes a quantity in the cart, checks out with 4242…
 /// and sees the order confirmed with both lines.
 #[actix_web::test]
 async fn a_shopper_checks_out_a_cart_of_two_products_and_sees_it_confirmed() {
-    let app = spawn_app_with(|config| config.payment_latency_ms = 300).await;
-    stocked(&app).await;
-    let Some(browser) = Browser::start().await else {
+    let Some((app, browser)) = stocked_shop(300).await else {
         return;
     };
 
@@ -65,7 +71,7 @@ async fn a_shopper_checks_out_a_cart_of_two_products_and_sees_it_confirmed() {
     browser.until_text("#cart-count", "(3)").await;
 
     browser.click("a[href='/cart']").await;
-    assert!(browser.text_of("#cart-total").await.contains("$48.30"));
+    browser.assert_shows("#cart-total", "$48.30").await;
     browser.assert_accessible("cart").await;
     browser.type_into("#cart-quantity-moka-pot", "2").await;
     browser
@@ -76,17 +82,12 @@ async fn a_shopper_checks_out_a_cart_of_two_products_and_sees_it_confirmed() {
     browser.screenshot("cart").await;
 
     browser.click("a[href='/checkout']").await;
-    assert!(
-        browser
-            .text_of(".test-cards")
-            .await
-            .contains("4000 0000 0000 0002")
-    );
+    browser
+        .assert_shows(".test-cards", "4000 0000 0000 0002")
+        .await;
     browser.assert_accessible("checkout").await;
     pay(&browser, "4242 4242 4242 4242").await;
-    browser
-        .until_text(".notifications", "Order confirmed")
-        .await;
+    browser.until_notified("Order confirmed").await;
     browser.screenshot("order-lines").await;
     let lines = browser.text_of(".order-panel table.lines").await;
     assert!(
@@ -94,12 +95,9 @@ async fn a_shopper_checks_out_a_cart_of_two_products_and_sees_it_confirmed() {
         "{lines}"
     );
     assert!(lines.contains("$82.80"), "{lines}");
-    assert!(
-        browser
-            .text_of(".order-facts")
-            .await
-            .contains("Visa ending in 4242")
-    );
+    browser
+        .assert_shows(".order-facts", "Visa ending in 4242")
+        .await;
     browser.assert_accessible("the order of two lines").await;
     assert_eq!(app.stock_of("moka-pot").await, 6);
     assert_eq!(app.stock_of("filters").await, 18);
@@ -111,15 +109,11 @@ async fn a_shopper_checks_out_a_cart_of_two_products_and_sees_it_confirmed() {
 /// The card is declined: the order page says why, and every line's stock is back.
 #[actix_web::test]
 async fn a_declined_card_at_checkout_is_shown_and_every_line_comes_back() {
-    let app = spawn_app_with(|config| config.payment_latency_ms = 200).await;
-    stocked(&app).await;
-    let Some(browser) = Browser::start().await else {
+    let Some((app, browser)) = stocked_shop(200).await else {
         return;
     };
 
-    add_one(&browser, &app, "moka-pot", 1).await;
-    add_one(&browser, &app, "filters", 2).await;
-    browser.open(&app.url("/checkout")).await;
+    to_checkout_with(&browser, &app, &["moka-pot", "filters"]).await;
     // A mistyped card first: the refusal stands beside the field.
     pay(&browser, "4000 0000 0000 0003").await;
     browser.until_text("#card_number-error", "typo").await;
@@ -127,7 +121,7 @@ async fn a_declined_card_at_checkout_is_shown_and_every_line_comes_back() {
     browser.assert_accessible("checkout with a refusal").await;
     pay(&browser, "4000 0000 0000 0002").await;
 
-    let notice = browser.until_text(".notifications", "Payment failed").await;
+    let notice = browser.until_notified("Payment failed").await;
     assert!(notice.contains("card declined"), "{notice}");
     browser.assert_accessible("a declined order").await;
     assert_eq!(app.stock_of("moka-pot").await, 8);
@@ -144,14 +138,11 @@ async fn a_declined_card_at_checkout_is_shown_and_every_line_comes_back() {
 /// to them there, as a toast with a link to the order.
 #[actix_web::test]
 async fn an_orders_outcome_finds_the_shopper_on_the_catalog() {
-    let app = spawn_app_with(|config| config.payment_latency_ms = 2_000).await;
-    stocked(&app).await;
-    let Some(browser) = Browser::start().await else {
+    let Some((app, browser)) = stocked_shop(2_000).await else {
         return;
     };
 
-    add_one(&browser, &app, "moka-pot", 1).await;
-    browser.open(&app.url("/checkout")).await;
+    to_checkout_with(&browser, &app, &["moka-pot"]).await;
     pay(&browser, "4242424242424242").await;
     browser.until_text(".step.current", "Payment").await;
     browser.open(&app.url("/")).await;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use support::gateway::installed;
 use support::{free_port, skip};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -22,20 +23,11 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
-fn installed(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
 impl Browser {
     /// A browser, or `None` (after saying so loudly) when none is installed here.
     /// In CI a missing browser fails the test instead.
     pub async fn start() -> Option<Browser> {
-        if !(installed("chromedriver") && installed(CHROMIUM)) {
+        if !(installed("chromedriver", "--version") && installed(CHROMIUM, "--version")) {
             skip(
                 "chromium and chromedriver are not installed: browser stories cannot run \
                  (apt-get install chromium chromium-driver)",
@@ -88,6 +80,13 @@ impl Browser {
             driver,
             _profile: profile,
         })
+    }
+
+    /// A browser on the page at `url`; `None` as [`Browser::start`].
+    pub async fn start_on(url: &str) -> Option<Browser> {
+        let browser = Browser::start().await?;
+        browser.open(url).await;
+        Some(browser)
     }
 
     /// Opens `url`, once the page left behind has been found console-clean.
@@ -157,6 +156,15 @@ impl Browser {
         self.css(selector).await.text().await.expect("its text")
     }
 
+    /// Fails unless `selector` shows text containing `wanted` now.
+    pub async fn assert_shows(&self, selector: &str, wanted: &str) {
+        let text = self.text_of(selector).await;
+        assert!(
+            text.contains(wanted),
+            "{selector} shows no {wanted:?}: {text}"
+        );
+    }
+
     /// Waits until `selector` shows text containing `wanted` (10 s at most).
     pub async fn until_text(&self, selector: &str, wanted: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -173,6 +181,11 @@ impl Browser {
             );
             actix_rt::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Waits until the order's notifications tell `wanted` (10 s at most).
+    pub async fn until_notified(&self, wanted: &str) -> String {
+        self.until_text(".notifications", wanted).await
     }
 
     /// Runs axe-core in the page and fails on serious or critical violations (and

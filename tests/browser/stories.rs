@@ -11,12 +11,10 @@ use support::{ADMIN_TOKEN, spawn_app, spawn_app_with};
 async fn a_shopper_buys_and_watches_the_order_confirmed_live() {
     let app = spawn_app_with(|config| config.payment_latency_ms = 600).await;
     app.stock_product("moka-pot", 3450, 8).await;
-    let Some(browser) = Browser::start().await else {
+    let Some(browser) = Browser::start_on(&app.url("/")).await else {
         return;
     };
-
-    browser.open(&app.url("/")).await;
-    assert!(browser.text_of("main").await.contains("$34.50"));
+    browser.assert_shows("main", "$34.50").await;
     browser.assert_accessible("catalog").await;
     browser.click("a[href='/products/moka-pot']").await;
     assert_eq!(browser.text_of("h1").await, "Product moka-pot");
@@ -28,9 +26,7 @@ async fn a_shopper_buys_and_watches_the_order_confirmed_live() {
 
     // The payment takes 600 ms: the shopper sees it under way, then the outcome.
     browser.until_text(".step.current", "Payment").await;
-    let notice = browser
-        .until_text(".notifications", "Order confirmed")
-        .await;
+    let notice = browser.until_notified("Order confirmed").await;
     assert!(notice.contains("$69.00"), "{notice}");
     assert!(
         browser.page_was_not_reloaded().await,
@@ -42,12 +38,10 @@ async fn a_shopper_buys_and_watches_the_order_confirmed_live() {
     assert_eq!(app.stock_of("moka-pot").await, 6);
 
     browser.open(&app.url("/orders")).await;
-    assert!(browser.text_of("table.orders").await.contains("Confirmed"));
+    browser.assert_shows("table.orders", "Confirmed").await;
     browser.assert_accessible("my orders").await;
     browser.click("table.orders a").await;
-    browser
-        .until_text(".notifications", "Order confirmed")
-        .await;
+    browser.until_notified("Order confirmed").await;
     browser.assert_accessible("order").await;
     browser.finish().await;
 }
@@ -61,16 +55,14 @@ async fn a_declined_payment_is_shown_and_the_stock_returns() {
     })
     .await;
     app.stock_product("scale", 2900, 4).await;
-    let Some(browser) = Browser::start().await else {
+    let Some(browser) = Browser::start_on(&app.url("/products/scale")).await else {
         return;
     };
-
-    browser.open(&app.url("/products/scale")).await;
     browser.click("#buy-scale").await;
 
-    let notice = browser.until_text(".notifications", "Payment failed").await;
+    let notice = browser.until_notified("Payment failed").await;
     assert!(notice.contains("declined"), "{notice}");
-    assert!(browser.text_of(".steps").await.contains("failed"));
+    browser.assert_shows(".steps", "failed").await;
     browser.assert_accessible("a failed order").await;
     assert_eq!(app.stock_of("scale").await, 4);
     browser.finish().await;
@@ -82,11 +74,9 @@ async fn a_sold_out_product_cannot_be_bought() {
     let app = spawn_app().await;
     app.stock_product("gone", 1000, 0).await;
     app.stock_product("left", 1000, 1).await;
-    let Some(browser) = Browser::start().await else {
+    let Some(browser) = Browser::start_on(&app.url("/")).await else {
         return;
     };
-
-    browser.open(&app.url("/")).await;
     assert_eq!(browser.text_of("#availability-gone").await, "Sold out");
     let button = browser.css("#buy-gone").await;
     assert!(
@@ -129,11 +119,9 @@ async fn a_sold_out_product_cannot_be_bought() {
 #[actix_web::test]
 async fn an_admin_adds_a_product_that_appears_in_the_catalog() {
     let app = spawn_app().await;
-    let Some(browser) = Browser::start().await else {
+    let Some(browser) = Browser::start_on(&app.url("/admin")).await else {
         return;
     };
-
-    browser.open(&app.url("/admin")).await;
     browser.assert_accessible("admin sign-in").await;
     browser.type_into("#token", "not it").await;
     browser.click("form.admin-form button").await;
@@ -184,11 +172,9 @@ async fn an_admin_adds_a_product_that_appears_in_the_catalog() {
 async fn a_developer_reads_and_tries_the_api_documentation() {
     let app = spawn_app().await;
     app.stock_product("kettle", 4200, 3).await;
-    let Some(browser) = Browser::start().await else {
+    let Some(browser) = Browser::start_on(&app.url("/api/docs")).await else {
         return;
     };
-
-    browser.open(&app.url("/api/docs")).await;
     // Rendered from the document, not written in the page: each operation's
     // path and method appear only once Swagger UI has fetched and read it.
     let place_order = "#operations-orders-place_order";
@@ -252,11 +238,9 @@ async fn a_shopper_told_the_shop_is_busy_keeps_the_form_and_buys_a_moment_later(
     })
     .await;
     app.stock_product("dripper", 2200, 5).await;
-    let Some(browser) = Browser::start().await else {
+    let Some(browser) = Browser::start_on(&app.url("/products/dripper")).await else {
         return;
     };
-
-    browser.open(&app.url("/products/dripper")).await;
     browser.mark_page().await;
     browser.type_into("#quantity-dripper", "2").await;
     // Another shopper's order fills the shop while its payment runs.
@@ -289,9 +273,7 @@ async fn a_shopper_told_the_shop_is_busy_keeps_the_form_and_buys_a_moment_later(
     // A few seconds later the shop has room: the same form places the order.
     assert_eq!(app.until_terminal(&other).await["status"], "CONFIRMED");
     browser.click("#buy-dripper").await;
-    browser
-        .until_text(".notifications", "Order confirmed")
-        .await;
+    browser.until_notified("Order confirmed").await;
     assert_eq!(app.stock_of("dripper").await, 2);
     browser.finish().await;
 }

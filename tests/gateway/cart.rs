@@ -6,23 +6,17 @@
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 
-use support::gateway::{App, Gateway, conf_for_pool, nginx};
-use support::postgres::Cluster;
-use support::{free_port, stream_to_end};
+use support::gateway::two_instances_behind_nginx;
+use support::stream_to_end;
 
 #[actix_web::test]
 async fn a_cart_behind_nginx_is_one_cart_on_two_instances_and_its_outcome_streams_through() {
-    let Some(nginx) = nginx() else { return };
-    let Some(cluster) = Cluster::dedicated() else {
+    let env = [("MINIMART_PAYMENT_LATENCY_MS", "300")];
+    let Some((_cluster, _first, _second, gateway)) =
+        two_instances_behind_nginx(&env, |conf| conf).await
+    else {
         return;
     };
-    let database_url = cluster.fresh_database().await;
-    let port = free_port();
-    let env = [("MINIMART_PAYMENT_LATENCY_MS", "300")];
-    let first = App::start_on(Some(port), Some(&database_url), &env).await;
-    let second = App::start_on(Some(port), Some(&database_url), &env).await;
-    let conf = conf_for_pool(port, &[&first.address, &second.address]);
-    let gateway = Gateway::start_with(&nginx, port, &conf).await;
     gateway.stock_product("gw-mug", "Mug", 1450, 10).await;
     let shopper = reqwest::Client::builder()
         .cookie_store(true)

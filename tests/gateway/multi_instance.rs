@@ -15,40 +15,26 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use support::free_port;
-use support::gateway::{App, Gateway, conf_for_pool, nginx};
+use support::gateway::{App, two_instances_behind_nginx};
 use support::postgres::Cluster;
 use support::{
-    Ledger, accepted_order_id, assert_invariants, fetch_json, place_keyed, put_product_at,
-    wait_terminal,
+    Ledger, assert_invariants, fetch_json, keyed_order_id, put_product_at, wait_terminal,
 };
 
 const PRODUCTS: [(&str, i64); 3] = [("mi-kettle", 40), ("mi-mug", 30), ("mi-beans", 25)];
 const SHOPPERS: usize = 16;
 const ORDERS_EACH: usize = 25;
 
-async fn instance(gateway_port: u16, database_url: &str) -> App {
-    App::start_on(
-        Some(gateway_port),
-        Some(database_url),
-        &[
-            // Slow enough that the killed instance has sagas in flight.
-            ("MINIMART_PAYMENT_LATENCY_MS", "200"),
-            ("MINIMART_PAYMENT_FAILURE_RATE", "0.3"),
-            ("MINIMART_SAGA_LEASE_SECS", "2"),
-        ],
-    )
-    .await
-}
+/// Slow enough that the killed instance has sagas in flight.
+const SLOW_AND_FAILING: [(&str, &str); 3] = [
+    ("MINIMART_PAYMENT_LATENCY_MS", "200"),
+    ("MINIMART_PAYMENT_FAILURE_RATE", "0.3"),
+    ("MINIMART_SAGA_LEASE_SECS", "2"),
+];
 
-async fn place(
-    client: &reqwest::Client,
-    base: &str,
-    key: &str,
-    product: &str,
-    quantity: i64,
-) -> Option<String> {
-    accepted_order_id(place_keyed(client, base, key, product, quantity).await?).await
+/// Places an order; `None` when no answer came, or nginx refused it (an instance died).
+async fn place(client: &reqwest::Client, base: &str, order: (&str, &str, i64)) -> Option<String> {
+    keyed_order_id(client, base, order, true).await
 }
 
 async fn shop(base: String, ledger: Arc<Mutex<Ledger>>, shopper: usize) {
@@ -61,7 +47,7 @@ async fn shop(base: String, ledger: Arc<Mutex<Ledger>>, shopper: usize) {
             .lock()
             .expect("ledger")
             .intend(&key, product, quantity);
-        if let Some(order_id) = place(&client, &base, &key, product, quantity).await {
+        if let Some(order_id) = place(&client, &base, (&key, product, quantity)).await {
             ledger.lock().expect("ledger").accept(&key, order_id);
         }
     }
@@ -91,20 +77,14 @@ async fn outcome_seen_at(base: &str, order_id: &str) -> String {
 
 #[actix_web::test]
 async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_dies() {
-    let Some(nginx) = nginx() else { return };
-    let Some(cluster) = Cluster::dedicated() else {
-        return;
-    };
-    let database_url = cluster.fresh_database().await;
-    let port = free_port();
-    let first = instance(port, &database_url).await;
-    let mut second = instance(port, &database_url).await;
-
     // The checked-in order limit (a few per second per address) would refuse a
     // load from one test client: this copy raises it, and changes nothing else.
-    let conf = conf_for_pool(port, &[&first.address, &second.address])
-        .replace("rate=5r/s", "rate=100000r/s");
-    let gateway = Gateway::start_with(&nginx, port, &conf).await;
+    let raised = |conf: String| conf.replace("rate=5r/s", "rate=100000r/s");
+    let Some((_cluster, first, mut second, gateway)) =
+        two_instances_behind_nginx(&SLOW_AND_FAILING, raised).await
+    else {
+        return;
+    };
     let client = &gateway.client;
 
     for (id, stock) in PRODUCTS {
@@ -121,36 +101,21 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
 
     // One key, sent to each instance directly: one order.
     let direct = reqwest::Client::new();
-    let a = place(
-        &direct,
-        &format!("http://{}", first.address),
-        "across-instances",
-        "mi-beans",
-        1,
-    )
-    .await;
-    let b = place(
-        &direct,
-        &format!("http://{}", second.address),
-        "across-instances",
-        "mi-beans",
-        1,
-    )
-    .await;
+    let (on_first, on_second) = (
+        format!("http://{}", first.address),
+        format!("http://{}", second.address),
+    );
+    let across = ("across-instances", "mi-beans", 1);
+    let a = place(&direct, &on_first, across).await;
+    let b = place(&direct, &on_second, across).await;
     assert!(a.is_some() && a == b, "one order for one key: {a:?} {b:?}");
 
     // Placed on the second instance, watched on the first: the first hears the
     // outcome of a saga it did not run.
-    let watched = place(
-        &direct,
-        &format!("http://{}", second.address),
-        "watched",
-        "mi-kettle",
-        1,
-    )
-    .await
-    .expect("an order on the second instance");
-    let stream = outcome_seen_at(&format!("http://{}", first.address), &watched).await;
+    let watched = place(&direct, &on_second, ("watched", "mi-kettle", 1))
+        .await
+        .expect("an order on the second instance");
+    let stream = outcome_seen_at(&on_first, &watched).await;
     assert!(
         stream.contains("Order confirmed") || stream.contains("declined"),
         "an outcome notification: {stream}"
@@ -185,7 +150,7 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
     for (key, product, quantity) in unanswered {
         let mut order_id = None;
         for _ in 0..20 {
-            order_id = place(client, &gateway.base, &key, &product, quantity).await;
+            order_id = place(client, &gateway.base, (&key, &product, quantity)).await;
             if order_id.is_some() {
                 break;
             }
@@ -205,7 +170,6 @@ async fn two_instances_on_postgres_behind_nginx_keep_every_invariant_when_one_di
         "the survivor took over the dead instance's sagas: {}",
         first.log()
     );
-    drop(first);
 }
 
 #[actix_web::test]
@@ -229,7 +193,7 @@ async fn a_saga_slower_than_its_lease_stays_with_the_instance_that_runs_it() {
     let created = put_product_at(&client, &base, "slow-tea", "Slow tea", 450, 5).await;
     assert_eq!(created.status(), StatusCode::OK);
 
-    let order_id = place(&client, &base, "slow", "slow-tea", 1)
+    let order_id = place(&client, &base, ("slow", "slow-tea", 1))
         .await
         .expect("an accepted order");
     let done = wait_terminal(&client, &base, &order_id).await;

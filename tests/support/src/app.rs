@@ -270,6 +270,25 @@ pub async fn place_keyed(
         .ok()
 }
 
+/// Places an order with an idempotency key (see [`place_keyed`]) and answers its
+/// id; `None` when no answer came (the server is gone). A refusal is `None` too
+/// when `refusal_allowed` (nginx refuses for an instance that died), and fails the
+/// test when not (straight to the binary, only a crash leaves an order unaccepted).
+pub async fn keyed_order_id(
+    client: &reqwest::Client,
+    base: &str,
+    (key, product, quantity): (&str, &str, i64),
+    refusal_allowed: bool,
+) -> Option<String> {
+    let response = place_keyed(client, base, key, product, quantity).await?;
+    let status = response.status();
+    assert!(
+        refusal_allowed || status == StatusCode::ACCEPTED,
+        "an order is refused only by a crash: {status}"
+    );
+    accepted_order_id(response).await
+}
+
 /// The order id of an accepted order.
 pub async fn accepted_order_id(response: Response) -> Option<String> {
     if response.status() != StatusCode::ACCEPTED {

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
+use crate::postgres::Cluster;
 use crate::{ADMIN_TOKEN, free_port, put_product_at, skip};
 
 /// The checked-in configuration, exactly as `nginx -p "$PWD" -c gateway.conf` runs it.
@@ -44,14 +45,7 @@ pub fn prometheus() -> Option<PathBuf> {
 /// The first of `candidates` that runs `version_arg` successfully. When none
 /// does: a failure in CI, a loud skip elsewhere.
 fn program(candidates: &[&str], version_arg: &str, package: &str) -> Option<PathBuf> {
-    let found = candidates.iter().find(|candidate| {
-        Command::new(candidate)
-            .arg(version_arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    });
+    let found = (candidates.iter()).find(|candidate| installed(candidate, version_arg));
     if found.is_none() {
         skip(&format!(
             "{package} is not installed: the gateway and ops tests that need it cannot run \
@@ -59,6 +53,15 @@ fn program(candidates: &[&str], version_arg: &str, package: &str) -> Option<Path
         ));
     }
     found.map(PathBuf::from)
+}
+
+/// Whether `program` is there: it runs `version_arg` successfully.
+pub fn installed(program: &str, version_arg: &str) -> bool {
+    (Command::new(program).arg(version_arg))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// A folder to use as nginx's prefix, laid out as the repository is: the
@@ -338,6 +341,26 @@ pub async fn shop(payment_latency_ms: u64) -> Option<(App, Gateway)> {
     let app = App::start(port, payment_latency_ms).await;
     let gateway = Gateway::start(&nginx, port, &app.address).await;
     Some((app, gateway))
+}
+
+/// The production shape: two instances of the binary, with `env`, on one database
+/// of a Postgres of their own, behind nginx running gateway.conf as `edit` leaves
+/// it. `None` (after saying so loudly) when nginx or Postgres is missing; in CI
+/// that fails. The cluster lives as long as what it answers.
+pub async fn two_instances_behind_nginx(
+    env: &[(&str, &str)],
+    edit: impl FnOnce(String) -> String,
+) -> Option<(Cluster, App, App, Gateway)> {
+    let nginx = nginx()?;
+    let cluster = Cluster::dedicated()?;
+    let database_url = cluster.fresh_database().await;
+    // The gateway's port first: the instances are told their public origin.
+    let port = free_port();
+    let first = App::start_on(Some(port), Some(&database_url), env).await;
+    let second = App::start_on(Some(port), Some(&database_url), env).await;
+    let conf = edit(conf_for_pool(port, &[&first.address, &second.address]));
+    let gateway = Gateway::start_with(&nginx, port, &conf).await;
+    Some((cluster, first, second, gateway))
 }
 
 /// Polls `read` until it contains `needle` (2 s at most), for logs written a

@@ -188,17 +188,8 @@ fn start_cluster(tls: bool) -> Result<Cluster, String> {
             "--no-sync",
         ])
         .arg("-D")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    run_as(&mut initdb, as_user);
-    let made = initdb.output().map_err(|e| format!("initdb: {e}"))?;
-    if !made.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&made.stderr)
-        ));
-    }
+        .arg(&data);
+    run_to_end(&mut initdb, as_user, "initdb")?;
 
     let certificate = if tls {
         Some(make_certificate(&data, as_user)?)
@@ -267,17 +258,8 @@ fn make_certificate(data: &Path, as_user: Option<(u32, u32)>) -> Result<PathBuf,
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
-        .arg(&certificate)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    run_as(&mut openssl, as_user);
-    let made = openssl.output().map_err(|e| format!("openssl: {e}"))?;
-    if !made.status.success() {
-        return Err(format!(
-            "openssl req failed: {}",
-            String::from_utf8_lossy(&made.stderr)
-        ));
-    }
+        .arg(&certificate);
+    run_to_end(&mut openssl, as_user, "openssl req")?;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| e.to_string())?;
     Ok(certificate)
@@ -327,6 +309,15 @@ fn run_as(command: &mut Command, user: Option<(u32, u32)>) {
     if let Some((uid, gid)) = user {
         command.uid(uid).gid(gid).env("HOME", "/tmp");
     }
+}
+
+/// Runs `command` (`what`) as `user` to its end; what it wrote to stderr when
+/// it fails.
+fn run_to_end(command: &mut Command, user: Option<(u32, u32)>, what: &str) -> Result<(), String> {
+    run_as(command.stdout(Stdio::null()).stderr(Stdio::piped()), user);
+    let made = command.output().map_err(|e| format!("{what}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    (made.status.success().then_some(())).ok_or_else(|| format!("{what} failed: {stderr}"))
 }
 
 async fn connect_when_ready(url: &str) -> PgConnection {
