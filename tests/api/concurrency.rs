@@ -5,18 +5,22 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use reqwest::StatusCode;
-use serde_json::Value;
 
-use support::{on_each_backend, spawn_app_with};
+use support::{TestApp, on_each_backend, spawn_app_with};
+
+/// An app whose payment simulator declines a `rate` of payments, the same
+/// ones every run (its seed is fixed).
+pub async fn spawn_app_declining(rate: f64) -> TestApp {
+    spawn_app_with(|config| {
+        config.payment_failure_rate = rate;
+        config.payment_seed = Some(7);
+    })
+    .await
+}
 
 #[on_each_backend]
 async fn hundreds_of_concurrent_orders_never_oversell_and_conserve_stock() {
-    let app = spawn_app_with(|config| {
-        config.payment_failure_rate = 0.3;
-        config.payment_seed = Some(7);
-    })
-    .await;
+    let app = spawn_app_declining(0.3).await;
     let initial: HashMap<&str, i64> = [("hot-a", 40), ("hot-b", 25), ("hot-c", 10)].into();
     for (&id, &stock) in &initial {
         app.stock_product(id, 199, stock).await;
@@ -26,13 +30,8 @@ async fn hundreds_of_concurrent_orders_never_oversell_and_conserve_stock() {
     let wanted: Vec<(&str, i64)> = (0..300)
         .map(|i| (["hot-a", "hot-b", "hot-c"][i % 3], (i % 3 + 1) as i64))
         .collect();
-    let responses = join_all(wanted.iter().map(|&(id, qty)| app.place_order(id, qty))).await;
-    let mut order_ids = Vec::new();
-    for response in responses {
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        let body: Value = response.json().await.expect("JSON");
-        order_ids.push(body["order_id"].as_str().expect("an id").to_owned());
-    }
+    // Each accepted (202) with an order id.
+    let order_ids = join_all(wanted.iter().map(|&(id, qty)| app.order_id(id, qty))).await;
     let orders = join_all(order_ids.iter().map(|id| app.until_terminal(id))).await;
 
     let mut confirmed: HashMap<String, i64> = HashMap::new();

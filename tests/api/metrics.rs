@@ -13,7 +13,8 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use support::{TestApp, spawn_app, spawn_app_with};
+use crate::concurrency::spawn_app_declining;
+use support::{TestApp, keyed_order_id, spawn_app};
 
 /// The names the operating issue promises (contracts: dashboards and alerts use them).
 const PROMISED: &[&str] = &[
@@ -31,6 +32,9 @@ const PROMISED: &[&str] = &[
     "minimart_store_pool_connections",
     "minimart_sse_watchers",
 ];
+
+/// The actors whose mailboxes are measured.
+const ACTORS: [&str; 3] = ["orders", "inventory", "payment"];
 
 /// One scrape: every sample, by its series (`name{labels}` as written).
 pub struct Scrape {
@@ -56,15 +60,29 @@ impl Scrape {
         self.samples.get(series).copied().unwrap_or(0.0)
     }
 
-    /// The metric families exposed (from the `# TYPE` lines).
-    pub fn families(&self) -> BTreeSet<String> {
+    /// The metric families exposed, with their types (from the `# TYPE` lines).
+    pub fn types(&self) -> BTreeMap<String, String> {
         self.text
             .lines()
             .filter_map(|line| line.strip_prefix("# TYPE "))
-            .filter_map(|rest| rest.split_whitespace().next())
-            .map(str::to_owned)
+            .filter_map(|rest| rest.split_once(' '))
+            .map(|(name, kind)| (name.to_owned(), kind.trim().to_owned()))
             .collect()
     }
+}
+
+/// The series of `metric` whose `label` is `value`, as a scrape writes it.
+fn series(metric: &str, label: &str, value: &str) -> String {
+    format!("{metric}{{{label}=\"{value}\"}}")
+}
+
+/// An app that has decided one order (for tea), and that order's id.
+async fn app_with_a_decided_order() -> (TestApp, String) {
+    let app = spawn_app().await;
+    app.stock_product("tea", 350, 5).await;
+    let order_id = app.order_id("tea", 1).await;
+    app.until_terminal(&order_id).await;
+    (app, order_id)
 }
 
 pub async fn scrape(app: &TestApp) -> Scrape {
@@ -80,31 +98,26 @@ pub async fn scrape(app: &TestApp) -> Scrape {
 
 #[actix_web::test]
 async fn every_promised_metric_is_exposed_and_routes_are_patterns() {
-    let app = spawn_app().await;
-    app.stock_product("tea", 350, 5).await;
-    let order_id = app.order_id("tea", 1).await;
-    app.until_terminal(&order_id).await;
+    let (app, order_id) = app_with_a_decided_order().await;
     assert_eq!(
         app.get("/no/such/page").await.status(),
         StatusCode::NOT_FOUND
     );
 
     let scrape = scrape(&app).await;
-    let families = scrape.families();
+    let families = scrape.types();
     for name in PROMISED {
         assert!(
-            families.contains(*name),
+            families.contains_key(*name),
             "{name} is not exposed:\n{}",
             scrape.text
         );
     }
-    for actor in ["orders", "inventory", "payment"] {
-        let series = format!("minimart_actor_mailbox_depth{{actor=\"{actor}\"}}");
-        assert!(scrape.samples.contains_key(&series), "{series}");
-    }
-    for state in ["idle", "active"] {
-        let series = format!("minimart_store_pool_connections{{state=\"{state}\"}}");
-        assert!(scrape.samples.contains_key(&series), "{series}");
+    let labelled = ACTORS.map(|actor| series("minimart_actor_mailbox_depth", "actor", actor));
+    let pool =
+        ["idle", "active"].map(|state| series("minimart_store_pool_connections", "state", state));
+    for series in labelled.iter().chain(&pool) {
+        assert!(scrape.samples.contains_key(series), "{series}");
     }
     let http: Vec<&String> = scrape
         .samples
@@ -161,11 +174,7 @@ fn counters_agree_with_the_orders_placed_and_decided() {
 
 async fn counters_agree() {
     // Every other payment declined (the seed makes it the same every run).
-    let app = spawn_app_with(|config| {
-        config.payment_failure_rate = 0.5;
-        config.payment_seed = Some(7);
-    })
-    .await;
+    let app = spawn_app_declining(0.5).await;
     app.stock_product("kettle", 5900, 3).await;
     app.stock_product("mug", 900, 100).await;
     let before = scrape(&app).await;
@@ -182,12 +191,9 @@ async fn counters_agree() {
     // A replay places nothing.
     let mut keyed = Vec::new();
     for _ in 0..2 {
-        let response = support::place_keyed(&app.client, &app.address, "k-1", "mug", 1)
-            .await
-            .expect("POST keyed order");
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        let body: Value = response.json().await.unwrap();
-        keyed.push(body["order_id"].as_str().unwrap().to_owned());
+        // Accepted (202) both times, with an order id.
+        let placed = keyed_order_id(&app.client, &app.address, ("k-1", "mug", 1), false).await;
+        keyed.push(placed.expect("POST keyed order"));
     }
     assert_eq!(keyed[0], keyed[1], "the replay is the same order");
     orders.push(keyed[0].clone());
@@ -205,17 +211,20 @@ async fn counters_agree() {
     let after = scrape(&app).await;
 
     let delta = |series: &str| after.value(series) - before.value(series);
+    let decided_as = |status: &str| decided.get(status).copied().unwrap_or(0.0);
     assert_eq!(
         delta("minimart_orders_placed_total"),
         orders.len() as f64,
         "placed: the keyed order once, not its replay"
     );
     for status in ["CONFIRMED", "REJECTED", "PAYMENT_FAILED"] {
-        let series = format!("minimart_orders_decided_total{{status=\"{status}\"}}");
-        let expected = decided.get(status).copied().unwrap_or(0.0);
-        assert_eq!(delta(&series), expected, "{series}");
-        let outcomes = format!("minimart_order_outcome_seconds_count{{status=\"{status}\"}}");
-        assert_eq!(delta(&outcomes), expected, "{outcomes}");
+        for metric in [
+            "minimart_orders_decided_total",
+            "minimart_order_outcome_seconds_count",
+        ] {
+            let series = series(metric, "status", status);
+            assert_eq!(delta(&series), decided_as(status), "{series}");
+        }
     }
     // Once everything is decided nothing waits in a mailbox and no saga runs:
     // every count up was counted down (shortly after: a saga ends just after
@@ -223,11 +232,9 @@ async fn counters_agree() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let now = scrape(&app).await;
-        let idle = ["orders", "inventory", "payment"].iter().all(|actor| {
-            now.value(&format!(
-                "minimart_actor_mailbox_depth{{actor=\"{actor}\"}}"
-            )) == 0.0
-        }) && now.value("minimart_sagas_running") == 0.0
+        let idle = (ACTORS.iter())
+            .all(|actor| now.value(&series("minimart_actor_mailbox_depth", "actor", actor)) == 0.0)
+            && now.value("minimart_sagas_running") == 0.0
             && now.value("minimart_sagas_stalled") == 0.0;
         if idle {
             break;
@@ -239,15 +246,9 @@ async fn counters_agree() {
         );
         actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let paid = |status: &str| delta(&format!("minimart_payments_total{{status=\"{status}\"}}"));
-    assert_eq!(
-        paid("SUCCEEDED"),
-        decided.get("CONFIRMED").copied().unwrap_or(0.0)
-    );
-    assert_eq!(
-        paid("DECLINED"),
-        decided.get("PAYMENT_FAILED").copied().unwrap_or(0.0)
-    );
+    let paid = |status: &str| delta(&series("minimart_payments_total", "status", status));
+    assert_eq!(paid("SUCCEEDED"), decided_as("CONFIRMED"));
+    assert_eq!(paid("DECLINED"), decided_as("PAYMENT_FAILED"));
 }
 
 /// The dashboard shipped in `ops/`, as Grafana imports it.
@@ -292,18 +293,8 @@ fn metric_names(expr: &str) -> Vec<String> {
 
 #[actix_web::test]
 async fn the_dashboard_asks_only_for_exposed_metrics() {
-    let app = spawn_app().await;
-    app.stock_product("tea", 350, 5).await;
-    let order_id = app.order_id("tea", 1).await;
-    app.until_terminal(&order_id).await;
-    let scrape = scrape(&app).await;
-    let types: BTreeMap<String, String> = scrape
-        .text
-        .lines()
-        .filter_map(|line| line.strip_prefix("# TYPE "))
-        .filter_map(|rest| rest.split_once(' '))
-        .map(|(name, kind)| (name.to_owned(), kind.trim().to_owned()))
-        .collect();
+    let (app, _) = app_with_a_decided_order().await;
+    let types = scrape(&app).await.types();
 
     let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
     let mut queries = Vec::new();

@@ -30,6 +30,24 @@ async fn document(app: &TestApp) -> Value {
     response.json().await.expect("a JSON document")
 }
 
+/// The documented parameters of an operation (none when it lists none).
+fn parameters(operation: &Value) -> impl Iterator<Item = &Value> {
+    operation["parameters"].as_array().into_iter().flatten()
+}
+
+/// The strings of a JSON array (or the keys of an object) as a set.
+fn names(value: &Value) -> BTreeSet<&str> {
+    match value {
+        Value::Object(fields) => fields.keys().map(String::as_str).collect(),
+        other => other
+            .as_array()
+            .expect("an array")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect(),
+    }
+}
+
 /// Every operation of the document: (path, method, operation).
 fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     let mut found = Vec::new();
@@ -97,17 +115,12 @@ async fn the_document_covers_exactly_the_api_route_table() {
 
     for (path, method, operation) in operations(&doc) {
         // Each `{name}` of the path is a documented path parameter.
-        let params = operation["parameters"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
         for name in path
             .split('/')
             .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
         {
             assert!(
-                params
-                    .iter()
+                parameters(&operation)
                     .any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true),
                 "{method} {path}: path parameter {name} is not documented"
             );
@@ -157,28 +170,13 @@ async fn the_document_describes_problems_auth_and_the_order_contract() {
 
     // RFC 9457, with this API's `code` and `field`.
     let problem = &doc["components"]["schemas"]["Problem"];
-    let properties: BTreeSet<&String> = problem["properties"]
-        .as_object()
-        .expect("Problem's properties")
-        .keys()
-        .collect();
+    assert!(problem["properties"].is_object(), "Problem's properties");
     assert_eq!(
-        properties,
-        ["code", "detail", "field", "status", "title", "type"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<BTreeSet<_>>()
-            .iter()
-            .collect()
+        names(&problem["properties"]),
+        BTreeSet::from(["code", "detail", "field", "status", "title", "type"])
     );
-    let required: BTreeSet<&str> = problem["required"]
-        .as_array()
-        .expect("required")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
     assert_eq!(
-        required,
+        names(&problem["required"]),
         BTreeSet::from(["code", "detail", "status", "title", "type"]),
         "field is optional"
     );
@@ -206,10 +204,7 @@ async fn the_document_describes_problems_auth_and_the_order_contract() {
     // The order contract: an Idempotency-Key header; a 202 with Location and
     // Idempotent-Replayed.
     let place = &doc["paths"]["/api/orders"]["post"];
-    let key = place["parameters"]
-        .as_array()
-        .expect("parameters")
-        .iter()
+    let key = parameters(place)
         .find(|p| p["name"] == "Idempotency-Key")
         .expect("the Idempotency-Key parameter");
     assert_eq!(key["in"], "header");
@@ -222,13 +217,10 @@ async fn the_document_describes_problems_auth_and_the_order_contract() {
     );
 
     // The catalog's paging parameters.
-    let list = &doc["paths"]["/api/products"]["get"]["parameters"];
+    let list = &doc["paths"]["/api/products"]["get"];
     for name in ["after", "limit"] {
         assert!(
-            list.as_array()
-                .expect("parameters")
-                .iter()
-                .any(|p| p["name"] == name && p["in"] == "query"),
+            parameters(list).any(|p| p["name"] == name && p["in"] == "query"),
             "{name}: {list}"
         );
     }
@@ -376,6 +368,17 @@ async fn answers_as_documented(
     body
 }
 
+/// A GET of `path`, checked against what the document says of `documented`.
+async fn get_as_documented(app: &TestApp, doc: &Value, path: &str, documented: &str) -> Value {
+    answers_as_documented(doc, app.get(path).await, documented, "get").await
+}
+
+/// A POST of `body` to `path`, with no token.
+async fn post_json(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    let post = app.client.post(app.url(path)).json(&body).send();
+    post.await.unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
 #[actix_rt::test]
 async fn real_answers_match_the_document() {
     let app = spawn_app().await;
@@ -384,54 +387,36 @@ async fn real_answers_match_the_document() {
 
     let upserted = app.put_product("beans", "Beans", 1250, 40).await;
     answers_as_documented(&doc, upserted, product_path, "post").await;
-    let product = app.get("/api/products/beans").await;
-    answers_as_documented(&doc, product, product_path, "get").await;
-    let page = app.get("/api/products?limit=1").await;
-    answers_as_documented(&doc, page, "/api/products", "get").await;
+    get_as_documented(&app, &doc, "/api/products/beans", product_path).await;
+    get_as_documented(&app, &doc, "/api/products?limit=1", "/api/products").await;
 
     let placed = app.place_order("beans", 2).await;
     let accepted = answers_as_documented(&doc, placed, "/api/orders", "post").await;
-    let order_id = accepted["order_id"]
-        .as_str()
-        .expect("an order id")
-        .to_owned();
-    app.until_terminal(&order_id).await;
-    let order = app.get(&format!("/api/orders/{order_id}")).await;
-    answers_as_documented(&doc, order, "/api/orders/{order_id}", "get").await;
-    let payments = app.get(&format!("/api/payments?order_id={order_id}")).await;
-    let payments = answers_as_documented(&doc, payments, "/api/payments", "get").await;
+    let order_id = accepted["order_id"].as_str().expect("an order id");
+    app.until_terminal(order_id).await;
+    let order_path = format!("/api/orders/{order_id}");
+    get_as_documented(&app, &doc, &order_path, "/api/orders/{order_id}").await;
+    let payments_path = format!("/api/payments?order_id={order_id}");
+    let payments = get_as_documented(&app, &doc, &payments_path, "/api/payments").await;
     let payment_id = payments["payments"][0]["payment_id"]
         .as_str()
-        .expect("the order's payment")
-        .to_owned();
-    let payment = app.get(&format!("/api/payments/{payment_id}")).await;
-    answers_as_documented(&doc, payment, "/api/payments/{payment_id}", "get").await;
+        .expect("the order's payment");
+    let payment_path = format!("/api/payments/{payment_id}");
+    get_as_documented(&app, &doc, &payment_path, "/api/payments/{payment_id}").await;
 
     // Refusals: each a documented status with a body of the Problem schema.
     let refused = app.place_order("beans", 0).await;
     let problem = answers_as_documented(&doc, refused, "/api/orders", "post").await;
     assert_eq!(problem["status"], 422);
     assert_eq!(problem["field"], "quantity");
-    let unknown = app.get("/api/products/nothing-here").await;
-    answers_as_documented(&doc, unknown, product_path, "get").await;
-    let no_token = app
-        .client
-        .post(app.url("/api/products/beans"))
-        .json(&json!({ "product_name": "Beans", "price": 1, "stock": 1 }))
-        .send()
-        .await
-        .expect("POST product");
+    get_as_documented(&app, &doc, "/api/products/nothing-here", product_path).await;
+    let product = json!({ "product_name": "Beans", "price": 1, "stock": 1 });
+    let no_token = post_json(&app, "/api/products/beans", product).await;
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
     answers_as_documented(&doc, no_token, product_path, "post").await;
-    let bad_limit = app.get("/api/products?limit=0").await;
-    answers_as_documented(&doc, bad_limit, "/api/products", "get").await;
-    let not_payable = app
-        .client
-        .post(app.url("/api/payments"))
-        .json(&json!({ "order_id": order_id, "total_amount": 2500 }))
-        .send()
-        .await
-        .expect("POST payment");
+    get_as_documented(&app, &doc, "/api/products?limit=0", "/api/products").await;
+    let payment = json!({ "order_id": order_id, "total_amount": 2500 });
+    let not_payable = post_json(&app, "/api/payments", payment).await;
     answers_as_documented(&doc, not_payable, "/api/payments", "post").await;
 }
 
@@ -448,6 +433,14 @@ fn attributes<'a>(html: &'a str, tag: &str, attribute: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// A header's value, or "" without one.
+fn header(response: &reqwest::Response, name: &str) -> String {
+    (response.headers().get(name))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[actix_rt::test]
 async fn the_docs_page_is_served_with_its_own_assets_under_the_csp() {
     let app = spawn_app().await;
@@ -455,18 +448,10 @@ async fn the_docs_page_is_served_with_its_own_assets_under_the_csp() {
     let response = app.get("/api/docs").await;
 
     assert_eq!(response.status(), StatusCode::OK);
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    assert_eq!(content_type(&response), "text/html; charset=utf-8");
     // The app's one policy: scripts and styles from this origin only, none
     // inline and none evaluated, which Swagger UI must live with.
-    let csp = header("content-security-policy");
+    let csp = header(&response, "content-security-policy");
     assert!(!csp.contains("unsafe-"), "{csp}");
     for directive in ["script-src", "style-src"] {
         let sources = csp
@@ -517,13 +502,8 @@ async fn the_docs_page_is_served_with_its_own_assets_under_the_csp() {
             assert!(url.starts_with("/static/"), "not from the app: {url}");
             let asset = app.get(url).await;
             assert_eq!(asset.status(), StatusCode::OK, "{url}");
-            let served = support::content_type(&asset);
-            assert_eq!(served, content_type, "{url}");
-            let cache = asset
-                .headers()
-                .get("cache-control")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
+            assert_eq!(support::content_type(&asset), content_type, "{url}");
+            let cache = header(&asset, "cache-control");
             assert!(cache.contains("immutable"), "{url}: {cache}");
             let body = asset.text().await.expect("an asset");
             if url.starts_with("/static/swagger-ui.") && url.ends_with(".js") {

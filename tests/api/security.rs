@@ -5,11 +5,14 @@
 
 use actix_web::cookie::{Cookie, CookieJar, Key};
 use reqwest::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, ORIGIN, RETRY_AFTER, SET_COOKIE};
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::json;
 
 use crate::pages::{browser, input_value, page};
-use support::{ADMIN_TOKEN, TestApp, assert_problem, on_each_backend, spawn_app, spawn_app_with};
+use support::{
+    ADMIN_TOKEN, TestApp, assert_problem, content_type, keyed_order_id, on_each_backend, spawn_app,
+    spawn_app_with,
+};
 
 const SESSION_KEY: &str = "a session key of at least thirty-two bytes, for the tests";
 
@@ -21,11 +24,16 @@ fn no_redirects() -> Client {
         .unwrap()
 }
 
+/// A sign-in with `token` from `client`, ready to send.
+fn sign_in_with(client: &Client, app: &TestApp, token: &str) -> RequestBuilder {
+    client
+        .post(app.url("/admin/sign-in"))
+        .form(&[("token", token)])
+}
+
 /// The admin session cookie a sign-in sets, as `name=value`.
 pub async fn sign_in(app: &TestApp) -> String {
-    let response = no_redirects()
-        .post(app.url("/admin/sign-in"))
-        .form(&[("token", ADMIN_TOKEN)])
+    let response = sign_in_with(&no_redirects(), app, ADMIN_TOKEN)
         .send()
         .await
         .unwrap();
@@ -157,12 +165,7 @@ async fn a_cookie_cannot_outlast_its_session_and_tells_nothing_of_the_token() {
 #[on_each_backend]
 async fn guessing_the_admin_token_is_slowed_down() {
     let app = spawn_app().await;
-    let guess = |token: &'static str| {
-        app.client
-            .post(app.url("/admin/sign-in"))
-            .form(&[("token", token)])
-            .send()
-    };
+    let guess = |token: &str| sign_in_with(&app.client, &app, token).send();
     for _ in 0..5 {
         assert_eq!(
             guess("wrong").await.unwrap().status(),
@@ -172,42 +175,35 @@ async fn guessing_the_admin_token_is_slowed_down() {
     let locked = guess("wrong").await.unwrap();
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(locked.headers().contains_key(RETRY_AFTER));
-    assert!(
-        locked.headers()[reqwest::header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(content_type(&locked).starts_with("text/html"));
     // Locked out, even the right token is not looked at.
     let right = guess(ADMIN_TOKEN).await.unwrap();
     assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // The API's bearer token counts against the same address.
-    let bearer = app
-        .client
-        .post(app.url("/api/products/lamp"))
-        .header(AUTHORIZATION, "Bearer wrong")
-        .json(&json!({"product_name": "Lamp", "price": 100, "stock": 1}))
-        .send()
-        .await
-        .unwrap();
+    let bearer = upsert_lamp(&app, "lamp", "Bearer wrong").await;
     assert!(bearer.headers().contains_key(RETRY_AFTER));
     let problem = assert_problem(bearer, StatusCode::TOO_MANY_REQUESTS, "bearer").await;
     assert_eq!(problem["code"], "too_many_attempts");
+}
+
+/// A lamp saved through the API as `id`, with `authorization` as its header.
+async fn upsert_lamp(app: &TestApp, id: &str, authorization: &str) -> Response {
+    app.client
+        .post(app.url(&format!("/api/products/{id}")))
+        .header(AUTHORIZATION, authorization)
+        .json(&json!({"product_name": "Lamp", "price": 100, "stock": 1}))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[on_each_backend]
 async fn the_bearer_scheme_is_case_insensitive() {
     let app = spawn_app().await;
     for (n, scheme) in ["bearer", "BEARER", "Bearer"].into_iter().enumerate() {
-        let response = app
-            .client
-            .post(app.url(&format!("/api/products/p{n}")))
-            .header(AUTHORIZATION, format!("{scheme} {ADMIN_TOKEN}"))
-            .json(&json!({"product_name": "Lamp", "price": 100, "stock": 1}))
-            .send()
-            .await
-            .unwrap();
+        let authorization = format!("{scheme} {ADMIN_TOKEN}");
+        let response = upsert_lamp(&app, &format!("p{n}"), &authorization).await;
         assert!(
             response.status().is_success(),
             "{scheme}: {}",
@@ -216,15 +212,15 @@ async fn the_bearer_scheme_is_case_insensitive() {
     }
 }
 
-/// A buy form post from `client`, as a browser on `origin` would send it.
-async fn buy(app: &TestApp, client: &Client, key: &str, origin: Option<&str>) -> Response {
+/// A buy form post from `client`, with the `headers` a browser would add.
+async fn buy(app: &TestApp, client: &Client, key: &str, headers: &[(&str, &str)]) -> Response {
     let mut post = client.post(app.url("/orders")).form(&[
         ("product_id", "mug"),
         ("quantity", "1"),
         ("idempotency_key", key),
     ]);
-    if let Some(origin) = origin {
-        post = post.header(ORIGIN, origin);
+    for &(name, value) in headers {
+        post = post.header(name, value);
     }
     post.send().await.unwrap()
 }
@@ -238,27 +234,16 @@ async fn an_idempotency_key_is_its_owners() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 10).await;
     let (alice, bob) = (browser(), browser());
-    let alice_order = location(&buy(&app, &alice, "buy-1", None).await);
-    assert_eq!(
-        location(&buy(&app, &alice, "buy-1", None).await),
-        alice_order
-    );
-    let bob_order = location(&buy(&app, &bob, "buy-1", None).await);
+    let order_of = async |shopper: &Client| location(&buy(&app, shopper, "buy-1", &[]).await);
+    let alice_order = order_of(&alice).await;
+    assert_eq!(order_of(&alice).await, alice_order);
+    let bob_order = order_of(&bob).await;
     assert_ne!(bob_order, alice_order, "another shopper's key is not yours");
 
     // The API's keys are a space of their own.
-    let api = app
-        .client
-        .post(app.url("/api/orders"))
-        .header("Idempotency-Key", "buy-1")
-        .json(&json!({"product_id": "mug", "quantity": 1}))
-        .send()
+    let api_order = keyed_order_id(&app.client, &app.address, ("buy-1", "mug", 1), false)
         .await
-        .unwrap();
-    let api_order = api.json::<serde_json::Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .expect("an API order");
     assert!(!alice_order.ends_with(&api_order) && !bob_order.ends_with(&api_order));
 }
 
@@ -266,23 +251,15 @@ async fn an_idempotency_key_is_its_owners() {
 async fn an_idempotency_key_is_forgotten_after_its_time() {
     let app = spawn_app_with(|c| c.idempotency_ttl_secs = 1).await;
     app.stock_product("mug", 1450, 10).await;
-    let place = || {
-        app.client
-            .post(app.url("/api/orders"))
-            .header("Idempotency-Key", "once-a-day")
-            .json(&json!({"product_id": "mug", "quantity": 1}))
-            .send()
+    let place = async || {
+        keyed_order_id(&app.client, &app.address, ("once-a-day", "mug", 1), false)
+            .await
+            .expect("an order")
     };
-    let order_id = |response: Response| async move {
-        response.json::<serde_json::Value>().await.unwrap()["order_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let first = order_id(place().await.unwrap()).await;
+    let first = place().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let again = order_id(place().await.unwrap()).await;
+        let again = place().await;
         if again != first {
             break;
         }
@@ -298,28 +275,13 @@ async fn an_idempotency_key_is_forgotten_after_its_time() {
 async fn buying_from_another_site_is_refused_and_leaves_no_trace() {
     let app = spawn_app().await;
     app.stock_product("mug", 1450, 10).await;
-    for (origin, fetch_site) in [
-        (Some("https://evil.example"), None),
-        (Some("null"), None),
-        (None, Some("cross-site")),
+    for headers in [
+        [("Origin", "https://evil.example")],
+        [("Origin", "null")],
+        [("Sec-Fetch-Site", "cross-site")],
     ] {
-        let mut post = Client::new().post(app.url("/orders")).form(&[
-            ("product_id", "mug"),
-            ("quantity", "1"),
-            ("idempotency_key", "k"),
-        ]);
-        if let Some(origin) = origin {
-            post = post.header(ORIGIN, origin);
-        }
-        if let Some(site) = fetch_site {
-            post = post.header("Sec-Fetch-Site", site);
-        }
-        let refused = post.send().await.unwrap();
-        assert_eq!(
-            refused.status(),
-            StatusCode::FORBIDDEN,
-            "{origin:?} {fetch_site:?}"
-        );
+        let refused = buy(&app, &Client::new(), "k", &headers).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{headers:?}");
         assert!(
             refused.headers().get(SET_COOKIE).is_none(),
             "no shopper cookie for a refused post"
@@ -329,7 +291,7 @@ async fn buying_from_another_site_is_refused_and_leaves_no_trace() {
 
     // The shop's own origin, as the browser on its pages sends it, buys.
     let own = app.address.clone();
-    let bought = buy(&app, &browser(), "k", Some(&own)).await;
+    let bought = buy(&app, &browser(), "k", &[("Origin", &own)]).await;
     assert_eq!(bought.status(), StatusCode::SEE_OTHER);
 }
 
@@ -340,10 +302,8 @@ async fn over_https_cookies_are_secure() {
     let shopper = catalog.headers()[SET_COOKIE].to_str().unwrap();
     assert!(shopper.contains("Secure"), "{shopper}");
 
-    let signed_in = no_redirects()
-        .post(app.url("/admin/sign-in"))
+    let signed_in = sign_in_with(&no_redirects(), &app, ADMIN_TOKEN)
         .header(ORIGIN, "https://shop.test")
-        .form(&[("token", ADMIN_TOKEN)])
         .send()
         .await
         .unwrap();
@@ -352,14 +312,16 @@ async fn over_https_cookies_are_secure() {
     assert!(admin.contains("Secure"), "{admin}");
 
     // The listener's own address is not the public origin.
-    let elsewhere = Client::new()
-        .post(app.url("/admin/sign-in"))
+    let elsewhere = sign_in_with(&Client::new(), &app, ADMIN_TOKEN)
         .header(ORIGIN, app.address.as_str())
-        .form(&[("token", ADMIN_TOKEN)])
         .send()
         .await
         .unwrap();
     assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
+}
+
+fn cache_control(response: &Response) -> Option<&str> {
+    (response.headers().get(CACHE_CONTROL)).map(|v| v.to_str().unwrap())
 }
 
 #[on_each_backend]
@@ -371,23 +333,13 @@ async fn admin_and_order_pages_are_not_stored() {
     for path in ["/admin", "/orders", &format!("/orders/{order_id}")] {
         let response = client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
-        assert_eq!(
-            response
-                .headers()
-                .get(CACHE_CONTROL)
-                .map(|v| v.to_str().unwrap()),
-            Some("no-store"),
-            "{path}"
-        );
+        assert_eq!(cache_control(&response), Some("no-store"), "{path}");
     }
     let (_, catalog) = page(&client, &app, "/").await;
     assert!(!catalog.is_empty());
     let catalog = client.get(app.url("/")).send().await.unwrap();
     assert_ne!(
-        catalog
-            .headers()
-            .get(CACHE_CONTROL)
-            .map(|v| v.to_str().unwrap()),
+        cache_control(&catalog),
         Some("no-store"),
         "the catalog is the same for everyone"
     );
