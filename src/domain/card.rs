@@ -246,22 +246,15 @@ mod tests {
         let today = day(2026, 12, 2);
         assert!(Expiry::parse(12, 2026, today).is_ok());
         assert!(Expiry::parse(1, 2031, today).is_ok());
-        assert_eq!(
-            Expiry::parse(11, 2026, today).map_err(|e| e.0),
-            Err("exp_year")
-        );
-        assert_eq!(
-            Expiry::parse(13, 2030, today).map_err(|e| e.0),
-            Err("exp_month")
-        );
-        assert_eq!(
-            Expiry::parse(0, 2030, today).map_err(|e| e.0),
-            Err("exp_month")
-        );
-        assert_eq!(
-            Expiry::parse(5, 31, today).map_err(|e| e.0),
-            Err("exp_year")
-        );
+        for (month, year, field) in [
+            (11, 2026, "exp_year"),
+            (13, 2030, "exp_month"),
+            (0, 2030, "exp_month"),
+            (5, 31, "exp_year"),
+        ] {
+            let refused = Expiry::parse(month, year, today).map_err(|e| e.0);
+            assert_eq!(refused, Err(field), "{month}/{year}");
+        }
     }
 
     #[test]

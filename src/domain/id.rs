@@ -25,6 +25,35 @@ pub(crate) fn unpredictable_v7() -> Uuid {
     Builder::from_unix_timestamp_millis(millis, &random_bytes).into_uuid()
 }
 
+/// What every UUID newtype has: `parse` (refusing with `$refusal`),
+/// `from_uuid`, `as_uuid`, and a `Display` of the bare UUID.
+macro_rules! uuid_newtype {
+    ($type:ident, $refusal:literal) => {
+        impl $type {
+            pub fn parse(raw: &str) -> Result<$type, $crate::domain::ParseError> {
+                uuid::Uuid::parse_str(raw)
+                    .map($type)
+                    .map_err(|_| $crate::domain::ParseError::new($refusal))
+            }
+
+            pub fn from_uuid(uuid: uuid::Uuid) -> $type {
+                $type(uuid)
+            }
+
+            pub fn as_uuid(&self) -> uuid::Uuid {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+pub(crate) use uuid_newtype;
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

@@ -30,3 +30,23 @@ impl ParseError {
         ParseError(message.into())
     }
 }
+
+/// `TryFrom<$raw>` through the type's `parse`, and back to `$raw` with
+/// `|$value| $back`: the pair that `#[serde(try_from, into)]` goes through.
+macro_rules! raw_conversions {
+    ($type:ident, $raw:ty, |$value:ident| $back:expr) => {
+        impl TryFrom<$raw> for $type {
+            type Error = $crate::domain::ParseError;
+            fn try_from(raw: $raw) -> Result<Self, Self::Error> {
+                $type::parse(raw)
+            }
+        }
+
+        impl From<$type> for $raw {
+            fn from($value: $type) -> $raw {
+                $back
+            }
+        }
+    };
+}
+pub(crate) use raw_conversions;

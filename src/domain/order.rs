@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::id::unpredictable_v7;
-use super::{Money, ParseError, PaymentMethod, Price, ProductId, ProductName};
+use super::id::{unpredictable_v7, uuid_newtype};
+use super::{Money, ParseError, PaymentMethod, Price, ProductId, ProductName, raw_conversions};
 
 /// An order's id: a UUIDv7, so ids sort by creation time (to the millisecond),
 /// whose other 74 bits are random, so that no id can be guessed from another.
@@ -20,32 +20,14 @@ impl OrderId {
         OrderId(unpredictable_v7())
     }
 
-    pub fn parse(raw: &str) -> Result<OrderId, ParseError> {
-        Uuid::parse_str(raw)
-            .map(OrderId)
-            .map_err(|_| ParseError::new("order_id must be a UUID"))
-    }
-
-    pub fn from_uuid(uuid: Uuid) -> OrderId {
-        OrderId(uuid)
-    }
-
     /// The smallest id an order placed at `at` (or later) can have.
     pub fn first_at(at: DateTime<Utc>) -> OrderId {
         let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
         OrderId(uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid())
     }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
 }
 
-impl fmt::Display for OrderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_newtype!(OrderId, "order_id must be a UUID");
 
 /// How many units one order buys: 1 to [`Quantity::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -70,18 +52,7 @@ impl Quantity {
     }
 }
 
-impl TryFrom<i64> for Quantity {
-    type Error = ParseError;
-    fn try_from(units: i64) -> Result<Self, Self::Error> {
-        Quantity::parse(units)
-    }
-}
-
-impl From<Quantity> for i64 {
-    fn from(quantity: Quantity) -> i64 {
-        i64::from(quantity.0)
-    }
-}
+raw_conversions!(Quantity, i64, |quantity| i64::from(quantity.0));
 
 /// The public status of an order: `PENDING` until the saga decides, then exactly
 /// one terminal status, which never changes again.
@@ -318,27 +289,9 @@ impl ShopperId {
     pub fn generate() -> ShopperId {
         ShopperId(Uuid::new_v4())
     }
-
-    pub fn parse(raw: &str) -> Result<ShopperId, ParseError> {
-        Uuid::parse_str(raw)
-            .map(ShopperId)
-            .map_err(|_| ParseError::new("the shopper id must be a UUID"))
-    }
-
-    pub fn from_uuid(uuid: Uuid) -> ShopperId {
-        ShopperId(uuid)
-    }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
 }
 
-impl fmt::Display for ShopperId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_newtype!(ShopperId, "the shopper id must be a UUID");
 
 /// One recorded change of an order's step: the outbox row behind live
 /// notifications. `seq` counts from 1 per order.

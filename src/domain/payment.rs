@@ -1,11 +1,10 @@
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::id::unpredictable_v7;
+use super::id::{unpredictable_v7, uuid_newtype};
 use super::{Money, OrderId, ParseError};
 
 /// A payment's id: a UUIDv7 like [`OrderId`], sorting by creation time, with 74
@@ -19,27 +18,9 @@ impl PaymentId {
     pub fn generate() -> PaymentId {
         PaymentId(unpredictable_v7())
     }
-
-    pub fn parse(raw: &str) -> Result<PaymentId, ParseError> {
-        Uuid::parse_str(raw)
-            .map(PaymentId)
-            .map_err(|_| ParseError::new("payment_id must be a UUID"))
-    }
-
-    pub fn from_uuid(uuid: Uuid) -> PaymentId {
-        PaymentId(uuid)
-    }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
 }
 
-impl fmt::Display for PaymentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_newtype!(PaymentId, "payment_id must be a UUID");
 
 /// A payment's outcome. A decline is a normal answer from the provider, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

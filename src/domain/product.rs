@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use super::{Money, ParseError};
+use super::{Money, ParseError, raw_conversions};
 
 /// A client-chosen product key: 1 to 64 ASCII letters, digits, `-` or `_`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -38,18 +38,7 @@ impl ProductId {
     }
 }
 
-impl TryFrom<String> for ProductId {
-    type Error = ParseError;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        ProductId::parse(raw)
-    }
-}
-
-impl From<ProductId> for String {
-    fn from(id: ProductId) -> String {
-        id.0
-    }
-}
+raw_conversions!(ProductId, String, |id| id.0);
 
 impl std::fmt::Display for ProductId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,6 +112,8 @@ impl ProductName {
     }
 }
 
+raw_conversions!(ProductName, String, |name| name.0);
+
 /// Letters and symbols that are drawn as blank space, though their categories
 /// say otherwise: the Hangul fillers, the blank Braille pattern, the Khmer
 /// inherent vowel AA and the musical null notehead.
@@ -159,19 +150,6 @@ fn is_visible(c: char) -> bool {
         )
 }
 
-impl TryFrom<String> for ProductName {
-    type Error = ParseError;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        ProductName::parse(raw)
-    }
-}
-
-impl From<ProductName> for String {
-    fn from(name: ProductName) -> String {
-        name.0
-    }
-}
-
 /// A unit price in cents: at least 1 cent, at most $1,000,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "i64", into = "i64")]
@@ -195,18 +173,7 @@ impl Price {
     }
 }
 
-impl TryFrom<i64> for Price {
-    type Error = ParseError;
-    fn try_from(cents: i64) -> Result<Self, Self::Error> {
-        Price::parse(cents)
-    }
-}
-
-impl From<Price> for i64 {
-    fn from(price: Price) -> i64 {
-        price.0.cents()
-    }
-}
+raw_conversions!(Price, i64, |price| price.0.cents());
 
 /// Units on hand: 0 to one billion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -237,18 +204,7 @@ impl Stock {
     }
 }
 
-impl TryFrom<i64> for Stock {
-    type Error = ParseError;
-    fn try_from(units: i64) -> Result<Self, Self::Error> {
-        Stock::parse(units)
-    }
-}
-
-impl From<Stock> for i64 {
-    fn from(stock: Stock) -> i64 {
-        stock.0
-    }
-}
+raw_conversions!(Stock, i64, |stock| stock.0);
 
 /// A product as the catalog shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
