@@ -460,6 +460,9 @@ mod tests {
     const TEMPLATE: &str = "SELECT product_id FROM product \
         WHERE product_id IN (SELECT product_id FROM #ROWS(product_id text, order_id uuid, n int, at time)) #LOCK";
 
+    /// The order every row is for.
+    const ORDER: u128 = 0x0193a0b2_0000_7000_8000_000000000001;
+
     /// The columns in another order than the statement names them.
     #[derive(Serialize)]
     struct Row {
@@ -481,7 +484,7 @@ mod tests {
                 at: "2026-12-02T00:00:00Z",
                 n: n as i64,
                 ids: Ids {
-                    order_id: uuid::Uuid::from_u128(0x0193a0b2_0000_7000_8000_000000000001),
+                    order_id: uuid::Uuid::from_u128(ORDER),
                     product_id: Some("tea").filter(|_| n % 2 == 0),
                 },
             })
@@ -517,13 +520,7 @@ mod tests {
                  column2 AS at FROM (VALUES {row}, {row}, {row}, {row}) WHERE column1 IS NOT NULL) AS x) "
             )
         );
-        let id = || {
-            Value::Blob(
-                0x0193a0b2_0000_7000_8000_000000000001_u128
-                    .to_be_bytes()
-                    .to_vec(),
-            )
-        };
+        let id = || Value::Blob(ORDER.to_be_bytes().to_vec());
         let at = || Value::Text("2026-12-02T00:00:00Z".into());
         let tea = || Value::Text("tea".into());
         #[rustfmt::skip]
@@ -559,16 +556,8 @@ mod tests {
             n: Option<i64>,
         }
         let template = "SELECT * FROM #ROWS(product_id text, n int)";
-        let rows = [
-            Sparse {
-                product_id: "tea",
-                n: Some(1),
-            },
-            Sparse {
-                product_id: "cocoa",
-                n: None,
-            },
-        ];
+        let rows =
+            [("tea", Some(1)), ("cocoa", None)].map(|(product_id, n)| Sparse { product_id, n });
         assert!(sqlite(template, &rows).is_err());
     }
 

@@ -3,7 +3,8 @@
 //! SQLite and Postgres leaving the same rows.
 
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::postgres::PgConnection;
@@ -77,10 +78,12 @@ async fn postgres() -> Option<Db> {
     })
 }
 
-async fn both() -> Vec<Db> {
+/// SQLite, then Postgres where there is one: each says which it is as a test
+/// reaches it, so that a failure's output names the backend.
+async fn both() -> impl Iterator<Item = Db> {
     let mut dbs = vec![sqlite().await];
     dbs.extend(postgres().await);
-    dbs
+    dbs.into_iter().inspect(|db| eprintln!("on {}", db.name))
 }
 
 /// A job for `op`, and where its answer arrives once the batch is finished.
@@ -91,6 +94,24 @@ fn job<W: Write>(op: W) -> (Job, oneshot::Receiver<Result<W::Output, StoreError>
 
 async fn answer<T>(answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
     answer.await.unwrap()
+}
+
+/// Jobs for the writes, to commit as one batch without reading their answers.
+macro_rules! batch {
+    ($($op:expr),* $(,)?) => {
+        vec![$(job($op).0),*]
+    };
+}
+
+/// What the store said to an order: "created 2", "existing 2" (the order that
+/// has its key) or "cart changed".
+fn said(outcome: &CreateOrderOutcome) -> String {
+    let number = |order: &Order| order.order_id.as_uuid().as_u128();
+    match outcome {
+        CreateOrderOutcome::Created(order) => format!("created {}", number(order)),
+        CreateOrderOutcome::Existing(order) => format!("existing {}", number(order)),
+        CreateOrderOutcome::CartChanged => "cart changed".to_owned(),
+    }
 }
 
 impl Db {
@@ -115,6 +136,11 @@ impl Db {
         let (job, reply) = job(op);
         self.commit(vec![job]).await;
         answer(reply).await.unwrap()
+    }
+
+    /// Places the order alone: what the store said to it.
+    async fn place(&mut self, order: NewOrder) -> String {
+        said(&self.write(order).await)
     }
 
     /// Every row the writes write, as text, table by table in key order: each
@@ -169,10 +195,9 @@ impl Db {
         }
     }
 
-    async fn stock(&mut self, product_id: &str) -> i64 {
-        let id = ProductId::parse(product_id).unwrap();
+    async fn stock(&mut self, id: &str) -> i64 {
         self.store
-            .product(&id)
+            .product(&product_id(id))
             .await
             .unwrap()
             .unwrap()
@@ -188,29 +213,44 @@ fn at(second: i64) -> DateTime<Utc> {
         .unwrap()
 }
 
+/// The rows of one table, of those `Db::rows` lists.
+fn rows_of<'a>(rows: &'a [String], table: &str) -> Vec<&'a String> {
+    let prefix = format!("{table}: ");
+    rows.iter().filter(|row| row.starts_with(&prefix)).collect()
+}
+
 fn order_id(n: u128) -> OrderId {
     OrderId::from_uuid(Uuid::from_u128(n))
 }
 
-fn product(product_id: &str, stock: i64) -> Product {
+fn shopper(n: u128) -> ShopperId {
+    ShopperId::from_uuid(Uuid::from_u128(n))
+}
+
+fn product_id(id: &str) -> ProductId {
+    ProductId::parse(id).unwrap()
+}
+
+fn units(n: i64) -> Quantity {
+    Quantity::parse(n).unwrap()
+}
+
+fn product(id: &str, stock: i64) -> Product {
     Product {
-        product_id: ProductId::parse(product_id).unwrap(),
-        product_name: ProductName::parse(format!("Product {product_id}")).unwrap(),
+        product_id: product_id(id),
+        product_name: ProductName::parse(format!("Product {id}")).unwrap(),
         price: Price::parse(250).unwrap(),
         stock: Stock::parse(stock).unwrap(),
     }
 }
 
-fn new_order(n: u128, product_id: &str, units: i64, key: Option<&str>) -> NewOrder {
-    let shopper = n
-        .is_multiple_of(2)
-        .then(|| ShopperId::from_uuid(Uuid::from_u128(7)));
+fn new_order(n: u128, id: &str, count: i64, key: Option<&str>) -> NewOrder {
     NewOrder {
         order_id: order_id(n),
         lines: vec![OrderLine {
-            product_id: ProductId::parse(product_id).unwrap(),
-            product_name: ProductName::parse(format!("The {product_id}")).unwrap(),
-            quantity: Quantity::parse(units).unwrap(),
+            product_id: product_id(id),
+            product_name: ProductName::parse(format!("The {id}")).unwrap(),
+            quantity: units(count),
             unit_price: Price::parse(250).unwrap(),
         }],
         // Some paid by card, so that the card's column goes round too.
@@ -219,21 +259,21 @@ fn new_order(n: u128, product_id: &str, units: i64, key: Option<&str>) -> NewOrd
             last4: "4242".to_owned(),
             token: "tok_card".to_owned(),
         }),
-        total_amount: Money::from_cents(250 * units),
+        total_amount: Money::from_cents(250 * count),
         // The API's keys: the tests that need a shopper's own say so.
         idempotency_key: key.map(|key| IdempotencyKey::parse(key).unwrap().owned_by(None)),
-        shopper_id: shopper,
+        shopper_id: n.is_multiple_of(2).then(|| shopper(7)),
         from_cart: false,
         at: at(n as i64),
     }
 }
 
-fn reserve(n: u128, product_id: &str, units: i64, advance_order: bool) -> Reserve {
+fn reserve(n: u128, id: &str, count: i64, advance_order: bool) -> Reserve {
     Reserve {
         order_id: order_id(n),
         lines: vec![Item {
-            product_id: ProductId::parse(product_id).unwrap(),
-            quantity: Quantity::parse(units).unwrap(),
+            product_id: product_id(id),
+            quantity: units(count),
         }],
         advance_order,
         at: at(100 + n as i64),
@@ -296,35 +336,25 @@ async fn orders_for_one_hot_product_in_a_batch_are_decided_in_arrival_order() {
         // One by one: 5 - 2 = 3; 4 > 3 refused; 3 - 3 = 0; 1 > 0 refused.
         let level = |stock, version: i64| {
             ReserveOutcome::Reserved(vec![StockLevel {
-                product_id: ProductId::parse("hot").unwrap(),
+                product_id: product_id("hot"),
                 stock: Stock::parse(stock).unwrap(),
                 version,
             }])
         };
-        let short = |units, available| ReserveOutcome::Insufficient {
-            product_id: ProductId::parse("hot").unwrap(),
-            requested: Quantity::parse(units).unwrap(),
+        let short = |count, available| ReserveOutcome::Insufficient {
+            product_id: product_id("hot"),
+            requested: units(count),
             available: Stock::parse(available).unwrap(),
         };
-        assert_eq!(
-            outcomes,
-            [level(3, 2), short(4, 3), level(0, 3), short(1, 0)],
-            "{}",
-            db.name
-        );
-        assert_eq!(db.stock("hot").await, 0, "{}", db.name);
+        let decided = [level(3, 2), short(4, 3), level(0, 3), short(1, 0)];
+        assert_eq!(outcomes, decided);
+        assert_eq!(db.stock("hot").await, 0);
         // Refusals are recorded too, so that they stand.
-        let states: Vec<String> = db
-            .rows()
-            .await
-            .into_iter()
-            .filter(|row| row.starts_with("reservation"))
-            .collect();
-        assert_eq!(states.len(), 4, "{}: {states:?}", db.name);
-        assert_eq!(
-            states.iter().filter(|row| row.contains("REFUSED")).count(),
-            2
-        );
+        let rows = db.rows().await;
+        let states = rows_of(&rows, "reservation");
+        assert_eq!(states.len(), 4, "{states:?}");
+        let refused = states.iter().filter(|row| row.contains("REFUSED"));
+        assert_eq!(refused.count(), 2);
     }
 }
 
@@ -344,106 +374,76 @@ async fn a_write_that_loses_a_race_fails_alone_and_the_rest_of_its_batch_commits
         db.commit(vec![create, again, other, stale, fresh]).await;
 
         let CreateOrderOutcome::Created(first) = answer(created).await.unwrap() else {
-            panic!("{}: the first order with the key was not created", db.name);
+            panic!("the first order with the key was not created");
         };
-        assert_eq!(
-            answer(same_key).await.unwrap(),
-            CreateOrderOutcome::Existing(first.clone()),
-            "{}",
-            db.name
-        );
-        assert!(matches!(
-            answer(other_created).await.unwrap(),
-            CreateOrderOutcome::Created(_)
-        ));
-        assert_eq!(answer(stale_move).await.unwrap(), None, "{}", db.name);
+        let existing = CreateOrderOutcome::Existing(first);
+        assert_eq!(answer(same_key).await.unwrap(), existing);
+        assert_eq!(said(&answer(other_created).await.unwrap()), "created 5");
+        assert_eq!(answer(stale_move).await.unwrap(), None);
         let moved = answer(fresh_move).await.unwrap().unwrap();
         assert_eq!((moved.seq, moved.step), (2, OrderStep::Reserved));
         assert!(db.store.order(order_id(4)).await.unwrap().is_none());
-        assert_eq!(
-            db.store.order(order_id(1)).await.unwrap().unwrap().step,
-            OrderStep::Placed
-        );
+        let order_1 = db.store.order(order_id(1)).await.unwrap().unwrap();
+        assert_eq!(order_1.step, OrderStep::Placed);
     }
 }
 
 /// A change to a line of the shopper's cart.
-fn cart_change(shopper: ShopperId, product_id: &str, edit: CartEdit) -> CartChange {
+fn cart_change(shopper: ShopperId, id: &str, edit: CartEdit) -> CartChange {
     CartChange {
         shopper_id: shopper,
-        product_id: ProductId::parse(product_id).unwrap(),
+        product_id: product_id(id),
         edit,
         at: at(50),
     }
 }
 
-/// `units` more of tea in the shopper's cart, as the storefront adds them.
-fn add_to_cart(shopper: ShopperId, units: i64) -> CartChange {
-    cart_change(
-        shopper,
-        "tea",
-        CartEdit::Add(Quantity::parse(units).unwrap()),
-    )
+/// `count` more of tea in the shopper's cart, as the storefront adds them.
+fn add_to_cart(shopper: ShopperId, count: i64) -> CartChange {
+    cart_change(shopper, "tea", CartEdit::Add(units(count)))
 }
 
-/// A checkout of `units` of tea from the shopper's cart.
-fn checkout(n: u128, shopper: ShopperId, units: i64, key: &str) -> NewOrder {
+/// A checkout of `count` of tea from the shopper's cart.
+fn checkout(n: u128, shopper: ShopperId, count: i64, key: &str) -> NewOrder {
     NewOrder {
         shopper_id: Some(shopper),
         from_cart: true,
         idempotency_key: Some(IdempotencyKey::parse(key).unwrap().owned_by(Some(shopper))),
-        ..new_order(n, "tea", units, None)
+        ..new_order(n, "tea", count, None)
     }
 }
 
 #[tokio::test]
 async fn a_carts_lines_are_bought_once_however_many_checkouts_race_for_them() {
     for mut db in both().await {
-        let shopper = ShopperId::from_uuid(Uuid::from_u128(41));
+        let alice = shopper(41);
         db.write(product("tea", 10)).await;
-        db.write(add_to_cart(shopper, 3)).await;
+        db.write(add_to_cart(alice, 3)).await;
 
         // Two tabs (two keys) and a double click (the first key again), in one batch.
-        let (first, first_answer) = job(checkout(1, shopper, 3, "tab-1"));
-        let (second, second_answer) = job(checkout(2, shopper, 3, "tab-2"));
-        let (again, again_answer) = job(checkout(3, shopper, 3, "tab-1"));
+        let (first, first_answer) = job(checkout(1, alice, 3, "tab-1"));
+        let (second, second_answer) = job(checkout(2, alice, 3, "tab-2"));
+        let (again, again_answer) = job(checkout(3, alice, 3, "tab-1"));
         db.commit(vec![first, second, again]).await;
 
         let CreateOrderOutcome::Created(placed) = answer(first_answer).await.unwrap() else {
-            panic!("{}: the first checkout was not placed", db.name);
+            panic!("the first checkout was not placed");
         };
-        assert_eq!(
-            answer(second_answer).await.unwrap(),
-            CreateOrderOutcome::CartChanged,
-            "{}",
-            db.name
-        );
-        assert_eq!(
-            answer(again_answer).await.unwrap(),
-            CreateOrderOutcome::Existing(placed),
-            "{}",
-            db.name
-        );
-        assert!(
-            db.store.cart(shopper).await.unwrap().is_empty(),
-            "{}",
-            db.name
-        );
+        let second = answer(second_answer).await.unwrap();
+        assert_eq!(second, CreateOrderOutcome::CartChanged);
+        let again = answer(again_answer).await.unwrap();
+        assert_eq!(again, CreateOrderOutcome::Existing(placed));
+        assert!(db.store.cart(alice).await.unwrap().is_empty());
 
         // In a later batch, a checkout of what the cart no longer holds is
         // refused too; units added since a checkout stay in the cart.
-        db.write(add_to_cart(shopper, 2)).await;
-        let late = db.write(checkout(4, shopper, 3, "tab-3")).await;
-        assert_eq!(late, CreateOrderOutcome::CartChanged, "{}", db.name);
-        let fewer = db.write(checkout(5, shopper, 1, "tab-4")).await;
-        assert!(
-            matches!(fewer, CreateOrderOutcome::Created(_)),
-            "{}",
-            db.name
-        );
-        let left = db.store.cart(shopper).await.unwrap();
-        assert_eq!(left.len(), 1, "{}", db.name);
-        assert_eq!(left[0].quantity.units(), 1, "{}", db.name);
+        db.write(add_to_cart(alice, 2)).await;
+        let late = db.place(checkout(4, alice, 3, "tab-3")).await;
+        assert_eq!(late, "cart changed");
+        assert_eq!(db.place(checkout(5, alice, 1, "tab-4")).await, "created 5");
+        let left = db.store.cart(alice).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].quantity.units(), 1);
     }
 }
 
@@ -460,94 +460,84 @@ async fn a_batch_that_fails_part_way_leaves_nothing_written() {
         let (reserve_job, reserved) = job(reserve(1, "tea", 2, true));
         let (broken_job, refused) = job(broken);
         let mut jobs = vec![reserve_job, broken_job];
-        assert!(db.transact(&mut jobs).await.is_err(), "{}", db.name);
+        assert!(db.transact(&mut jobs).await.is_err());
         // One transaction: nothing of it stands, not even what came first.
-        assert_eq!(db.rows().await, before, "{}", db.name);
+        assert_eq!(db.rows().await, before);
 
         // As the writer commits it: the broken write fails alone.
         db.commit(jobs).await;
         assert!(answer(refused).await.is_err());
         let reserved = answer(reserved).await.unwrap();
         assert!(matches!(reserved.outcome, ReserveOutcome::Reserved(_)));
-        assert_eq!(
-            reserved.moved.map(|event| event.step),
-            Some(OrderStep::Reserved)
-        );
-        assert_eq!(db.stock("tea").await, 3, "{}", db.name);
+        let moved = reserved.moved.map(|event| event.step);
+        assert_eq!(moved, Some(OrderStep::Reserved));
+        assert_eq!(db.stock("tea").await, 3);
     }
 }
 
 /// Every kind of write, in batches, the same on both backends.
 async fn story(db: &mut Db) -> Vec<String> {
-    db.commit(
-        [product("cake", 1), product("tea", 10)]
-            .map(|p| job(p).0)
-            .into(),
-    )
-    .await;
-    db.commit(vec![
-        job(new_order(1, "tea", 2, Some("k1"))).0,
-        job(new_order(2, "tea", 3, None)).0,
-        job(new_order(3, "cake", 2, None)).0,
-        job(new_order(4, "tea", 2, Some("k1"))).0,
-        job(new_order(5, "tea", 1, None)).0,
-    ])
-    .await;
-    db.commit(vec![
-        job(reserve(1, "tea", 2, true)).0,
-        job(reserve(2, "tea", 3, true)).0,
-        job(reserve(3, "cake", 2, true)).0,
-        job(reserve(1, "tea", 2, false)).0,
-        job(reserve(5, "tea", 1, true)).0,
-    ])
-    .await;
-    db.commit(vec![
-        job(payment(1, 1, PaymentStatus::Succeeded)).0,
-        job(payment(2, 2, PaymentStatus::Declined)).0,
-        job(payment(3, 1, PaymentStatus::Declined)).0,
-    ])
-    .await;
-    db.commit(vec![
-        job(settle(1, true)).0,
-        job(settle(2, false)).0,
-        job(transition(5, OrderStep::Rejected)).0,
-        job(transition(3, OrderStep::Confirmed)).0,
-    ])
-    .await;
-    db.commit(vec![job(product("tea", 20)).0, job(settle(2, false)).0])
+    db.commit(batch![product("cake", 1), product("tea", 10)])
         .await;
-    db.commit(vec![
-        job(session(1, 500)).0,
-        job(session(2, 100)).0,
-        job(session(3, 900)).0,
-        job(EndSession {
-            session_id: Uuid::from_u128(1),
-        })
-        .0,
-        job(secret("first")).0,
-        job(secret("second")).0,
+    db.commit(batch![
+        new_order(1, "tea", 2, Some("k1")),
+        new_order(2, "tea", 3, None),
+        new_order(3, "cake", 2, None),
+        new_order(4, "tea", 2, Some("k1")),
+        new_order(5, "tea", 1, None),
     ])
     .await;
-    db.commit(vec![job(prune(3, 200)).0]).await;
+    db.commit(batch![
+        reserve(1, "tea", 2, true),
+        reserve(2, "tea", 3, true),
+        reserve(3, "cake", 2, true),
+        reserve(1, "tea", 2, false),
+        reserve(5, "tea", 1, true),
+    ])
+    .await;
+    db.commit(batch![
+        payment(1, 1, PaymentStatus::Succeeded),
+        payment(2, 2, PaymentStatus::Declined),
+        payment(3, 1, PaymentStatus::Declined),
+    ])
+    .await;
+    db.commit(batch![
+        settle(1, true),
+        settle(2, false),
+        transition(5, OrderStep::Rejected),
+        transition(3, OrderStep::Confirmed),
+    ])
+    .await;
+    db.commit(batch![product("tea", 20), settle(2, false)])
+        .await;
+    let ended = EndSession {
+        session_id: Uuid::from_u128(1),
+    };
+    db.commit(batch![
+        session(1, 500),
+        session(2, 100),
+        session(3, 900),
+        ended,
+        secret("first"),
+        secret("second"),
+    ])
+    .await;
+    db.commit(batch![prune(3, 200)]).await;
     // Carts: added to, set, a line removed, then two checkouts of one cart.
-    let (alice, bob) = (
-        ShopperId::from_uuid(Uuid::from_u128(41)),
-        ShopperId::from_uuid(Uuid::from_u128(42)),
-    );
-    let units = |n| Quantity::parse(n).unwrap();
-    db.commit(vec![
-        job(add_to_cart(alice, 2)).0,
-        job(cart_change(alice, "cake", CartEdit::Add(units(1)))).0,
-        job(add_to_cart(alice, 1)).0,
-        job(cart_change(alice, "cake", CartEdit::Set(units(4)))).0,
-        job(cart_change(bob, "cake", CartEdit::Add(units(1)))).0,
-        job(cart_change(bob, "tea", CartEdit::Set(units(9)))).0,
-        job(cart_change(bob, "cake", CartEdit::Remove)).0,
+    let (alice, bob) = (shopper(41), shopper(42));
+    db.commit(batch![
+        add_to_cart(alice, 2),
+        cart_change(alice, "cake", CartEdit::Add(units(1))),
+        add_to_cart(alice, 1),
+        cart_change(alice, "cake", CartEdit::Set(units(4))),
+        cart_change(bob, "cake", CartEdit::Add(units(1))),
+        cart_change(bob, "tea", CartEdit::Set(units(9))),
+        cart_change(bob, "cake", CartEdit::Remove),
     ])
     .await;
-    db.commit(vec![
-        job(checkout(6, alice, 2, "tab-1")).0,
-        job(checkout(7, alice, 5, "tab-2")).0,
+    db.commit(batch![
+        checkout(6, alice, 2, "tab-1"),
+        checkout(7, alice, 5, "tab-2"),
     ])
     .await;
     db.rows().await
@@ -586,55 +576,33 @@ async fn every_write_leaves_the_same_rows_on_both_backends() {
     // The story itself: tea taken by orders 1 (confirmed) and 5 (held: REJECTED
     // is no arrow out of RESERVED), given back by 2, then replaced by 20, six
     // changes in all; cake refused to 3; 4 was 1's key again.
-    let has = |row: &str| rows.iter().any(|r| r == row);
-    assert!(
-        has("product: tea | Product tea | Some(250) | Some(20) | Some(6)"),
-        "{rows:#?}"
-    );
-    assert!(has(
-        "product: cake | Product cake | Some(250) | Some(1) | Some(1)"
-    ));
-    let count = |table: &str| rows.iter().filter(|row| row.starts_with(table)).count();
-    assert_eq!(
-        (
-            count("shop_order:"),
-            count("payment:"),
-            count("order_event:"),
-            count("cart_line:")
-        ),
-        // Carts: alice's tea (3, 2 checked out) and cake (set to 4); bob's
-        // tea was set where there was no line, his cake removed; her second
-        // checkout (7) found the cart taken.
-        (5, 2, 11, 2)
-    );
-    assert!(
-        rows.iter()
-            .any(|r| r.starts_with("cart_line:") && r.contains("| tea | Some(1) |")),
-        "{rows:#?}"
-    );
-    assert!(
-        rows.iter()
-            .any(|r| r.starts_with("cart_line:") && r.contains("| cake | Some(4) |")),
-        "{rows:#?}"
-    );
-    // Sessions 1 (ended) and 2 (expired) are gone; the first secret stands.
-    let sessions: Vec<_> = rows
-        .iter()
-        .filter(|r| r.starts_with("admin_session:"))
-        .collect();
-    assert_eq!(sessions.len(), 1, "{sessions:?}");
-    assert!(sessions[0].contains("csrf-3"));
-    assert!(has("setting: key | first"), "{rows:#?}");
-    for status in [
-        "| CONFIRMED |",
-        "| PAYMENT_FAILED |",
-        "| REJECTED |",
-        "| RESERVED |",
+    for row in [
+        "product: tea | Product tea | Some(250) | Some(20) | Some(6)",
+        "product: cake | Product cake | Some(250) | Some(1) | Some(1)",
+        // Of the secrets, the first stands.
+        "setting: key | first",
     ] {
-        assert!(
-            rows.iter()
-                .any(|row| row.starts_with("shop_order:") && row.contains(status))
-        );
+        assert!(rows.iter().any(|r| r == row), "{row}: {rows:#?}");
+    }
+    let count = |table| rows_of(&rows, table).len();
+    let counts = ["shop_order", "payment", "order_event", "cart_line"].map(count);
+    // Carts: alice's tea (3, 2 checked out) and cake (set to 4); bob's tea was
+    // set where there was no line, his cake removed; her second checkout (7)
+    // found the cart taken.
+    assert_eq!(counts, [5, 2, 11, 2]);
+    // Sessions 1 (ended) and 2 (expired) are gone.
+    assert_eq!(count("admin_session"), 1, "{rows:#?}");
+    for (table, cells) in [
+        ("cart_line", "| tea | Some(1) |"),
+        ("cart_line", "| cake | Some(4) |"),
+        ("admin_session", "csrf-3"),
+        ("shop_order", "| CONFIRMED |"),
+        ("shop_order", "| PAYMENT_FAILED |"),
+        ("shop_order", "| REJECTED |"),
+        ("shop_order", "| RESERVED |"),
+    ] {
+        let found = rows_of(&rows, table).iter().any(|row| row.contains(cells));
+        assert!(found, "{table} with {cells}: {rows:#?}");
     }
     let Some(mut postgres) = postgres().await else {
         return;
@@ -644,18 +612,18 @@ async fn every_write_leaves_the_same_rows_on_both_backends() {
 
 /// Waits, up to a deadline, until `done` holds.
 async fn until(what: &str, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// Everything the store's product feed hears from now on.
-fn hear(store: &Store) -> std::sync::Arc<std::sync::Mutex<Vec<ProductChange>>> {
-    let heard: std::sync::Arc<std::sync::Mutex<Vec<ProductChange>>> = std::sync::Arc::default();
-    let feed = std::sync::Arc::clone(&heard);
-    store.feed_products(std::sync::Arc::new(move |change| {
+fn hear(store: &Store) -> Arc<Mutex<Vec<ProductChange>>> {
+    let heard: Arc<Mutex<Vec<ProductChange>>> = Arc::default();
+    let feed = Arc::clone(&heard);
+    store.feed_products(Arc::new(move |change| {
         feed.lock().unwrap().push(change);
     }));
     heard
@@ -727,43 +695,21 @@ async fn a_key_is_its_owners_and_is_forgotten_when_pruned() {
         // Order 2 comes from a shopper: the same key from the API is another key.
         let from_shopper = |n| {
             let mut order = new_order(n, "tea", 1, None);
-            order.idempotency_key = Some(
-                IdempotencyKey::parse("k")
-                    .unwrap()
-                    .owned_by(order.shopper_id),
-            );
+            let key = IdempotencyKey::parse("k").unwrap();
+            order.idempotency_key = Some(key.owned_by(order.shopper_id));
             order
         };
-        let first = db.write(from_shopper(2)).await;
-        assert!(
-            matches!(first, CreateOrderOutcome::Created(_)),
-            "{}",
-            db.name
-        );
-        let api = db.write(new_order(3, "tea", 1, Some("k"))).await;
-        assert!(matches!(api, CreateOrderOutcome::Created(_)), "{}", db.name);
-        let again = db.write(from_shopper(4)).await;
-        assert!(
-            matches!(again, CreateOrderOutcome::Existing(ref order) if order.order_id == order_id(2)),
-            "{}: {again:?}",
-            db.name
-        );
+        let from_api = |n| new_order(n, "tea", 1, Some("k"));
+        assert_eq!(db.place(from_shopper(2)).await, "created 2");
+        assert_eq!(db.place(from_api(3)).await, "created 3");
+        assert_eq!(db.place(from_shopper(4)).await, "existing 2");
 
         let pruned = db.write(prune(3, 0)).await;
-        assert_eq!(pruned.keys, 1, "{}", db.name);
-        let after = db.write(from_shopper(6)).await;
-        assert!(
-            matches!(after, CreateOrderOutcome::Created(_)),
-            "{}: a forgotten key places a new order",
-            db.name
-        );
+        assert_eq!(pruned.keys, 1);
+        // A forgotten key places a new order.
+        assert_eq!(db.place(from_shopper(6)).await, "created 6");
         // The API's key was not pruned (order 3 is not before order 3).
-        let api_again = db.write(new_order(5, "tea", 1, Some("k"))).await;
-        assert!(
-            matches!(api_again, CreateOrderOutcome::Existing(ref order) if order.order_id == order_id(3)),
-            "{}",
-            db.name
-        );
+        assert_eq!(db.place(from_api(5)).await, "existing 3");
     }
 }
 
@@ -772,27 +718,19 @@ async fn instances_agree_on_the_first_secret_stored() {
     for db in both().await {
         let first = db.store.shared_secret("s", "one".to_owned()).await.unwrap();
         let second = db.store.shared_secret("s", "two".to_owned()).await.unwrap();
-        assert_eq!(
-            (first.as_str(), second.as_str()),
-            ("one", "one"),
-            "{}",
-            db.name
-        );
+        assert_eq!((first.as_str(), second.as_str()), ("one", "one"));
     }
 }
 
 #[tokio::test]
 async fn a_session_ends_when_it_is_ended() {
     for db in both().await {
-        db.store
-            .open_session(session(9, 4_000_000_000))
-            .await
-            .unwrap();
-        let found = db.store.admin_session(Uuid::from_u128(9)).await.unwrap();
-        assert_eq!(found, Some(session(9, 4_000_000_000)), "{}", db.name);
-        assert!(db.store.end_session(Uuid::from_u128(9)).await.unwrap());
-        assert!(!db.store.end_session(Uuid::from_u128(9)).await.unwrap());
-        let gone = db.store.admin_session(Uuid::from_u128(9)).await.unwrap();
-        assert_eq!(gone, None, "{}", db.name);
+        let (opened, id) = (session(9, 4_000_000_000), Uuid::from_u128(9));
+        db.store.open_session(opened.clone()).await.unwrap();
+        let found = db.store.admin_session(id).await.unwrap();
+        assert_eq!(found, Some(opened));
+        assert!(db.store.end_session(id).await.unwrap());
+        assert!(!db.store.end_session(id).await.unwrap());
+        assert_eq!(db.store.admin_session(id).await.unwrap(), None);
     }
 }
