@@ -3,13 +3,15 @@
 //! `Origin`. Signing out ends the session for good. Product writes go through the
 //! same `UpsertProduct` message as the API. Every answer here is `no-store`.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::Markup;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::pages::{PageError, find_product, see_other};
+use super::pages::{
+    Page, PageError, find_product, html, html_as, not_found, refuse_foreign, see_other,
+    unprocessable,
+};
 use super::session::{AdminAuth, Site};
 use crate::actors::Actors;
 use crate::actors::inventory::UpsertProduct;
@@ -20,13 +22,8 @@ use crate::domain::{
 };
 use crate::views::admin::{self as view, ProductForm};
 
-type Page = Result<HttpResponse, PageError>;
-
-fn html(status: StatusCode, markup: Markup) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(markup.into_string())
-}
+/// A form post from another site's page.
+const CROSS_SITE: &str = "cross-site request refused";
 
 const ADMIN_LIST: usize = 500;
 
@@ -42,11 +39,10 @@ pub(super) async fn dashboard(
     actors: web::Data<Actors>,
 ) -> Page {
     let Some(session) = auth.session(&req).await? else {
-        return Ok(html(StatusCode::OK, view::sign_in_page(None)));
+        return Ok(html(view::sign_in_page(None)));
     };
     let notice = query.saved.as_ref().map(|id| format!("Saved {id}."));
     Ok(html(
-        StatusCode::OK,
         dashboard_view(
             &actors,
             &ProductForm::default(),
@@ -83,14 +79,10 @@ pub(super) async fn sign_in(
     auth: web::Data<AdminAuth>,
     site: web::Data<Site>,
 ) -> Page {
-    if !site.same_origin(&req) {
-        return Err(cross_site());
-    }
+    refuse_foreign(&req, &site, CROSS_SITE)?;
     if !auth.check_token(&req, form.token.trim())? {
-        return Ok(html(
-            StatusCode::UNAUTHORIZED,
-            view::sign_in_page(Some("That is not the admin token.")),
-        ));
+        let page = view::sign_in_page(Some("That is not the admin token."));
+        return Ok(html_as(HttpResponse::Unauthorized(), page));
     }
     Ok(see_other("/admin")
         .cookie(auth.sign_in(&site).await?)
@@ -115,14 +107,6 @@ pub(super) async fn sign_out(
         .finish())
 }
 
-fn no_such(what: &str) -> PageError {
-    PageError(ApiError::NotFound(format!("no such {what}")))
-}
-
-fn cross_site() -> PageError {
-    PageError(ApiError::Forbidden("cross-site request refused".to_owned()))
-}
-
 /// The session behind a form post, if it is a genuine one from our own pages.
 async fn authorize(
     req: &HttpRequest,
@@ -130,9 +114,7 @@ async fn authorize(
     site: &Site,
     csrf: &str,
 ) -> Result<AdminSession, PageError> {
-    if !site.same_origin(req) {
-        return Err(cross_site());
-    }
+    refuse_foreign(req, site, CROSS_SITE)?;
     let session = auth
         .session(req)
         .await?
@@ -185,10 +167,11 @@ pub(super) async fn orders(
                 format!("The saga of {id} does not run on this instance; it retries where it runs.")
             }
         });
-        return Ok(html(
-            StatusCode::OK,
-            view::stalled_page(&stalled, &session.csrf, notice.as_deref()),
-        ));
+        return Ok(html(view::stalled_page(
+            &stalled,
+            &session.csrf,
+            notice.as_deref(),
+        )));
     }
     let status = query
         .status
@@ -202,10 +185,7 @@ pub(super) async fn orders(
             limit: ADMIN_ORDERS,
         })
         .await??;
-    Ok(html(
-        StatusCode::OK,
-        view::orders_page(&orders, status, &session.csrf),
-    ))
+    Ok(html(view::orders_page(&orders, status, &session.csrf)))
 }
 
 /// Retries a stalled order's saga now.
@@ -218,7 +198,7 @@ pub(super) async fn retry_order(
     actors: web::Data<Actors>,
 ) -> Page {
     authorize(&req, &auth, &site, &form.csrf).await?;
-    let order_id = OrderId::parse(&order_id).map_err(|_| no_such("order"))?;
+    let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
     let here = actors.orders.send(RetryNow(order_id)).await?;
     Ok(see_other(&format!(
         "/admin/orders?stalled=1&retried={order_id}&here={}",
@@ -237,16 +217,13 @@ pub(super) async fn order(
     let Some(session) = auth.session(&req).await? else {
         return Ok(see_other("/admin").finish());
     };
-    let order_id = OrderId::parse(&order_id).map_err(|_| no_such("order"))?;
+    let order_id = OrderId::parse(&order_id).map_err(|_| not_found("no such order"))?;
     let (order, events) = actors
         .orders
         .send(GetOrderTimeline(order_id))
         .await??
-        .ok_or_else(|| no_such("order"))?;
-    Ok(html(
-        StatusCode::OK,
-        view::order_page(&order, &events, &session.csrf),
-    ))
+        .ok_or_else(|| not_found("no such order"))?;
+    Ok(html(view::order_page(&order, &events, &session.csrf)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,8 +246,7 @@ pub(super) async fn create_product(
     let fields = form.into_inner();
     match parse_product(&fields) {
         Ok(product) => save(&actors, product).await,
-        Err(form) => Ok(html(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        Err(form) => Ok(unprocessable(
             dashboard_view(&actors, &form, &session, None).await?,
         )),
     }
@@ -298,11 +274,11 @@ pub(super) async fn edit_product(
     };
     let product = find_product(&actors, product_id.into_inner())
         .await?
-        .ok_or_else(|| no_such("product"))?;
-    Ok(html(
-        StatusCode::OK,
-        view::edit_page(&ProductForm::from_product(&product), &session.csrf),
-    ))
+        .ok_or_else(|| not_found("no such product"))?;
+    Ok(html(view::edit_page(
+        &ProductForm::from_product(&product),
+        &session.csrf,
+    )))
 }
 
 pub(super) async fn update_product(
@@ -319,10 +295,7 @@ pub(super) async fn update_product(
     fields.product_id = product_id.into_inner();
     match parse_product(&fields) {
         Ok(product) => save(&actors, product).await,
-        Err(form) => Ok(html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            view::edit_page(&form, &session.csrf),
-        )),
+        Err(form) => Ok(unprocessable(view::edit_page(&form, &session.csrf))),
     }
 }
 

@@ -69,7 +69,8 @@ impl ResponseError for PageError {
 
 pub(super) type Page<T = HttpResponse> = Result<T, PageError>;
 
-fn html_as(mut response: HttpResponseBuilder, markup: Markup) -> HttpResponse {
+/// `markup` as the answer `response` starts.
+pub(super) fn html_as(mut response: HttpResponseBuilder, markup: Markup) -> HttpResponse {
     response
         .content_type("text/html; charset=utf-8")
         .body(markup.into_string())
