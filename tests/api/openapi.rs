@@ -11,7 +11,7 @@ use minimart::http::api_routes;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use support::{TestApp, content_type, spawn_app};
+use support::{TestApp, content_type, header, spawn_app};
 
 const PROBLEM_REF: &str = "#/components/schemas/Problem";
 /// Pages for people under `/api/`: HTML, not operations of the API, so not in
@@ -433,14 +433,6 @@ fn attributes<'a>(html: &'a str, tag: &str, attribute: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// A header's value, or "" without one.
-fn header(response: &reqwest::Response, name: &str) -> String {
-    (response.headers().get(name))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[actix_rt::test]
 async fn the_docs_page_is_served_with_its_own_assets_under_the_csp() {
     let app = spawn_app().await;
@@ -451,7 +443,7 @@ async fn the_docs_page_is_served_with_its_own_assets_under_the_csp() {
     assert_eq!(content_type(&response), "text/html; charset=utf-8");
     // The app's one policy: scripts and styles from this origin only, none
     // inline and none evaluated, which Swagger UI must live with.
-    let csp = header(&response, "content-security-policy");
+    let csp = header(&response, "content-security-policy").unwrap_or_default();
     assert!(!csp.contains("unsafe-"), "{csp}");
     for directive in ["script-src", "style-src"] {
         let sources = csp
@@ -503,7 +495,7 @@ async fn the_docs_page_is_served_with_its_own_assets_under_the_csp() {
             let asset = app.get(url).await;
             assert_eq!(asset.status(), StatusCode::OK, "{url}");
             assert_eq!(support::content_type(&asset), content_type, "{url}");
-            let cache = header(&asset, "cache-control");
+            let cache = header(&asset, "cache-control").unwrap_or_default();
             assert!(cache.contains("immutable"), "{url}: {cache}");
             let body = asset.text().await.expect("an asset");
             if url.starts_with("/static/swagger-ui.") && url.ends_with(".js") {

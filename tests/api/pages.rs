@@ -8,7 +8,9 @@ use reqwest::{Client, Response, StatusCode};
 use scraper::{ElementRef, Html, Selector};
 use serde::Serialize;
 
-use support::{ADMIN_TOKEN, TestApp, content_type, on_each_backend, spawn_app, spawn_app_with};
+use support::{
+    ADMIN_TOKEN, TestApp, content_type, header, on_each_backend, spawn_app, spawn_app_with,
+};
 
 /// A browser: keeps cookies, and shows redirects instead of following them.
 pub fn browser() -> Client {
@@ -28,7 +30,7 @@ pub async fn signed_in_admin(app: &TestApp) -> Client {
 }
 
 /// POSTs `form` to `path` from `client`, as a browser submits a form.
-async fn submit(
+pub(crate) async fn submit(
     client: &Client,
     app: &TestApp,
     path: &str,
@@ -77,11 +79,6 @@ fn text_of(html: &str, css: &str) -> String {
 /// Whether `css` picks anything in `html` (a page or a fragment).
 fn has(html: &str, css: &str) -> bool {
     !select(&Html::parse_document(html), css).is_empty()
-}
-
-/// The response's header `name`, if it has one (and it is text).
-fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The idempotency key of the buy form on `product`'s page, fetched by `client`.

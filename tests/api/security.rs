@@ -4,14 +4,14 @@
 //! that refuse other sites, and pages no cache keeps.
 
 use actix_web::cookie::{Cookie, CookieJar, Key};
-use reqwest::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, ORIGIN, RETRY_AFTER, SET_COOKIE};
+use reqwest::header::{AUTHORIZATION, COOKIE, ORIGIN, RETRY_AFTER, SET_COOKIE};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::json;
 
 use crate::pages::{browser, input_value, page};
 use support::{
-    ADMIN_TOKEN, TestApp, assert_problem, content_type, keyed_order_id, on_each_backend, spawn_app,
-    spawn_app_with,
+    ADMIN_TOKEN, TestApp, assert_problem, content_type, header, keyed_order_id, on_each_backend,
+    spawn_app, spawn_app_with,
 };
 
 const SESSION_KEY: &str = "a session key of at least thirty-two bytes, for the tests";
@@ -320,10 +320,6 @@ async fn over_https_cookies_are_secure() {
     assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
 }
 
-fn cache_control(response: &Response) -> Option<&str> {
-    (response.headers().get(CACHE_CONTROL)).map(|v| v.to_str().unwrap())
-}
-
 #[on_each_backend]
 async fn admin_and_order_pages_are_not_stored() {
     let app = spawn_app().await;
@@ -333,13 +329,17 @@ async fn admin_and_order_pages_are_not_stored() {
     for path in ["/admin", "/orders", &format!("/orders/{order_id}")] {
         let response = client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
-        assert_eq!(cache_control(&response), Some("no-store"), "{path}");
+        assert_eq!(
+            header(&response, "cache-control"),
+            Some("no-store"),
+            "{path}"
+        );
     }
     let (_, catalog) = page(&client, &app, "/").await;
     assert!(!catalog.is_empty());
     let catalog = client.get(app.url("/")).send().await.unwrap();
     assert_ne!(
-        cache_control(&catalog),
+        header(&catalog, "cache-control"),
         Some("no-store"),
         "the catalog is the same for everyone"
     );

@@ -175,10 +175,14 @@ pub async fn wait_terminal(client: &reqwest::Client, base: &str, order_id: &str)
     }
 }
 
+/// The response's header `name`, if it has one (and it is text).
+pub fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
 /// The response's `Content-Type`, or "" without one.
 pub fn content_type(response: &Response) -> String {
-    (response.headers().get("content-type"))
-        .and_then(|v| v.to_str().ok())
+    header(response, "content-type")
         .unwrap_or_default()
         .to_owned()
 }
