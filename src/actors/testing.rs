@@ -75,9 +75,19 @@ pub(crate) async fn shop(payments: PaymentSettings, stock: i64) -> (TempDir, Sto
 
 /// Creates tea at $3.50, or sets its stock to `stock` units.
 pub(crate) async fn restock(actors: &Actors, stock: i64) {
-    let tea = product("tea", "Tea", PRICE, stock);
-    let upsert = actors.inventory.addr.send(UpsertProduct(tea));
-    upsert.await.unwrap().unwrap();
+    upsert(&actors.inventory, product("tea", "Tea", PRICE, stock)).await;
+}
+
+/// Creates or replaces the product through Inventory; answers it as stored.
+pub(crate) async fn upsert(inventory: &Inventory, product: Product) -> Product {
+    let upsert = inventory.addr.send(UpsertProduct(product));
+    upsert.await.unwrap().unwrap()
+}
+
+/// The product as the catalog snapshot lists it.
+pub(crate) async fn listed(inventory: &Inventory, product_id: &str) -> Option<Product> {
+    let product_id = ProductId::parse(product_id).unwrap();
+    inventory.catalog.product(&product_id).await.unwrap()
 }
 
 /// An order for `quantity` of the product, as a shopper without a card places it.
@@ -182,9 +192,7 @@ pub(crate) async fn until_terminal(orders: &Addr<OrdersActor>, order_id: OrderId
 
 /// The stock the catalog snapshot shows.
 pub(crate) async fn shown_stock(inventory: &Inventory, product_id: &str) -> i64 {
-    let product_id = ProductId::parse(product_id).unwrap();
-    let product = inventory.catalog.product(&product_id).await.unwrap();
-    product.unwrap().stock.units()
+    listed(inventory, product_id).await.unwrap().stock.units()
 }
 
 /// The stock the database holds.

@@ -27,17 +27,6 @@ async fn inventory_with(products: &[Product]) -> (TempDir, Store, Inventory) {
     (dir, store, inventory)
 }
 
-/// Creates or replaces the product; answers it as stored.
-async fn upsert(inventory: &Inventory, product: Product) -> Product {
-    let upsert = inventory.addr.send(UpsertProduct(product));
-    upsert.await.unwrap().unwrap()
-}
-
-/// The product as the catalog snapshot lists it.
-async fn listed(inventory: &Inventory, product_id: &str) -> Option<Product> {
-    inventory.catalog.product(&id(product_id)).await.unwrap()
-}
-
 async fn reserve(
     inventory: &Inventory,
     order_id: OrderId,

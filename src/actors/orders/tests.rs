@@ -7,7 +7,6 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::*;
-use crate::actors::inventory::UpsertProduct;
 use crate::actors::testing::*;
 use crate::domain::{Money, OrderStatus, OrderStep, Payment, PaymentId, PaymentStatus};
 use crate::store;
@@ -130,9 +129,7 @@ async fn concurrent_placements_with_one_key_make_one_order() {
 #[actix_rt::test]
 async fn the_same_key_with_another_body_is_refused() {
     let (_dir, store, actors) = shop(instant(0.0), 10).await;
-    let products = &actors.inventory.addr;
-    let coffee = products.send(UpsertProduct(product("coffee", "Coffee", 500, 10)));
-    coffee.await.unwrap().unwrap();
+    upsert(&actors.inventory, product("coffee", "Coffee", 500, 10)).await;
     let first = place(&actors, tea(), 2, key("retry-2")).await.unwrap();
 
     let other_quantity = place(&actors, tea(), 3, key("retry-2")).await;
