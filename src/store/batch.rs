@@ -663,21 +663,19 @@ async fn pay<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Takes the reservations of paid orders (`order_id`, `at`) for good.
+pub(super) const TAKE_FOR_GOOD: &str = "UPDATE reservation SET state = 'COMMITTED', updated_at = x.at \
+     FROM #ROWS(order_id uuid, at time) \
+     WHERE reservation.order_id = x.order_id AND reservation.state = 'RESERVED' \
+     RETURNING reservation.order_id";
+
 /// Takes the paid orders' reserved stock for good.
 async fn commit_reservations<T: Tx>(conn: &mut T, jobs: &mut [Job]) -> Result<(), StoreError> {
     let paid: Vec<_> = inputs!(jobs, Settle)
         .into_iter()
         .filter(|settle| settle.paid)
         .collect();
-    let committed = fetch_ids(
-        conn,
-        "UPDATE reservation SET state = 'COMMITTED', updated_at = x.at \
-         FROM #ROWS(order_id uuid, at time) \
-         WHERE reservation.order_id = x.order_id AND reservation.state = 'RESERVED' \
-         RETURNING reservation.order_id",
-        &paid,
-    )
-    .await?;
+    let committed = fetch_ids(conn, TAKE_FOR_GOOD, &paid).await?;
     for job in jobs.iter_mut() {
         if let Job::Settle(settle) = job
             && settle.input.paid

@@ -45,6 +45,23 @@ const CHANNEL: &str = "minimart_changes";
 /// Most orders one claim takes, so one sweep stays one modest transaction.
 const CLAIM_LIMIT: i64 = 500;
 
+/// The write connections' planner: a batch's statements join its rows (a JSON
+/// array the planner takes for 100 rows, whatever its size) to tables by their
+/// keys. Looking each one up is always right; a hash or merge join over a scan
+/// of the whole table never is, and the planner picks those once a table has
+/// grown. Nor a sequential scan: with few reservations still RESERVED, giving
+/// some back or taking them for good scanned the whole table (the statistics
+/// said the scan would find few rows), thousands of times a second, slower as
+/// the table grew. The same statements' plan, made once per connection and
+/// often on empty tables, then scanned the whole primary key instead, until
+/// the table's first automatic analysis made it plan again: the reservations
+/// still RESERVED have an index of their own for that (migration 0009).
+pub(super) const JOINS: [(&str, &str); 3] = [
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+    ("enable_seqscan", "off"),
+];
+
 /// A `NOTIFY` payload must stay under 8,000 bytes: a batch's changes are split
 /// into payloads of at most this many.
 const PAYLOAD_BYTES: usize = 7_000;
@@ -79,23 +96,10 @@ impl PgStore {
         let connect = PgConnectOptions::from_str(&options.url)?
             .application_name("minimart")
             .options([("statement_timeout", statement_timeout.as_str())]);
-        // A batch's statements join its rows (a JSON array the planner takes
-        // for 100 rows, whatever its size) to tables by their keys: looking each
-        // one up is always right, a hash or merge join over a scan of the whole
-        // table never is, and the planner picks those once a table has grown.
-        // Nor a sequential scan: with few reservations still RESERVED, giving
-        // some back or taking them for good scanned the whole table (the
-        // statistics said the scan would find few rows), thousands of times a
-        // second, slower as the table grew.
-        let joins = [
-            ("enable_hashjoin", "off"),
-            ("enable_mergejoin", "off"),
-            ("enable_seqscan", "off"),
-        ];
         let writes = PgPoolOptions::new()
             .max_connections(options.write_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone().options(joins))
+            .connect_with(connect.clone().options(JOINS))
             .await?;
         MIGRATOR.run(&writes).await?;
         let reads = PgPoolOptions::new()

@@ -734,3 +734,70 @@ async fn a_session_ends_when_it_is_ended() {
         assert_eq!(db.store.admin_session(id).await.unwrap(), None);
     }
 }
+
+#[tokio::test]
+async fn taking_reservations_for_good_reads_only_the_batchs_whatever_the_plan_was_made_on() {
+    let Some(mut db) = postgres().await else {
+        return;
+    };
+    db.write(product("tea", 1_000_000)).await;
+    let Writes::Postgres(conn) = &mut db.writes else {
+        unreachable!()
+    };
+    // As a write connection plans, its plan made once, on the empty table.
+    let generic = [("plan_cache_mode", "force_generic_plan")];
+    for (setting, value) in postgres::JOINS.iter().chain(&generic) {
+        (sqlx::query(&format!("SET {setting} = {value}"))
+            .execute(&mut *conn)
+            .await)
+            .unwrap();
+    }
+    #[derive(serde::Serialize)]
+    struct Paid {
+        order_id: Uuid,
+        at: DateTime<Utc>,
+    }
+    let (sql, _) = dialect::postgres::<Paid>(batch::TAKE_FOR_GOOD, &[]).unwrap();
+    let prepared = format!("PREPARE take(json) AS {sql}");
+    sqlx::raw_sql(&prepared).execute(&mut *conn).await.unwrap();
+    sqlx::raw_sql("EXECUTE take('[]')")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+
+    // The shop has taken 20,000 reservations for good; three are in flight.
+    sqlx::raw_sql(
+        "INSERT INTO reservation (order_id, product_id, quantity, state, updated_at) \
+         SELECT gen_random_uuid(), 'tea', 1, \
+                CASE WHEN n <= 3 THEN 'RESERVED' ELSE 'COMMITTED' END, now() \
+         FROM generate_series(1, 20003) AS n",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let paid: Vec<Paid> =
+        sqlx::query_scalar("SELECT order_id FROM reservation WHERE state = 'RESERVED'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|order_id| Paid {
+                order_id,
+                at: Utc::now(),
+            })
+            .collect();
+    let rows = serde_json::to_string(&paid).unwrap().replace('\'', "''");
+    let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE take('{rows}')");
+    let plan: serde_json::Value = sqlx::query_scalar(&explain)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let top = &plan[0]["Plan"];
+    assert_eq!(top["Actual Rows"], 3, "{plan:#}");
+    let read =
+        top["Shared Hit Blocks"].as_u64().unwrap() + top["Shared Read Blocks"].as_u64().unwrap();
+    assert!(
+        read < 200,
+        "taking three reservations read {read} blocks: {plan:#}"
+    );
+}
