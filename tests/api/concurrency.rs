@@ -6,17 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use support::{TestApp, on_each_backend, spawn_app_with};
-
-/// An app whose payment simulator declines a `rate` of payments, the same
-/// ones every run (its seed is fixed).
-pub async fn spawn_app_declining(rate: f64) -> TestApp {
-    spawn_app_with(|config| {
-        config.payment_failure_rate = rate;
-        config.payment_seed = Some(7);
-    })
-    .await
-}
+use support::{on_each_backend, spawn_app_declining, spawn_app_with};
 
 #[on_each_backend]
 async fn hundreds_of_concurrent_orders_never_oversell_and_conserve_stock() {

@@ -2,7 +2,7 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use support::{assert_problem, on_each_backend, spawn_app};
+use support::{accepted_order_id, assert_problem, on_each_backend, spawn_app};
 
 async fn order_with_key(app: &support::TestApp, key: &str, quantity: i64) -> reqwest::Response {
     app.client
@@ -18,8 +18,7 @@ async fn order_with_key(app: &support::TestApp, key: &str, quantity: i64) -> req
 async fn accepted_with_key(app: &support::TestApp, key: &str, quantity: i64) -> String {
     let response = order_with_key(app, key, quantity).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED, "{key}");
-    let body: Value = response.json().await.expect("JSON");
-    body["order_id"].as_str().expect("an id").to_owned()
+    accepted_order_id(response).await.expect("an id")
 }
 
 #[on_each_backend]

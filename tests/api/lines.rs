@@ -27,13 +27,6 @@ async fn assert_stock_untouched(app: &TestApp) {
     }
 }
 
-/// An order of `lines`, accepted and then decided: its id, and the order.
-async fn decided(app: &TestApp, lines: &[(&str, i64)]) -> (String, Value) {
-    let order_id = app.placed(&items(lines)).await;
-    let order = app.until_terminal(&order_id).await;
-    (order_id, order)
-}
-
 fn items(lines: &[(&str, i64)]) -> Value {
     let items: Vec<Value> = (lines.iter())
         .map(|(id, quantity)| json!({"product_id": id, "quantity": quantity}))
@@ -45,7 +38,8 @@ fn items(lines: &[(&str, i64)]) -> Value {
 async fn an_order_of_several_lines_is_confirmed_with_every_line_and_their_total() {
     let app = stocked_shop(spawn_app().await).await;
 
-    let (order_id, order) = decided(&app, &[("mug", 2), ("filters", 3), ("beans", 1)]).await;
+    let body = items(&[("mug", 2), ("filters", 3), ("beans", 1)]);
+    let (order_id, order) = app.decided(&body).await;
 
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     assert_eq!(
@@ -74,8 +68,7 @@ async fn the_first_apis_fields_are_read_only_without_items() {
     let app = stocked_shop(spawn_app().await).await;
 
     let body = json!({"items": [{"product_id": "mug", "quantity": 1}], "product_id": "beans", "quantity": 2});
-    let order_id = app.placed(&body).await;
-    let order = app.until_terminal(&order_id).await;
+    let (_, order) = app.decided(&body).await;
 
     assert_eq!(order["items"].as_array().map(Vec::len), Some(1), "{order}");
     assert_eq!(order["product_id"], "mug");
@@ -86,7 +79,8 @@ async fn the_first_apis_fields_are_read_only_without_items() {
 async fn one_line_short_of_stock_rejects_the_order_and_holds_nothing_of_any_line() {
     let app = stocked_shop(spawn_app().await).await;
 
-    let (order_id, order) = decided(&app, &[("mug", 2), ("beans", 6), ("filters", 1)]).await;
+    let body = items(&[("mug", 2), ("beans", 6), ("filters", 1)]);
+    let (order_id, order) = app.decided(&body).await;
 
     assert_eq!(order["status"], "REJECTED", "{order}");
     assert_eq!(
@@ -102,7 +96,7 @@ async fn a_declined_payment_gives_every_line_back() {
     let app = spawn_app_with(|config| config.payment_failure_rate = 1.0).await;
     let app = stocked_shop(app).await;
 
-    let (_, order) = decided(&app, &[("mug", 4), ("beans", 5)]).await;
+    let (_, order) = app.decided(&items(&[("mug", 4), ("beans", 5)])).await;
 
     assert_eq!(order["status"], "PAYMENT_FAILED", "{order}");
     assert_stock_untouched(&app).await;
@@ -111,7 +105,7 @@ async fn a_declined_payment_gives_every_line_back() {
 #[on_each_backend]
 async fn a_placed_order_keeps_the_names_and_prices_it_was_placed_with() {
     let app = stocked_shop(spawn_app().await).await;
-    let (order_id, before) = decided(&app, &[("mug", 1), ("filters", 2)]).await;
+    let (order_id, before) = app.decided(&items(&[("mug", 1), ("filters", 2)])).await;
 
     let renamed = app.put_product("mug", "Big mug", 9900, 3).await;
     assert_eq!(renamed.status(), StatusCode::OK);

@@ -6,7 +6,7 @@ use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 use support::gateway::App;
-use support::{put_product_at, test_database, wait_terminal};
+use support::{accepted_order_id, put_product_at, test_database, wait_terminal};
 
 /// The real binary on `database` (a SQLite file of its own when `None`), with
 /// `env` over its defaults; its base URL, and a client.
@@ -16,12 +16,11 @@ pub async fn real_binary(database: Option<&str>, env: &[(&str, &str)]) -> (App, 
     (app, base, Client::new())
 }
 
-/// Sends `order` (a POST of an order to the shop at `base`), then follows the
-/// order to its outcome: its id, and the decided order.
+/// Sends `order` (a POST of an order to the shop at `base`), which must be
+/// accepted, then follows the order to its outcome: its id, and the decided order.
 pub async fn decided(client: &Client, base: &str, order: RequestBuilder) -> (String, Value) {
     let placed = order.send().await.expect("POST");
-    let placed: Value = placed.json().await.expect("JSON");
-    let order_id = placed["order_id"].as_str().expect("an order id").to_owned();
+    let order_id = accepted_order_id(placed).await.expect("an order id");
     let order = wait_terminal(client, base, &order_id).await;
     (order_id, order)
 }

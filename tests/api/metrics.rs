@@ -11,10 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::concurrency::spawn_app_declining;
-use support::{TestApp, keyed_order_id, spawn_app};
+use support::{TestApp, keyed_order_id, spawn_app, spawn_app_declining};
 
 /// The names the operating issue promises (contracts: dashboards and alerts use them).
 const PROMISED: &[&str] = &[
@@ -80,8 +79,8 @@ fn series(metric: &str, label: &str, value: &str) -> String {
 async fn app_with_a_decided_order() -> (TestApp, String) {
     let app = spawn_app().await;
     app.stock_product("tea", 350, 5).await;
-    let order_id = app.order_id("tea", 1).await;
-    app.until_terminal(&order_id).await;
+    let tea = json!({ "product_id": "tea", "quantity": 1 });
+    let (order_id, _) = app.decided(&tea).await;
     (app, order_id)
 }
 

@@ -1,5 +1,5 @@
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::assert_not_found;
 use support::{TestApp, assert_problem, on_each_backend, spawn_app, spawn_app_with};
@@ -11,8 +11,8 @@ pub(crate) async fn ended_as(
     quantity: i64,
     status: &str,
 ) -> (String, Value) {
-    let order_id = app.order_id(product_id, quantity).await;
-    let order = app.until_terminal(&order_id).await;
+    let body = json!({ "product_id": product_id, "quantity": quantity });
+    let (order_id, order) = app.decided(&body).await;
     assert_eq!(order["status"], status, "{order}");
     (order_id, order)
 }

@@ -51,15 +51,8 @@ async fn keyed(app: &TestApp, key: &str, product: &str, quantity: i64) -> Respon
         .expect("an answer")
 }
 
-/// An order the shop takes (202): it is in flight. Answers its id.
-async fn in_flight(app: &TestApp, key: &str, product: &str, quantity: i64) -> String {
-    let response = keyed(app, key, product, quantity).await;
-    (accepted_order_id(response).await)
-        .unwrap_or_else(|| panic!("the order keyed {key} is accepted"))
-}
-
-/// An order placed now with a key that placed nothing before: accepted as a
-/// new order, not the replay of one. Answers its id.
+/// An order placed now with a key that placed nothing before: accepted (202)
+/// as a new order, not the replay of one, and in flight. Answers its id.
 async fn placed_anew(app: &TestApp, key: &str, product: &str, quantity: i64) -> String {
     let response = keyed(app, key, product, quantity).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED, "{key}");
@@ -105,8 +98,8 @@ async fn an_order_refused_as_overloaded_leaves_no_trace_and_its_key_stays_unused
     // Two orders in flight at most; each stays in flight while its payment runs.
     let (app, db) = busy_shop(2, 1_500).await;
     app.stock_product("tea", 350, 10).await;
-    let first = in_flight(&app, "first", "tea", 1).await;
-    let second = in_flight(&app, "second", "tea", 1).await;
+    let first = placed_anew(&app, "first", "tea", 1).await;
+    let second = placed_anew(&app, "second", "tea", 1).await;
 
     let refused = keyed(&app, "third", "tea", 3).await;
 
@@ -127,7 +120,7 @@ async fn an_order_refused_as_overloaded_leaves_no_trace_and_its_key_stays_unused
 async fn a_client_that_waits_retry_after_gets_its_order_placed() {
     let (app, _db) = busy_shop(1, 200).await;
     app.stock_product("mug", 1450, 5).await;
-    in_flight(&app, "first", "mug", 1).await;
+    placed_anew(&app, "first", "mug", 1).await;
 
     let refused = keyed(&app, "second", "mug", 1).await;
     let retry_after = assert_overloaded(refused, "a second order in flight").await;
@@ -187,7 +180,7 @@ async fn an_order_that_waited_past_the_queue_deadline_is_refused_not_placed_late
 async fn reads_are_served_while_new_orders_are_refused() {
     let (app, _db) = busy_shop(1, 5_000).await;
     app.stock_product("beans", 2490, 10).await;
-    let pending = in_flight(&app, "first", "beans", 1).await;
+    let pending = placed_anew(&app, "first", "beans", 1).await;
     assert_overloaded(keyed(&app, "second", "beans", 1).await, "at the limit").await;
 
     for path in [
@@ -225,7 +218,7 @@ async fn reads_are_served_while_new_orders_are_refused() {
 async fn a_shed_buy_tells_the_shopper_kindly_and_keeps_the_form() {
     let (app, db) = busy_shop(1, 5_000).await;
     app.stock_product("grinder", 8900, 5).await;
-    in_flight(&app, "api", "grinder", 1).await;
+    placed_anew(&app, "api", "grinder", 1).await;
     let shopper = browser();
     let (_, product_page) = page(&shopper, &app, "/products/grinder").await;
     let key = input_value(&product_page, "idempotency_key");

@@ -20,12 +20,12 @@ const BURST: usize = 60;
 const SIGN_IN_AT_ONCE: usize = 6;
 const SIGN_IN_EVERY: Duration = Duration::from_secs(10);
 
-/// One order for a unit of tea, through the gateway.
-pub(crate) async fn place_order(gateway: &Gateway) -> Response {
+/// An order of `quantity` × `product_id`, through the gateway: its answer.
+pub(crate) async fn place_order(gateway: &Gateway, product_id: &str, quantity: i64) -> Response {
     gateway
         .client
         .post(gateway.url("/api/orders"))
-        .json(&json!({ "product_id": "tea", "quantity": 1 }))
+        .json(&json!({ "product_id": product_id, "quantity": quantity }))
         .send()
         .await
         .expect("POST order")
@@ -50,7 +50,7 @@ async fn a_burst_of_orders_is_limited_but_reading_is_not() {
     };
     gateway.stock_product("tea", "Tea", 300, 1000).await;
 
-    let answers = join_all((0..BURST).map(|_| place_order(&gateway))).await;
+    let answers = join_all((0..BURST).map(|_| place_order(&gateway, "tea", 1))).await;
 
     let (accepted, limited): (Vec<Response>, Vec<Response>) = answers
         .into_iter()
@@ -97,7 +97,8 @@ async fn a_burst_of_orders_is_limited_but_reading_is_not() {
 
     // After the wait the gateway asked for, orders are accepted again.
     actix_rt::time::sleep(Duration::from_secs(retry_after)).await;
-    assert_eq!(place_order(&gateway).await.status(), StatusCode::ACCEPTED);
+    let order = place_order(&gateway, "tea", 1).await;
+    assert_eq!(order.status(), StatusCode::ACCEPTED);
 }
 
 #[actix_web::test]
@@ -161,7 +162,7 @@ async fn with_the_app_down_the_api_answers_problems_and_pages_a_page() {
         );
         assert_gateway_problem(response, StatusCode::BAD_GATEWAY, "bad_gateway").await;
     }
-    let order = place_order(&gateway).await;
+    let order = place_order(&gateway, "tea", 1).await;
     assert_gateway_problem(order, StatusCode::BAD_GATEWAY, "bad_gateway").await;
 
     for path in ["/", "/products/tea", "/orders", "/api/docs"] {

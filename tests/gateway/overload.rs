@@ -31,11 +31,12 @@ async fn the_apps_overloaded_refusal_passes_through_once_and_keeps_the_instance_
     let conf = conf_for_pool(port, &[&app.address, &app.address]);
     let gateway = Gateway::start_with(&nginx, port, &conf).await;
     gateway.stock_product("tea", "Tea", 300, 100).await;
-    assert_eq!(place_order(&gateway).await.status(), StatusCode::ACCEPTED);
+    let first = place_order(&gateway, "tea", 1).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
 
     const REFUSED: usize = 4;
     for n in 0..REFUSED {
-        let refused = place_order(&gateway).await;
+        let refused = place_order(&gateway, "tea", 1).await;
         let header = |name: &str| {
             refused
                 .headers()

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use reqwest::{Response, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use support::gateway::{GATEWAY_CONF, Gateway, nginx, nginx_test, prefix_with, shop, until_logged};
-use support::{ADMIN_TOKEN, wait_terminal};
+use support::{ADMIN_TOKEN, accepted_order_id, wait_terminal};
 
 #[test]
 fn nginx_accepts_the_checked_in_config() {
@@ -56,14 +56,9 @@ async fn ok_page(gateway: &Gateway, path: &str) -> String {
 
 /// Places an order through the gateway, which must accept it: its id.
 pub async fn place_order(gateway: &Gateway, product_id: &str, quantity: i64) -> String {
-    let placed = (gateway.client.post(gateway.url("/api/orders")))
-        .json(&json!({ "product_id": product_id, "quantity": quantity }))
-        .send()
-        .await
-        .expect("POST order");
+    let placed = crate::limits::place_order(gateway, product_id, quantity).await;
     assert_eq!(placed.status(), StatusCode::ACCEPTED);
-    let placed: Value = placed.json().await.expect("a JSON body");
-    placed["order_id"].as_str().expect("an order id").to_owned()
+    accepted_order_id(placed).await.expect("an order id")
 }
 
 /// GETs `path` asking for gzip: it answers 200, gzipped (once).

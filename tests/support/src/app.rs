@@ -64,6 +64,16 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// An app whose payment simulator declines a `rate` of payments, the same
+/// ones every run (its seed is fixed).
+pub async fn spawn_app_declining(rate: f64) -> TestApp {
+    spawn_app_with(|config| {
+        config.payment_failure_rate = rate;
+        config.payment_seed = Some(7);
+    })
+    .await
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
@@ -135,6 +145,14 @@ impl TestApp {
     /// Polls the order until its status is terminal (30 s at most).
     pub async fn until_terminal(&self, order_id: &str) -> Value {
         wait_terminal(&self.client, &self.address, order_id).await
+    }
+
+    /// Posts an order that must be accepted, then follows it to its outcome:
+    /// its id, and the decided order.
+    pub async fn decided(&self, body: &Value) -> (String, Value) {
+        let order_id = self.placed(body).await;
+        let order = self.until_terminal(&order_id).await;
+        (order_id, order)
     }
 
     pub async fn payments_of(&self, order_id: &str) -> Vec<Value> {
