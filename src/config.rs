@@ -75,7 +75,8 @@ pub struct Config {
     #[arg(long, env = "MINIMART_DB_READ_CONNECTIONS", default_value_t = DEFAULT_READ_CONNECTIONS)]
     pub db_read_connections: u32,
 
-    /// Postgres: group commits in flight at once, each on a connection of its own.
+    /// Postgres: group commits in flight at once, each on a connection of its own,
+    /// kept from batch to batch.
     #[arg(long, env = "MINIMART_DB_WRITE_CONNECTIONS", default_value_t = DEFAULT_WRITE_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
     pub db_write_connections: u32,
 

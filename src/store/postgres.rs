@@ -23,10 +23,11 @@
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, Postgres};
 use tokio::sync::broadcast;
 
 use futures_util::future::BoxFuture;
@@ -62,6 +63,10 @@ pub(super) const JOINS: [(&str, &str); 3] = [
     ("enable_seqscan", "off"),
 ];
 
+/// How long after its last batch a committer still uses its connection
+/// without the pool checking it again.
+pub(super) const KEEP_WHILE_BUSY: Duration = Duration::from_millis(250);
+
 /// A `NOTIFY` payload must stay under 8,000 bytes: a batch's changes are split
 /// into payloads of at most this many.
 const PAYLOAD_BYTES: usize = 7_000;
@@ -69,8 +74,8 @@ const PAYLOAD_BYTES: usize = 7_000;
 #[derive(Clone)]
 pub(super) struct PgStore {
     pub(super) writer: Writer,
-    /// The writer's pool, also used by the claim rounds.
-    writes: PgPool,
+    /// Reads, and the claim rounds (a short transaction every half lease): the
+    /// committers keep the write connections.
     pub(super) reads: PgPool,
     /// The one connection that LISTENs, apart from the read pool it would
     /// otherwise hold a connection of for good.
@@ -120,7 +125,6 @@ impl PgStore {
         }
         Ok(PgStore {
             writer,
-            writes,
             reads,
             listens,
             lease: options.lease,
@@ -143,7 +147,7 @@ impl PgStore {
     ) -> Result<Vec<Order>, StoreError> {
         let running: Vec<uuid::Uuid> = running.iter().map(OrderId::as_uuid).collect();
         let lease = self.lease.as_secs_f64();
-        let mut tx = self.writes.begin().await?;
+        let mut tx = self.reads.begin().await?;
         // SKIP LOCKED: renewing waits for no one, so it cannot deadlock with
         // another instance's writes to the same orders; an order skipped now is
         // renewed at the next round, well before its lease runs out.
@@ -216,15 +220,35 @@ impl PgStore {
 /// A committer: takes turns with the others at the queue, taking whatever has
 /// queued, and lets go of it before committing, so the next batch gathers
 /// meanwhile. Ends once every store handle is gone and the queue is drained.
+///
+/// It keeps its connection while batches follow each other: going back to the
+/// pool and out again costs two round trips (sqlx checks the connection both
+/// ways), as many as a batch's smallest statements. After a pause (the
+/// database may have restarted meanwhile) or a batch that failed anywhere, the
+/// connection goes back to the pool, which drops it if it broke, and the next
+/// batch takes one that the pool has checked.
 async fn commit_batches(
     pool: PgPool,
     queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>,
     max_batch: usize,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut held: Option<(PoolConnection<Postgres>, Instant)> = None;
     while queue.lock().await.recv_many(&mut batch, max_batch).await > 0 {
-        match pool.acquire().await {
-            Ok(mut conn) => writer::commit(&mut *conn, &mut batch).await,
+        let conn = match held.take() {
+            Some((conn, used)) if used.elapsed() < KEEP_WHILE_BUSY => Ok(conn),
+            paused => {
+                // Back to the pool first: it may be the pool's only one.
+                drop(paused);
+                pool.acquire().await
+            }
+        };
+        match conn {
+            Ok(mut conn) => {
+                if writer::commit(&mut *conn, &mut batch).await {
+                    held = Some((conn, Instant::now()));
+                }
+            }
             Err(error) => {
                 let error = Arc::new(error);
                 writer::fail(&mut batch, || StoreError::Unreachable(Arc::clone(&error)));

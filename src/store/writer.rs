@@ -253,18 +253,18 @@ pub(crate) fn fail(batch: &mut Vec<Job>, error: impl Fn() -> StoreError) {
 }
 
 /// Commits the batch in one transaction, or, when that fails, each job in its
-/// own; then answers every job.
-pub(crate) fn commit<'a, C: Tx>(conn: &'a mut C, batch: &'a mut Vec<Job>) -> BoxFuture<'a, ()> {
+/// own; then answers every job. Says whether the batch committed as one.
+pub(crate) fn commit<'a, C: Tx>(conn: &'a mut C, batch: &'a mut Vec<Job>) -> BoxFuture<'a, bool> {
     Box::pin(commit_batch(conn, batch))
 }
 
-async fn commit_batch<C: Tx>(conn: &mut C, batch: &mut Vec<Job>) {
+async fn commit_batch<C: Tx>(conn: &mut C, batch: &mut Vec<Job>) -> bool {
     let now = Instant::now();
     for job in batch.extract_if(.., |job| job.overdue(now)) {
         job.finish(Err(StoreError::Overdue));
     }
     if batch.is_empty() {
-        return;
+        return true;
     }
     tracing::trace!(jobs = batch.len(), "group commit");
     let backend = C::DIALECT.name();
@@ -272,7 +272,10 @@ async fn commit_batch<C: Tx>(conn: &mut C, batch: &mut Vec<Job>) {
     let started = std::time::Instant::now();
     let _timed = Timed(started, backend);
     match transact(conn, batch).await {
-        Ok(()) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
+        Ok(()) => {
+            batch.drain(..).for_each(|job| job.finish(Ok(())));
+            return true;
+        }
         Err(error) if batch.len() == 1 => {
             if let Some(job) = batch.pop() {
                 job.finish(Err(error));
@@ -287,6 +290,7 @@ async fn commit_batch<C: Tx>(conn: &mut C, batch: &mut Vec<Job>) {
             }
         }
     }
+    false
 }
 
 /// Records a group commit's duration, however it ends (its retries one by one
