@@ -37,8 +37,7 @@ async fn stocked(app: &TestApp) {
 
 /// Places the order paid with `number` and follows it to its outcome.
 async fn outcome_with(app: &TestApp, number: &str) -> (Value, Vec<Value>) {
-    let order_id = app.placed(&paid_with(number)).await;
-    let order = app.until_terminal(&order_id).await;
+    let (order_id, order) = app.decided(&paid_with(number)).await;
     let payments = app.payments_of(&order_id).await;
     (order, payments)
 }

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use support::postgres::Cluster;
-use support::{TestApp, assert_problem, spawn_app_with};
+use support::{TestApp, accepted_order_id, assert_problem, spawn_app_with};
 
 /// Places an order with an idempotency key, as a careful client does.
 async fn place(app: &TestApp, key: &str) -> reqwest::Response {
@@ -22,11 +22,6 @@ async fn place(app: &TestApp, key: &str) -> reqwest::Response {
         .send()
         .await
         .expect("POST order")
-}
-
-async fn accepted_id(response: reqwest::Response) -> String {
-    let body: Value = response.json().await.expect("a JSON body");
-    body["order_id"].as_str().expect("an id").to_owned()
 }
 
 /// What the shoppers have been told so far, for the test to wait on.
@@ -61,7 +56,7 @@ async fn order_until(
         let key = uuid::Uuid::new_v4().to_string();
         let response = place(&app, &key).await;
         if response.status() == StatusCode::ACCEPTED {
-            accepted.push(accepted_id(response).await);
+            accepted.push(accepted_order_id(response).await.expect("an order id"));
             told.accepted.fetch_add(1, Ordering::Relaxed);
         } else {
             assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "while down").await;
@@ -122,7 +117,7 @@ async fn a_database_restart_under_load_is_503_then_recovers_by_itself() {
     let mut accepted = loop {
         let response = place(&app, &probe).await;
         if response.status() == StatusCode::ACCEPTED {
-            break vec![accepted_id(response).await];
+            break vec![accepted_order_id(response).await.expect("an order id")];
         }
         assert!(Instant::now() < deadline, "the shop did not recover");
         actix_rt::time::sleep(Duration::from_millis(100)).await;
@@ -145,7 +140,7 @@ async fn a_database_restart_under_load_is_503_then_recovers_by_itself() {
     for key in &refused {
         let response = place(&app, key).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED, "retrying {key}");
-        accepted.push(accepted_id(response).await);
+        accepted.push(accepted_order_id(response).await.expect("an order id"));
     }
     accepted.sort();
     accepted.dedup();

@@ -107,13 +107,10 @@ impl TestApp {
             .expect("stock is a number")
     }
 
+    /// Posts an order of one product: `{"product_id": ..., "quantity": ...}`.
     pub async fn place_order(&self, product_id: &str, quantity: i64) -> Response {
-        self.client
-            .post(self.url("/api/orders"))
-            .json(&json!({ "product_id": product_id, "quantity": quantity }))
-            .send()
+        self.post_order(&json!({ "product_id": product_id, "quantity": quantity }))
             .await
-            .expect("POST order")
     }
 
     /// Posts an order of any shape: `{"items": [...], "payment": {...}}`.
@@ -134,12 +131,10 @@ impl TestApp {
         body["order_id"].as_str().expect("an order id").to_owned()
     }
 
-    /// Places an order that must be accepted, and answers its id.
+    /// Places an order of one product that must be accepted, and answers its id.
     pub async fn order_id(&self, product_id: &str, quantity: i64) -> String {
-        let response = self.place_order(product_id, quantity).await;
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        let body: Value = response.json().await.expect("a JSON body");
-        body["order_id"].as_str().expect("an order id").to_owned()
+        self.placed(&json!({ "product_id": product_id, "quantity": quantity }))
+            .await
     }
 
     /// Polls the order until its status is terminal (30 s at most).
