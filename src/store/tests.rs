@@ -771,12 +771,13 @@ async fn taking_reservations_for_good_reads_only_the_batchs_whatever_the_plan_wa
         .await
         .unwrap();
 
-    // The shop has taken 20,000 reservations for good; three are in flight.
+    // The shop has reserved 20,003 times and taken all but three for good
+    // since the table was last vacuumed.
     sqlx::raw_sql(
         "INSERT INTO reservation (order_id, product_id, quantity, state, updated_at) \
-         SELECT gen_random_uuid(), 'tea', 1, \
-                CASE WHEN n <= 3 THEN 'RESERVED' ELSE 'COMMITTED' END, now() \
-         FROM generate_series(1, 20003) AS n",
+         SELECT gen_random_uuid(), 'tea', 1, 'RESERVED', now() FROM generate_series(1, 20003); \
+         UPDATE reservation SET state = 'COMMITTED' WHERE order_id IN \
+             (SELECT order_id FROM reservation ORDER BY order_id OFFSET 3)",
     )
     .execute(&mut *conn)
     .await
@@ -802,8 +803,11 @@ async fn taking_reservations_for_good_reads_only_the_batchs_whatever_the_plan_wa
     assert_eq!(top["Actual Rows"], 3, "{plan:#}");
     let read =
         top["Shared Hit Blocks"].as_u64().unwrap() + top["Shared Read Blocks"].as_u64().unwrap();
+    // The in-flight index still holds the entries of the reservations taken
+    // since the last vacuum (about 300 blocks with them); the primary key's
+    // scan read every row (20,000 blocks and more).
     assert!(
-        read < 200,
+        read < 1_000,
         "taking three reservations read {read} blocks: {plan:#}"
     );
 }
