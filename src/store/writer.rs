@@ -271,23 +271,20 @@ async fn commit_batch<C: Tx>(conn: &mut C, batch: &mut Vec<Job>) -> bool {
     metrics::histogram!(meters::STORE_BATCH_SIZE, "backend" => backend).record(batch.len() as f64);
     let started = std::time::Instant::now();
     let _timed = Timed(started, backend);
-    match transact(conn, batch).await {
-        Ok(()) => {
-            batch.drain(..).for_each(|job| job.finish(Ok(())));
-            return true;
+    let Err(error) = transact(conn, batch).await else {
+        batch.drain(..).for_each(|job| job.finish(Ok(())));
+        return true;
+    };
+    if batch.len() == 1 {
+        if let Some(job) = batch.pop() {
+            job.finish(Err(error));
         }
-        Err(error) if batch.len() == 1 => {
-            if let Some(job) = batch.pop() {
-                job.finish(Err(error));
-            }
-        }
-        Err(error) => {
-            tracing::warn!(error = %error, jobs = batch.len(), "batch failed; retrying its writes one by one");
-            for mut job in batch.drain(..) {
-                job.reset();
-                let result = transact(conn, std::slice::from_mut(&mut job)).await;
-                job.finish(result);
-            }
+    } else {
+        tracing::warn!(error = %error, jobs = batch.len(), "batch failed; retrying its writes one by one");
+        for mut job in batch.drain(..) {
+            job.reset();
+            let result = transact(conn, std::slice::from_mut(&mut job)).await;
+            job.finish(result);
         }
     }
     false
